@@ -1,0 +1,59 @@
+"""stellaops-cutover: the Stella Ops launch cutover runbook as literate, executable notebooks.
+
+Notebooks import from here::
+
+    from cutover_lib import Runbook
+    rb = Runbook.open(env, run_dir, dry_run=dry_run, resume=resume, notebook=notebook, ...)
+
+Names load lazily so that ``cutover --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "CheckFailed": "._errors",
+    "CommandFailed": "._errors",
+    "CutoverError": "._errors",
+    "Environment": "._params",
+    "EvidenceError": "._errors",
+    "EvidenceTampered": "._errors",
+    "GateNotApproved": "._errors",
+    "LockHeld": "._errors",
+    "ParamsError": "._errors",
+    "RunFolder": "._evidence",
+    "Runbook": "._steps",
+    "SecretError": "._errors",
+    "SecretRef": "._secrets",
+    "StepFailed": "._errors",
+    "ToolMissing": "._errors",
+    "UsageError": "._errors",
+    "load_environment": "._params",
+    "run_phase": "._runner",
+    "verify_run": "._evidence",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+_MODULES = {"people": "._people"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        module = importlib.import_module(_MODULES[name], __name__)
+        globals()[name] = module
+        return module
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cutover_lib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,115 @@
+"""The error tree of cutover_lib.
+
+Every error the library raises on purpose is a ``CutoverError``. Each carries a
+one-line message saying what is wrong, an optional ``hint`` saying how to fix it,
+and the process exit code the CLI uses for it::
+
+    CutoverError                      exit 1
+    ├── UsageError                    exit 2   bad command line
+    ├── ParamsError                   exit 2   a params file is wrong (carries its problems)
+    ├── SecretError                   exit 2   a secret reference cannot be resolved
+    ├── ToolMissing                   exit 2   a program the step needs is not installed
+    ├── EvidenceError                 exit 1   the evidence folder cannot be written or read
+    │   └── EvidenceTampered          exit 1   ``cutover verify`` found changes
+    ├── LockHeld                      exit 4   another run holds the environment's lock
+    ├── StepFailed                    exit 1   a required step failed (evidence already written)
+    │   ├── CommandFailed             exit 1   a command exited non-zero or timed out
+    │   └── CheckFailed               exit 1   a check saw something other than expected
+    └── GateNotApproved               exit 3   a gate lacks the approvals the matrix requires
+
+Third-party errors (subprocess, httpx, docker, kubernetes) are converted at the
+adapter edge into one of these, ``raise ... from exc``.  Messages never contain a
+resolved secret: they are built from masked text.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckFailed",
+    "CommandFailed",
+    "CutoverError",
+    "EvidenceError",
+    "EvidenceTampered",
+    "GateNotApproved",
+    "LockHeld",
+    "ParamsError",
+    "SecretError",
+    "StepFailed",
+    "ToolMissing",
+    "UsageError",
+]
+
+
+class CutoverError(Exception):
+    """Root of every error cutover_lib raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """The message and the fix hint on one line, for the terminal."""
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class UsageError(CutoverError):
+    exit_code = 2
+
+
+class ParamsError(CutoverError):
+    """A params file is wrong; ``problems`` holds one line per problem with its YAML path."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str], *, hint: str | None = None) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems) if len(self.problems) == 1 else
+                         f"{len(self.problems)} problems in params: " + "; ".join(self.problems),
+                         hint=hint)
+
+
+class SecretError(CutoverError):
+    exit_code = 2
+
+
+class ToolMissing(CutoverError):
+    exit_code = 2
+
+
+class EvidenceError(CutoverError):
+    exit_code = 1
+
+
+class EvidenceTampered(EvidenceError):
+    def __init__(self, findings: list[str]) -> None:
+        self.findings = list(findings)
+        super().__init__(f"evidence changed: {len(self.findings)} finding(s): " + "; ".join(self.findings))
+
+
+class LockHeld(CutoverError):
+    exit_code = 4
+
+
+class StepFailed(CutoverError):
+    """A required step failed.  Raised only after the step's evidence is written."""
+
+    def __init__(self, message: str, *, step_id: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.step_id = step_id
+
+
+class CommandFailed(StepFailed):
+    pass
+
+
+class CheckFailed(StepFailed):
+    pass
+
+
+class GateNotApproved(CutoverError):
+    exit_code = 3

@@ -1,0 +1,311 @@
+"""The evidence record: one folder per run, a hash-chained ledger, a manifest, verification.
+
+Layout (DESIGN.md)::
+
+    executed/<env>/<run-id>/
+      manifest.json   env, phase, operator, git commit, params sha256, versions, outcome, files
+      ledger.jsonl    one JSON record per line; each carries ``prev``, the sha256 of the line before
+      notebooks/ html/ artifacts/
+
+Every file is written atomically (temporary file in the same folder, fsync, rename) with
+mode 0600, folders 0700.  A run folder is created exclusively, so a run never writes into
+another run's folder; inside a run, :func:`write_new` refuses to replace a file.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._errors import EvidenceError
+from ._secrets import mask_obj
+
+__all__ = [
+    "RunFolder",
+    "atomic_write",
+    "new_run_id",
+    "utc_now",
+    "verify_run",
+    "write_new",
+]
+
+GENESIS = "0" * 64
+SUBDIRS = ("notebooks", "html", "artifacts")
+_RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[\w-]+$")
+_TMP = re.compile(r"^\..+\.tmp-\d+$")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id(env: str, phase: str, now: datetime | None = None) -> str:
+    return f"{(now or utc_now()).strftime('%Y%m%dT%H%M%SZ')}-{env}-{phase}"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _disk_error(path: Path, exc: OSError) -> EvidenceError:
+    if exc.errno == errno.ENOSPC:
+        return EvidenceError(f"disk full while writing evidence {path}",
+                             hint="free space on that filesystem; nothing already written was touched")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return EvidenceError(f"cannot write evidence {path}: {exc.strerror}",
+                             hint="check the permissions of the executed/ folder")
+    return EvidenceError(f"cannot write evidence {path}: {exc.strerror or exc}")
+
+
+def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename; 0600."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise _disk_error(path, exc) from exc
+
+
+def write_new(path: Path, data: bytes | str) -> Path:
+    """Like :func:`atomic_write` but never replaces an existing file: picks ``name.2.ext`` etc."""
+    path = Path(path)
+    candidate = path
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
+    atomic_write(candidate, data)
+    return candidate
+
+
+def _canonical(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@dataclass
+class RunFolder:
+    """A run's evidence folder."""
+
+    path: Path
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def create(cls, root: Path, env: str, phase: str, *, run_id: str | None = None) -> "RunFolder":
+        run_id = run_id or new_run_id(env, phase)
+        parent = Path(root) / env
+        try:
+            parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = parent / run_id
+            n = 1
+            while True:
+                try:
+                    path.mkdir(mode=0o700)
+                    break
+                except FileExistsError:
+                    n += 1
+                    path = parent / f"{run_id}.{n}"
+            for sub in SUBDIRS:
+                (path / sub).mkdir(mode=0o700)
+        except OSError as exc:
+            raise _disk_error(parent, exc) from exc
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: Path) -> "RunFolder":
+        path = Path(path)
+        if not (path / "ledger.jsonl").exists() and not (path / "manifest.json").exists():
+            raise EvidenceError(f"{path} is not a run folder (no manifest.json or ledger.jsonl)",
+                                hint="pass the folder that `cutover run` printed, e.g. executed/local/<run-id>")
+        return cls(path)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.path / "ledger.jsonl"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    # ------------------------------------------------------------------ ledger
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def read_ledger(self) -> list[dict[str, Any]]:
+        try:
+            text = self.ledger_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Append one record (masked) to the chain; the whole file is rewritten atomically."""
+        with self._locked():
+            try:
+                old = self.ledger_path.read_bytes()
+            except FileNotFoundError:
+                old = b""
+            lines = old.splitlines()
+            prev = sha256_bytes(lines[-1]) if lines else GENESIS
+            full = {"seq": len(lines) + 1, "ts": iso(utc_now()), **mask_obj(record), "prev": prev}
+            line = _canonical(full).encode("utf-8")
+            atomic_write(self.ledger_path, old + line + b"\n")
+            full["sha256"] = sha256_bytes(line)
+            return full
+
+    def ledger_head(self) -> str:
+        lines = self.ledger_path.read_bytes().splitlines() if self.ledger_path.exists() else []
+        return sha256_bytes(lines[-1]) if lines else GENESIS
+
+    # ------------------------------------------------------------------ manifest
+    def read_manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except json.JSONDecodeError as exc:
+            raise EvidenceError(f"{self.manifest_path} is not valid JSON ({exc.msg})",
+                                hint="the evidence was edited; restore it from the archive") from None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write(self.manifest_path, json.dumps(mask_obj(manifest), indent=2, sort_keys=True) + "\n")
+
+    def file_hashes(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for p in sorted(self.path.rglob("*")):
+            if p.is_file() and p.name != "manifest.json" and not _TMP.match(p.name):
+                out[p.relative_to(self.path).as_posix()] = sha256_file(p)
+        return out
+
+    def seal(self, manifest_update: dict[str, Any]) -> dict[str, Any]:
+        """Close the run: a ``run-end`` ledger record naming the digest of every other file, then
+        the manifest with every file's sha256 and the ledger head."""
+        others = {k: v for k, v in self.file_hashes().items() if k != "ledger.jsonl"}
+        files_digest = sha256_bytes(_canonical(others).encode())
+        self.append({"kind": "run-end", "outcome": manifest_update.get("outcome"),
+                     "files_digest": files_digest, "files": len(others)})
+        manifest = {**self.read_manifest(), **manifest_update}
+        manifest["files"] = self.file_hashes()
+        manifest["ledger_head"] = self.ledger_head()
+        manifest["ledger_records"] = len(self.read_ledger())
+        manifest["sealed"] = True
+        self.write_manifest(manifest)
+        return manifest
+
+
+def _chain_findings(path: Path) -> tuple[list[str], list[dict[str, Any]], str]:
+    findings: list[str] = []
+    records: list[dict[str, Any]] = []
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return ["missing: ledger.jsonl"], [], GENESIS
+    prev = GENESIS
+    for i, line in enumerate(lines, start=1):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            findings.append(f"ledger.jsonl line {i}: not valid JSON")
+            prev = sha256_bytes(line)
+            continue
+        if rec.get("prev") != prev:
+            findings.append(f"ledger.jsonl line {i}: broken chain link (prev does not match line {i - 1})")
+        if rec.get("seq") != i:
+            findings.append(f"ledger.jsonl line {i}: sequence number {rec.get('seq')} where {i} was expected "
+                            "(a line was removed, added or reordered)")
+        records.append(rec)
+        prev = sha256_bytes(line)
+    return findings, records, prev
+
+
+def verify_run(path: Path) -> list[str]:
+    """Every change to a sealed run folder, one finding per line; empty when untouched."""
+    run = RunFolder.open(path)
+    findings: list[str] = []
+    try:
+        manifest = run.read_manifest()
+    except EvidenceError:
+        findings.append("changed: manifest.json (no longer valid JSON)")
+        manifest = {"sealed": True, "files": {}}
+    if not manifest:
+        findings.append("missing: manifest.json")
+    elif not manifest.get("sealed"):
+        findings.append("manifest.json: run was never sealed (still running, or crashed: resume it)")
+    expected: dict[str, str] = manifest.get("files", {}) if manifest else {}
+    actual = run.file_hashes()
+    for name in sorted(set(expected) | set(actual)):
+        if name not in actual:
+            findings.append(f"missing: {name}")
+        elif name not in expected:
+            if manifest.get("sealed"):
+                findings.append(f"added: {name}")
+        elif expected[name] != actual[name]:
+            findings.append(f"changed: {name}")
+    chain, records, head = _chain_findings(run.ledger_path)
+    findings.extend(chain)
+    if manifest.get("sealed"):
+        if manifest.get("ledger_head") != head:
+            findings.append("ledger.jsonl: head does not match manifest.json (lines changed, dropped or appended)")
+        if manifest.get("ledger_records") != len(records):
+            findings.append(f"ledger.jsonl: {len(records)} records where manifest.json says "
+                            f"{manifest.get('ledger_records')}")
+        ends = [r for r in records if r.get("kind") == "run-end"]
+        if ends:
+            others = {k: v for k, v in expected.items() if k != "ledger.jsonl"}
+            if ends[-1].get("files_digest") != sha256_bytes(_canonical(others).encode()):
+                findings.append("manifest.json: file list does not match the digest sealed in the ledger")
+        else:
+            findings.append("ledger.jsonl: no run-end record")
+    return findings
+
+
+def is_run_id(name: str) -> bool:
+    return bool(_RUN_ID.match(name))

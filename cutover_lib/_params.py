@@ -1,0 +1,452 @@
+"""Environment parameters: pydantic models, loading, ``extends`` and overrides.
+
+Merge order (later wins): the ``extends`` base file(s) < the environment file < ``-p
+KEY=VALUE`` overrides from the command line.  Mappings merge key by key; lists and
+scalars replace.  Files whose name starts with ``_`` are bases, not environments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError,
+                      field_validator, model_validator)
+
+from ._errors import ParamsError
+from ._secrets import SecretRef
+
+__all__ = [
+    "Environment",
+    "available_environments",
+    "format_duration",
+    "load_environment",
+    "params_digest",
+    "parse_duration",
+]
+
+_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``15m`` / ``2s`` / ``500ms`` / ``4h`` (or a number of seconds) as a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    m = _DUR.match(str(value)) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(f'expected a duration like 15m, got "{value}"')
+    return timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)])
+
+
+def format_duration(td: timedelta) -> str:
+    """The shortest exact spelling helm and humans read: 900 s -> ``15m``."""
+    s = td.total_seconds()
+    for unit in ("d", "h", "m", "s"):
+        n = s / _UNIT[unit]
+        if n >= 1 and n == int(n):
+            return f"{int(n)}{unit}"
+    return f"{int(round(s * 1000))}ms"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, when_used="json")]
+
+
+def _parse_utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f'expected a UTC time like 2025-10-27T14:00:00Z, got "{value}"') from None
+    else:
+        raise ValueError(f'expected a UTC time like 2025-10-27T14:00:00Z, got "{value}"')
+    if dt.tzinfo is None:
+        raise ValueError(f'expected a UTC time with a zone (…Z), got "{value}"')
+    return dt.astimezone(timezone.utc)
+
+
+UtcTime = Annotated[datetime, BeforeValidator(_parse_utc),
+                    PlainSerializer(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ"), when_used="json")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Services(_Model):
+    """Base URL of every Stella Ops service the runbook talks to."""
+
+    authority: str
+    scanner: str
+    signer: str
+    attestor: str
+    notify: str
+    web: str
+    runtime: str
+
+    @field_validator("*")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f'expected a base URL like https://scanner.example, got "{v}"')
+        return v.rstrip("/")
+
+
+class ComposeNode(_Model):
+    name: str
+    docker_host: str
+
+    @field_validator("docker_host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not re.match(r"^(unix|ssh|tcp)://", v):
+            raise ValueError(f'expected a DOCKER_HOST like unix:///var/run/docker.sock or ssh://user@host, got "{v}"')
+        return v
+
+
+class ComposeRelease(_Model):
+    file: str
+    env_file: str
+
+
+class ComposeDeploy(_Model):
+    project_dir: str = "."
+    file: str
+    env_file: str
+    nodes: list[ComposeNode] = Field(min_length=1)
+    services: list[str] = Field(default_factory=list)
+    network: str = "stellaops_frontdoor"
+    parallelism: int = Field(2, ge=1, le=32)
+    health_timeout: Duration = timedelta(minutes=5)
+    previous: ComposeRelease
+
+
+class HelmDeploy(_Model):
+    release: str = "stellaops"
+    chart: str = "deploy/helm/stellaops"
+    values: str
+    namespace: str = "stellaops"
+    timeout: Duration = timedelta(minutes=15)
+    atomic: bool = True
+    secrets_plugin: bool = False
+    kube_context: str | None = None
+    deployments: list[str] = Field(default_factory=list)
+    stage_secrets: str | None = None
+
+
+class LabDeploy(_Model):
+    """Deploy mode ``lab``: the local stand-in stack, "deployed" by restarting its processes
+    on the target release.  A named stand-in for compose/helm where neither can run."""
+
+    data_dir: str = ".lab"
+    port_base: int = Field(18080, ge=1024, le=65000)
+
+
+class Deploy(_Model):
+    mode: Literal["compose", "helm", "lab"]
+    compose: ComposeDeploy | None = None
+    helm: HelmDeploy | None = None
+    lab: LabDeploy | None = None
+    profiles: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _mode_has_section(self) -> "Deploy":
+        if self.mode == "compose" and self.compose is None:
+            raise ValueError("mode is compose but deploy.compose is missing")
+        if self.mode == "helm" and self.helm is None:
+            raise ValueError("mode is helm but deploy.helm is missing")
+        if self.mode == "lab" and self.lab is None:
+            raise ValueError("mode is lab but deploy.lab is missing")
+        return self
+
+
+class SecretStore(_Model):
+    """A secret store and the keys it must hold.  ``k8s``: a Kubernetes secret of that name;
+    ``dir``: a folder with one file per key (a mounted secret volume, and the lab's store)."""
+
+    backend: Literal["k8s", "dir"] = "k8s"
+    namespace: str = "stellaops"
+    path: str | None = None
+    keys: list[str] = Field(min_length=1)
+
+
+class MongoBackup(_Model):
+    uri: SecretRef
+    out_dir: str = "/backups"
+
+
+class ObjectStoreBackup(_Model):
+    source: str = "minio/stellaops"
+    target_prefix: str = "minio-backup/stellaops-"
+
+
+class Backup(_Model):
+    """``tools``: real mongodump / mc mirror.  ``lab``: the lab's stand-in stores (its SQLite
+    database and object-store folder) copied with the same layout and verification."""
+
+    mode: Literal["tools", "lab"] = "tools"
+    mongo: MongoBackup
+    object_store: ObjectStoreBackup
+
+
+class Gate(_Model):
+    title: str
+    roles: list[str] = Field(min_length=1)
+    record: str
+    section: str
+
+
+class Approvals(_Model):
+    gates: dict[str, Gate]
+    waivable: bool = False
+
+
+class Bridge(_Model):
+    webhook: SecretRef | None = None
+    channel: str = "launch-bridge"
+    username: str = "stellaops-cutover"
+    heartbeat: Duration = timedelta(minutes=10)
+    timeout: Duration = timedelta(seconds=5)
+    retries: int = Field(3, ge=0, le=10)
+
+
+class Slo(_Model):
+    scan: Duration = timedelta(minutes=5)
+    ui: Duration = timedelta(seconds=2)
+    smoke_deadline: Duration = timedelta(minutes=45)
+
+
+class Timeouts(_Model):
+    http: Duration = timedelta(seconds=10)
+    command: Duration = timedelta(minutes=10)
+    notebook: Duration = timedelta(hours=2)
+    health: Duration = timedelta(minutes=2)
+
+
+class Role(_Model):
+    role: str
+    primary: str
+    backup: str
+    contact: str
+
+
+class Monitoring(_Model):
+    duration: Duration = timedelta(hours=4)
+    interval: Duration = timedelta(minutes=1)
+
+
+class Environment(_Model):
+    """One environment of the runbook (``params/<name>.yaml``)."""
+
+    name: str
+    description: str = ""
+    release: str
+    previous_release: str
+    tier: Literal["local", "dev", "stage", "prod", "airgap", "mirror"]
+    change_ticket: str
+    incident_ticket: str | None = None
+    t0: UtcTime
+    services: Services
+    deploy: Deploy
+    secret_stores: dict[str, SecretStore] = Field(default_factory=dict)
+    credentials: dict[str, SecretRef] = Field(default_factory=dict)
+    backup: Backup
+    approvals: Approvals
+    bridge: Bridge = Bridge()
+    slo: Slo = Slo()
+    timeouts: Timeouts = Timeouts()
+    monitoring: Monitoring = Monitoring()
+    roles: list[Role] = Field(default_factory=list)
+    offline_kit: str = "DEVOPS-OFFLINE-18-005"
+    samples: dict[str, str] = Field(default_factory=lambda: {
+        "sbom": "samples/sbom/demo.json",
+        "dsse": "samples/dsse/demo.json",
+        "runtime_event": "samples/runtime/zastava-observer-event.json",
+    })
+    tls_verify: bool = True
+
+    @property
+    def is_prod(self) -> bool:
+        return self.tier == "prod"
+
+
+# --------------------------------------------------------------------------- loading
+
+def available_environments(params_dir: Path) -> list[str]:
+    return sorted(p.stem for p in params_dir.glob("*.yaml") if not p.name.startswith("_"))
+
+
+def _read_yaml(path: Path, label: str) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError([f"{label}: file not found"]) from None
+    except OSError as exc:
+        raise ParamsError([f"{label}: cannot read ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParamsError([f"{label}: {where}malformed YAML: {problem}"],
+                          hint="fix the YAML syntax at that position") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError([f"{label}: expected a mapping at the top level, got {type(data).__name__}"])
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _load_chain(path: Path, params_dir: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    label = _label(path, params_dir)
+    if path in seen:
+        raise ParamsError([f"{label}: extends: cycle through " + " -> ".join(_label(p, params_dir) for p in seen + (path,))])
+    data = _read_yaml(path, label)
+    parent = data.pop("extends", None)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    merged: dict[str, Any] = {}
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ParamsError([f"{label}: extends: expected a file name like _base.yaml"])
+        ppath = (path.parent / parent).resolve()
+        if not ppath.exists():
+            raise ParamsError([f"{label}: extends: {parent} not found next to it"])
+        merged, layers = _load_chain(ppath, params_dir, seen + (path,))
+    layers.append((label, data))
+    return _merge(merged, data), layers
+
+
+def _label(path: Path, params_dir: Path) -> str:
+    try:
+        return f"{params_dir.name}/{path.resolve().relative_to(params_dir.resolve())}"
+    except ValueError:
+        return str(path)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    cur = data
+    for k in keys[:-1]:
+        nxt = cur.get(k)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[k] = nxt
+        cur = nxt
+    cur[keys[-1]] = value
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["slo.scan=2m", "deploy.compose.parallelism=4"]`` -> nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair or not re.match(r"^[A-Za-z_][\w.-]*=", pair):
+            raise ParamsError([f"-p {pair}: expected KEY=VALUE with a dotted key, e.g. -p slo.scan=2m"])
+        key, raw = pair.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(out, key, value)
+    return out
+
+
+def _origin(layers: list[tuple[str, dict[str, Any]]], loc: tuple[Any, ...]) -> str:
+    """The last file of the chain that sets the path ``loc`` (where the operator must look)."""
+    for label, data in reversed(layers):
+        cur: Any = data
+        found = True
+        for part in loc:
+            if isinstance(cur, dict) and part in cur:
+                cur = cur[part]
+            elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+                cur = cur[part]
+            else:
+                found = False
+                break
+        if found:
+            return label
+    return layers[-1][0]
+
+
+def _problems(exc: ValidationError, layers: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            msg = "unknown key (remove it or check its spelling)"
+        elif kind == "missing":
+            msg = "required key is missing"
+        else:
+            msg = err["msg"]
+            msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
+        lines.append(f"{_origin(layers, loc)}: {path}: {msg}")
+    return lines
+
+
+def load_environment(name: str, params_dir: Path, overrides: dict[str, Any] | None = None) -> Environment:
+    """Load, merge and validate ``params_dir/<name>.yaml``; raise :class:`ParamsError` with every problem."""
+    if not re.fullmatch(r"[A-Za-z0-9][\w-]*", name or ""):
+        raise ParamsError([f"environment {name!r} is not a valid name"])
+    path = params_dir / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(available_environments(params_dir)) or "none"
+        raise ParamsError([f"unknown environment {name!r}: {_label(path, params_dir)} does not exist"],
+                          hint=f"known environments: {known}")
+    data, layers = _load_chain(path, params_dir)
+    if overrides:
+        data = _merge(data, overrides)
+        layers.append(("-p", overrides))
+    data.setdefault("name", name)
+    try:
+        return Environment.model_validate(data)
+    except ValidationError as exc:
+        raise ParamsError(_problems(exc, layers),
+                          hint=f"fix the file, then run: cutover params check --env {name}") from None
+
+
+def params_digest(env: Environment) -> str:
+    """sha256 of the validated environment (secret *references*, never values)."""
+    blob = json.dumps(env.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def flatten(env: Environment) -> list[tuple[str, str]]:
+    """``(dotted.path, shown value)`` rows for the params table; secrets show as their reference."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, v in enumerate(value):
+                walk(f"{prefix}[{i}]", v)
+        elif isinstance(value, list):
+            rows.append((prefix, ", ".join(str(v) for v in value)))
+        else:
+            rows.append((prefix, "" if value is None else str(value)))
+
+    walk("", env.model_dump(mode="json"))
+    return rows

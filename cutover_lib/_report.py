@@ -1,0 +1,142 @@
+"""HTML for the evidence record: nbconvert exports of the executed notebooks and the run's
+``html/index.html`` (outcome, timeline planned vs actual, approvals, every step).
+
+Everything renders offline: no script, style or font is loaded from a URL.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from ._evidence import RunFolder, atomic_write
+from ._secrets import mask
+
+__all__ = ["export_notebook_html", "write_index"]
+
+_TEMPLATES = Path(__file__).parent / "templates"
+
+
+def export_notebook_html(ipynb: Path, out: Path) -> Path:
+    """nbconvert (JupyterLab look, offline template) of one executed notebook."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(ipynb), as_version=4)
+    exporter = HTMLExporter(template_name="cutover_offline", extra_template_basedirs=[str(_TEMPLATES)])
+    body, _ = exporter.from_notebook_node(nb)
+    atomic_write(out, mask(body))
+    return out
+
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1f2328;max-width:1200px}
+h1{font-size:22px}h2{font-size:17px;border-bottom:1px solid #d0d7de;padding-bottom:4px;margin-top:28px}
+table{border-collapse:collapse;width:100%;font-size:13px}th,td{border:1px solid #d0d7de;padding:4px 8px;
+text-align:left;vertical-align:top}th{background:#f6f8fa}.o{font-weight:bold;border-radius:4px;padding:1px 6px;color:#fff}
+.passed{background:#1a7f37}.failed{background:#cf222e}.skipped{background:#6e7781}.planned{background:#0969da}
+.waived{background:#9a6700}.blocked{background:#cf222e}.rolled-back{background:#bc4c00}.running{background:#6e7781}
+.breach{color:#cf222e;font-weight:bold}code{font-size:12px;white-space:pre-wrap}.muted{color:#57606a}
+"""
+
+
+def _badge(outcome: str) -> str:
+    return f'<span class="o {html.escape(outcome)}">{html.escape(outcome.upper())}</span>'
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[tuple[str, str]] | None = None) -> Path:
+    """Write ``html/index.html``: the run summary, extra sections (timeline, approvals,
+    rehearsal log; already-escaped HTML) and the table of every step by section."""
+    e = html.escape
+    records = run.read_ledger()
+    steps = [r for r in records if r.get("kind") == "step"]
+    outcome = manifest.get("outcome", "running")
+    counts: dict[str, int] = {}
+    for s in steps:
+        counts[s["outcome"]] = counts.get(s["outcome"], 0) + 1
+    summary = _table(["", ""], [
+        ["Run", f"<code>{e(run.run_id)}</code>"],
+        ["Environment / phase", f"{e(str(manifest.get('env')))} / {e(str(manifest.get('phase')))}"],
+        ["Outcome", _badge(outcome) + (f" {e(manifest.get('reason', ''))}" if manifest.get("reason") else "")],
+        ["Release", e(str(manifest.get("release", "")))],
+        ["Operator", e(str(manifest.get("operator", "")))],
+        ["Started / ended (UTC)", f"{e(str(manifest.get('started', '')))} / {e(str(manifest.get('ended', '')))}"],
+        ["Steps", ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"],
+        ["Dry run", "yes (plan)" if manifest.get("dry_run") else "no"],
+        ["Runbook commit / params sha256", f"<code>{e(str(manifest.get('git_commit')))}</code> / "
+                                           f"<code>{e(str(manifest.get('params_sha256', ''))[:16])}…</code>"],
+        ["Notebooks", " · ".join(f'<a href="{e(Path(n).stem)}.html">{e(Path(n).name)}</a>'
+                                 for n in manifest.get("notebooks", []))],
+    ])
+    by_section: dict[str, list[dict[str, Any]]] = {}
+    for s in steps:
+        by_section.setdefault(str(s.get("section", "?")), []).append(s)
+
+    def sort_key(sec: str) -> list[int]:
+        return [int(p) if p.isdigit() else 0 for p in sec.split(".")]
+
+    step_html = []
+    for sec in sorted(by_section, key=sort_key):
+        rows = []
+        for s in by_section[sec]:
+            detail = s.get("message") or s.get("observed") or ""
+            rows.append([
+                f"<code>{e(s['step_id'])}</code>", e(s["title"]), e(str(s.get("owner", ""))), _badge(s["outcome"]),
+                e(s.get("started", "")[11:19]), f"{s.get('duration_s', 0):.2f}s",
+                f"<code>{e(s.get('command') or '')}</code>", e(str(s.get("expect", ""))), e(detail),
+                " ".join(f'<a href="../{e(a)}">{e(Path(a).name)}</a>' for a in s.get("artifacts", [])),
+            ])
+        step_html.append(f"<h3>Section {e(sec)}</h3>" + _table(
+            ["Step", "Title", "Owner", "Outcome", "Start", "Took", "Command / request", "Expected",
+             "Observed", "Artifacts"], rows))
+    extra = "".join(f"<h2>{e(title)}</h2>{body}" for title, body in (extra_sections or []))
+    doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+           f"<title>Cutover run {e(run.run_id)}</title><style>{_CSS}</style></head><body>"
+           f"<h1>Stella Ops launch cutover — {e(run.run_id)}</h1>{summary}{extra}"
+           f"<h2>Steps</h2>{''.join(step_html) or '<p class=muted>No steps recorded.</p>'}"
+           f"<p class='muted'>Evidence folder: {e(str(run.path))}. Check it with "
+           f"<code>cutover verify {e(str(run.path))}</code>.</p></body></html>")
+    out = run.path / "html" / "index.html"
+    atomic_write(out, mask(doc))
+    return out
+
+
+def index_sections(run: RunFolder, env: Any, root: Path) -> list[tuple[str, str]]:
+    """The extra sections of ``index.html``: timeline planned vs actual, approvals, decisions."""
+    from ._timeline import actual_times, schedule
+
+    e = html.escape
+    records = run.read_ledger()
+    steps = [r for r in records if r.get("kind") == "step"]
+    actual = actual_times(steps, env.slo.smoke_deadline)
+    rows = []
+    for item in schedule(env.t0):
+        act = actual.get(item["label"])
+        shown = act["actual"].strftime("%Y-%m-%d %H:%M:%SZ") if act else "—"
+        note = act["note"] if act else ""
+        cls = " class='breach'" if act and act["breach"] else ""
+        rows.append([e(item["label"]), e(item["planned"].strftime("%Y-%m-%d %H:%M Z")), e(shown),
+                     f"<span{cls}>{e(note)}</span>", e(item["activity"]), e(item["owner"])])
+    sections = [("Timeline (Section 2): planned vs actual",
+                 _table(["When", "Planned (UTC)", "Actual (UTC)", "Deadline", "Activity", "Owner"], rows))]
+    approvals = [r for r in records if r.get("kind") in ("approval", "waiver", "gate")]
+    if approvals:
+        sections.append(("Approvals relied on (Section 8)", _table(
+            ["Gate", "Kind", "Role", "Name", "When (UTC)", "Record", "Comment"],
+            [[e(str(a.get("gate"))), e(a["kind"]), e(str(a.get("role", ""))), e(str(a.get("name", ""))),
+              e(str(a.get("at", a.get("ts", "")))), e(str(a.get("record", ""))), e(str(a.get("comment", "")))]
+             for a in approvals])))
+    decisions = [r for r in records if r.get("kind") == "decision"]
+    if decisions:
+        sections.append(("Go / rollback decision", _table(
+            ["When", "Decision", "Why"],
+            [[e(d["ts"]), _badge("passed" if d.get("decision") == "go" else "failed") + " " + e(d["decision"]),
+              e(str(d.get("reason", "")))] for d in decisions])))
+    return sections

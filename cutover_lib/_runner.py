@@ -1,0 +1,352 @@
+"""Phases and runs: papermill orchestration, progress, the lock, sealing the evidence.
+
+A *phase* is an ordered list of notebooks.  A *run* executes one phase against one
+environment into a new run folder.  papermill gets only plain parameters (``env``,
+``run_dir``, ``dry_run``, ``resume``, ``notebook``, ``overrides``, ``confirm``,
+``with_reads``, ``root``) -- never a secret.  Kernels talk over IPC sockets, not TCP.
+
+The ledger, not papermill's cell status, decides the outcome: papermill marks cells that
+never ran as completed after a timeout, the ledger only holds what really happened.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._errors import CutoverError, EvidenceError, LockHeld, UsageError
+from ._evidence import RunFolder, iso, utc_now
+from ._params import Environment, load_environment, params_digest
+from ._steps import text_line
+
+__all__ = ["PHASES", "RunResult", "run_phase"]
+
+PHASES: dict[str, list[str]] = {
+    "readiness": ["01_roles_and_timeline.ipynb"],
+    "rehearsal": ["03_rehearsal.ipynb"],
+    "cutover": ["04_preflight.ipynb", "05_apply.ipynb", "06_validation.ipynb", "07_smoke.ipynb"],
+    "rollback": ["08_rollback.ipynb"],
+    "post": ["09_post_cutover.ipynb", "10_rehearsal_log.ipynb"],
+}
+
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_GATE, EXIT_LOCK = 0, 1, 2, 3, 4
+_ENAME_EXIT = {"GateNotApproved": EXIT_GATE, "ParamsError": EXIT_USAGE, "SecretError": EXIT_USAGE,
+               "UsageError": EXIT_USAGE, "ToolMissing": EXIT_USAGE, "LockHeld": EXIT_LOCK}
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    outcome: str
+    exit_code: int
+    message: str = ""
+    index_html: Path | None = None
+    notebooks: list[str] = field(default_factory=list)
+
+
+def _git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else "unknown (not a git checkout)"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git not available)"
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("stellaops-cutover", "papermill", "nbconvert", "nbclient", "ipykernel", "httpx"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+# ---------------------------------------------------------------------------- lock
+
+class EnvLock:
+    """One run at a time per environment: ``executed/<env>/.lock`` holds pid, host, user, run id."""
+
+    def __init__(self, executed: Path, env: str) -> None:
+        self.path = executed / env / ".lock"
+        self.env = env
+
+    def holder(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, OSError):
+            return {"pid": None, "host": "?", "user": "?", "run_id": "? (unreadable lock file)"}
+
+    def is_stale(self, holder: dict[str, Any]) -> bool:
+        if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+            return False
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def acquire(self, run_id: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "user": getpass.getuser(),
+                "run_id": run_id, "since": iso(utc_now())}
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            h = self.holder() or {}
+            who = f"run {h.get('run_id')} (pid {h.get('pid')} on {h.get('host')}, user {h.get('user')}, since {h.get('since')})"
+            if self.is_stale(h):
+                raise LockHeld(f"environment {self.env} is locked by {who}, but that process is gone (stale lock)",
+                               hint=f"if no run is active, break it with: cutover unlock --env {self.env}") from None
+            raise LockHeld(f"environment {self.env} is locked by {who}: one run at a time",
+                           hint="wait for it to finish") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f)
+
+    def release(self) -> None:
+        h = self.holder()
+        if h and h.get("pid") == os.getpid() and h.get("host") == socket.gethostname():
+            self.path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------- papermill
+
+def _kernel_manager_class() -> type:
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        """Kernels on IPC (unix) sockets: nothing listens on a TCP port during a cutover."""
+
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+    return IPCKernelManager
+
+
+def _execute(nb_in: Path, nb_out: Path, parameters: dict[str, Any], cwd: Path, cell_timeout: float) -> None:
+    import papermill
+
+    papermill.execute_notebook(
+        str(nb_in), str(nb_out), parameters=parameters, cwd=str(cwd), kernel_name="python3",
+        progress_bar=False, log_output=False, request_save_on_cell_execute=True,
+        execution_timeout=cell_timeout, kernel_manager_class=_kernel_manager_class())
+
+
+class _Progress:
+    """Terminal progress: notebook n/N and each step as the kernel records it in the ledger."""
+
+    def __init__(self, run: RunFolder, echo: Callable[[str], None]) -> None:
+        self.run = run
+        self.echo = echo
+        self.seen = len(run.read_ledger())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> "_Progress":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._drain()
+
+    def _drain(self) -> None:
+        try:
+            records = self.run.read_ledger()
+        except (OSError, ValueError):
+            return
+        for rec in records[self.seen:]:
+            if rec.get("kind") == "step":
+                self.echo("    " + text_line(rec))
+        self.seen = len(records)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            self._drain()
+
+
+def _notebook_failure(exc: BaseException) -> tuple[int, str]:
+    ename = getattr(exc, "ename", None) or type(exc).__name__
+    evalue = getattr(exc, "evalue", None) or str(exc).strip().splitlines()[-1:] or [""]
+    if isinstance(evalue, list):
+        evalue = evalue[0]
+    return _ENAME_EXIT.get(ename, EXIT_FAILED), f"{ename}: {evalue}"
+
+
+# ---------------------------------------------------------------------------- runs
+
+def run_phase(
+    env_name: str,
+    phase: str,
+    *,
+    root: Path,
+    dry_run: bool = False,
+    with_reads: bool = True,
+    overrides: Sequence[str] = (),
+    resume: str | None = None,
+    confirm: Sequence[str] = (),
+    rollback_on_failure: bool = True,
+    echo: Callable[[str], None] = print,
+) -> RunResult:
+    """Run ``phase`` against ``env_name``; return the outcome (expected failures are results,
+    not exceptions).  Raises :class:`CutoverError` only for problems found before the run
+    folder exists (params, unknown phase, lock)."""
+    from ._params import parse_overrides
+
+    if phase not in PHASES:
+        raise UsageError(f"unknown phase {phase!r}", hint=f"choose one of: {', '.join(PHASES)}")
+    ov = parse_overrides(list(overrides))
+    env = load_environment(env_name, root / "params", ov)
+    notebooks = list(PHASES[phase])
+    for nb in notebooks + (PHASES["rollback"] if phase == "cutover" else []):
+        if not (root / "notebooks" / nb).exists():
+            raise UsageError(f"notebook notebooks/{nb} of phase {phase} is missing",
+                             hint="restore it from git: git checkout -- notebooks/")
+    executed = root / "executed"
+    if resume:
+        run = _open_for_resume(executed, env_name, resume, phase)
+    else:
+        run = None
+    lock = EnvLock(executed, env_name)
+    lock.acquire(run.run_id if run else f"(starting) {env_name}-{phase}")
+    try:
+        if run is None:
+            run = RunFolder.create(executed, env_name, phase)
+            lock.path.write_text(json.dumps({**(lock.holder() or {}), "run_id": run.run_id}))
+        return _run(env, phase, notebooks, run, root=root, dry_run=dry_run, with_reads=with_reads,
+                    overrides=ov, resume=bool(resume), confirm=confirm,
+                    rollback_on_failure=rollback_on_failure, echo=echo)
+    finally:
+        lock.release()
+
+
+def _open_for_resume(executed: Path, env: str, run_id: str, phase: str) -> RunFolder:
+    path = executed / env / run_id
+    if not path.is_dir():
+        known = sorted(p.name for p in (executed / env).glob("*T*Z-*") if p.is_dir())[-3:]
+        raise UsageError(f"cannot resume {run_id}: no such run under executed/{env}/",
+                         hint=f"recent runs: {', '.join(known) or 'none'}")
+    run = RunFolder.open(path)
+    m = run.read_manifest()
+    if m.get("phase") not in (phase, None):
+        raise UsageError(f"run {run_id} is a {m.get('phase')} run, not {phase}",
+                         hint=f"resume it with --phase {m.get('phase')}")
+    return run
+
+
+def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, root: Path, dry_run: bool,
+         with_reads: bool, overrides: dict[str, Any], resume: bool, confirm: Sequence[str],
+         rollback_on_failure: bool, echo: Callable[[str], None]) -> RunResult:
+    started = utc_now()
+    manifest = run.read_manifest() if resume else {}
+    manifest.update({
+        "run_id": run.run_id, "env": env.name, "tier": env.tier, "phase": phase, "release": env.release,
+        "operator": f"{getpass.getuser()}@{socket.gethostname()}", "git_commit": _git_commit(root),
+        "params_sha256": params_digest(env), "versions": _versions(), "dry_run": dry_run,
+        "started": manifest.get("started", iso(started)), "outcome": "running", "sealed": False,
+        "notebooks": manifest.get("notebooks", []),
+    })
+    run.write_manifest(manifest)
+    done = {r["notebook"] for r in run.read_ledger() if r.get("kind") == "notebook-end" and r.get("outcome") == "passed"}
+    run.append({"kind": "run-resume" if resume else "run-start", "env": env.name, "phase": phase,
+                "dry_run": dry_run, "operator": manifest["operator"], "params_sha256": manifest["params_sha256"],
+                "git_commit": manifest["git_commit"]})
+    echo(f"run {run.run_id}: {phase} on {env.name}{' (dry run)' if dry_run else ''}")
+    exit_code, outcome, message = EXIT_PASSED, "passed", ""
+    params = {"env": env.name, "run_dir": str(run.path), "dry_run": dry_run, "resume": resume,
+              "overrides": json.dumps(overrides) if overrides else "", "confirm": ",".join(confirm),
+              "with_reads": with_reads, "root": str(root)}
+
+    def execute(nb_list: list[str], label: str) -> tuple[int, str]:
+        for i, nb in enumerate(nb_list, start=1):
+            if nb in done:
+                echo(f"[{label} {i}/{len(nb_list)}] {nb}: finished in an earlier attempt, not re-run")
+                continue
+            echo(f"[{label} {i}/{len(nb_list)}] {nb}")
+            out = run.path / "notebooks" / nb
+            n = 1
+            while out.exists():
+                n += 1
+                out = run.path / "notebooks" / f"{Path(nb).stem}.{n}.ipynb"
+            run.append({"kind": "notebook-start", "notebook": nb, "output": f"notebooks/{out.name}"})
+            code, msg = EXIT_PASSED, ""
+            with _Progress(run, echo):
+                try:
+                    _execute(root / "notebooks" / nb, out, {**params, "notebook": nb}, root,
+                             env.timeouts.notebook.total_seconds())
+                except Exception as exc:  # noqa: BLE001 - papermill/nbclient errors become a run outcome
+                    code, msg = _notebook_failure(exc)
+            if out.exists():
+                os.chmod(out, 0o600)
+                manifest["notebooks"].append(f"notebooks/{out.name}")
+                try:
+                    from ._report import export_notebook_html
+                    export_notebook_html(out, run.path / "html" / f"{out.stem}.html")
+                except Exception as exc:  # noqa: BLE001 - a failed export must not lose the run
+                    run.append({"kind": "note", "notebook": nb, "text": f"HTML export failed: {exc}"})
+            run.append({"kind": "notebook-end", "notebook": nb, "outcome": "passed" if code == 0 else "failed",
+                        "error": msg})
+            if code:
+                return code, f"{nb}: {msg}"
+        return EXIT_PASSED, ""
+
+    exit_code, message = execute(notebooks, phase)
+    if exit_code:
+        outcome = "blocked" if exit_code == EXIT_GATE else "failed"
+    decisions = [r for r in run.read_ledger() if r.get("kind") == "decision"]
+    if phase == "cutover" and decisions and decisions[-1].get("decision") == "rollback" and rollback_on_failure \
+            and not dry_run:
+        echo("smoke tests failed: running the rollback phase (Section 6)")
+        rb_code, rb_msg = execute(PHASES["rollback"], "rollback")
+        outcome = "rolled-back" if rb_code == 0 else "rollback-failed"
+        message = message + (f"; rollback: {rb_msg}" if rb_msg else "; rolled back")
+        exit_code = exit_code or EXIT_FAILED
+    ended = utc_now()
+    manifest.update({"ended": iso(ended), "outcome": outcome, "reason": message,
+                     "duration_s": round((ended - started).total_seconds(), 3)})
+    from ._report import index_sections, write_index
+
+    index = write_index(run, manifest, index_sections(run, env, root))
+    run.seal(manifest)
+    echo(f"outcome: {outcome}{' - ' + message if message else ''}")
+    echo(f"evidence: {run.path}")
+    echo(f"report:   {index}")
+    return RunResult(run.path, outcome, exit_code, message, index, manifest["notebooks"])
+
+
+def break_lock(root: Path, env: str) -> str:
+    """Remove a stale lock (its process is gone on this host) and record the break."""
+    lock = EnvLock(root / "executed", env)
+    holder = lock.holder()
+    if holder is None:
+        return f"no lock held for {env}"
+    if not lock.is_stale(holder):
+        raise LockHeld(f"environment {env} is locked by live run {holder.get('run_id')} (pid {holder.get('pid')} "
+                       f"on {holder.get('host')}); refusing to break it", hint="wait for that run to finish")
+    run_dir = root / "executed" / env / str(holder.get("run_id"))
+    if run_dir.is_dir():
+        RunFolder(run_dir).append({"kind": "lock-broken", "holder": holder, "by": getpass.getuser(),
+                                   "host": socket.gethostname()})
+    lock.path.unlink(missing_ok=True)
+    return f"broke stale lock of {env} held by run {holder.get('run_id')} (pid {holder.get('pid')}); recorded"

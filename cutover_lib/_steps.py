@@ -1,0 +1,297 @@
+"""Steps: the unit of evidence, and the ``Runbook`` object a notebook works through.
+
+A notebook opens the run once (``rb = Runbook.open(env, run_dir, ...)`` in its first
+cell) and then makes one call per runbook action.  Each call is a *step*: it has an id
+tied to a runbook section (``4.1.backup-mongo``), a title, an owner role, the command or
+request it makes and the expected result.  Running it records start/end UTC, duration,
+outcome, the masked command, an output tail and artifact paths -- three ways: an HTML
+status card in the notebook, a ``application/vnd.stellaops.cutover.step+json`` output,
+and a line in the run's ledger.
+
+Outcomes: ``passed``, ``failed``, ``skipped`` (already passed in an earlier attempt of a
+resumed run), ``planned`` (a mutating step in a dry run) and ``waived``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ._errors import CheckFailed, CutoverError, StepFailed
+from ._evidence import RunFolder, iso, utc_now, write_new
+from ._params import Environment, load_environment, parse_overrides
+from ._secrets import mask
+from ._shell import CommandResult, render, run_command
+
+__all__ = ["STEP_MIMETYPE", "Runbook", "StepContext"]
+
+STEP_MIMETYPE = "application/vnd.stellaops.cutover.step+json"
+OUTCOMES = ("passed", "failed", "skipped", "planned", "waived")
+_STEP_ID = re.compile(r"^\d+(\.\d+)*\.[a-z0-9][a-z0-9-]*$")
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root: ``$CUTOVER_ROOT``, or the nearest folder above ``start`` with ``params/``."""
+    env_root = os.environ.get("CUTOVER_ROOT")
+    if env_root:
+        return Path(env_root).resolve()
+    cur = (start or Path.cwd()).resolve()
+    for p in (cur, *cur.parents):
+        if (p / "params").is_dir() and (p / "notebooks").is_dir():
+            return p
+    return cur
+
+
+@dataclass
+class StepContext:
+    """What a step's action gets: logging, commands, artifacts and checks, all into evidence."""
+
+    rb: "Runbook"
+    step_id: str
+    expect: str
+    lines: list[str] = field(default_factory=list)
+    artifacts: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def log(self, text: str) -> None:
+        for line in mask(str(text)).splitlines() or [""]:
+            self.lines.append(line)
+
+    def artifact(self, name: str, content: bytes | str) -> Path:
+        """Write an artifact (masked if text) under ``artifacts/``; never replaces one."""
+        if isinstance(content, str):
+            content = mask(content)
+        path = write_new(self.rb.run.path / "artifacts" / name, content)
+        self.artifacts.append(path.relative_to(self.rb.run.path).as_posix())
+        return path
+
+    def sh(self, argv: Sequence[str], *, timeout: float | None = None, env: dict[str, str] | None = None,
+           cwd: Path | None = None, check: bool = True, log_name: str | None = None) -> CommandResult:
+        """Run a command; its full output goes to ``artifacts/<log_name or step id>.log``."""
+        log = self.rb.run.path / "artifacts" / (log_name or f"{self.step_id}.log")
+        if log.name not in {Path(a).name for a in self.artifacts}:
+            if log.exists():
+                log = write_new(log, "")
+            self.artifacts.append(log.relative_to(self.rb.run.path).as_posix())
+        self.commands.append(render(argv, {k: v for k, v in (env or {}).items() if k == "DOCKER_HOST"}))
+        result = run_command(argv, timeout=timeout or self.rb.env.timeouts.command.total_seconds(),
+                             log_path=log, env=env, cwd=cwd or self.rb.root, check=check)
+        self.lines.extend(result.tail[-10:])
+        return result
+
+    def check(self, condition: bool, observed: str) -> None:
+        """Fail the step unless ``condition``: the message names the expected and the observed result."""
+        if not condition:
+            raise CheckFailed(f"expected {self.expect}; observed {mask(observed)}", step_id=self.step_id)
+
+
+class Runbook:
+    """One notebook's view of a run: environment, evidence folder, dry-run and resume state."""
+
+    def __init__(self, env: Environment, run: RunFolder, *, root: Path, dry_run: bool = False,
+                 resume: bool = False, notebook: str = "", confirm: Sequence[str] = (),
+                 with_reads: bool = True) -> None:
+        self.env = env
+        self.run = run
+        self.root = root
+        self.dry_run = dry_run
+        self.with_reads = with_reads
+        self.resume = resume
+        self.notebook = notebook
+        self.confirm = set(confirm)
+        self.results: list[dict[str, Any]] = []
+        self._display = _in_ipython()
+        self._prior = self._prior_outcomes() if resume else {}
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, env: str, run_dir: str = "", *, dry_run: bool = False, resume: bool = False,
+             notebook: str = "", overrides: str = "", confirm: str = "", with_reads: bool = True,
+             root: str = "") -> "Runbook":
+        """Open the run a notebook belongs to.  Without ``run_dir`` (stepping through in
+        JupyterLab) an interactive run folder is created under ``executed/<env>/``."""
+        base = Path(root).resolve() if root else find_root()
+        ov = json.loads(overrides) if overrides else None
+        if isinstance(ov, list):
+            ov = parse_overrides(ov)
+        environment = load_environment(env, base / "params", ov)
+        if run_dir:
+            run = RunFolder(Path(run_dir))
+        else:
+            run = RunFolder.create(base / "executed", env, "interactive")
+            run.append({"kind": "run-start", "env": env, "phase": "interactive", "dry_run": dry_run})
+        confirmed = [c.strip() for c in confirm.split(",") if c.strip()]
+        return cls(environment, run, root=base, dry_run=dry_run, resume=resume, notebook=notebook,
+                   confirm=confirmed, with_reads=with_reads)
+
+    def _prior_outcomes(self) -> dict[str, str]:
+        """Step id -> ``passed`` / ``unknown`` from earlier attempts of this run."""
+        state: dict[str, str] = {}
+        for rec in self.run.read_ledger():
+            if rec.get("kind") == "intent":
+                state[rec["step_id"]] = "unknown"
+            elif rec.get("kind") == "step":
+                sid, outcome = rec["step_id"], rec.get("outcome")
+                if outcome in ("passed", "waived"):
+                    state[sid] = "passed"
+                else:
+                    state.pop(sid, None)
+        return state
+
+    # ------------------------------------------------------------------ steps
+    def step(
+        self,
+        step_id: str,
+        title: str,
+        *,
+        owner: str,
+        expect: str,
+        action: Callable[[StepContext], str | None] | None = None,
+        command: str | Sequence[str] | None = None,
+        mutating: bool = False,
+        required: bool = True,
+    ) -> dict[str, Any]:
+        """Run one step and record it.  ``action(ctx)`` returns the observed result (a short
+        string) or raises :class:`CheckFailed`; a failed required step raises
+        :class:`StepFailed` after its evidence is written."""
+        if not _STEP_ID.match(step_id):
+            raise ValueError(f"step id {step_id!r} must look like 4.1.backup-mongo")
+        shown = command if isinstance(command, str) or command is None else render(command)
+        shown = mask(shown) if shown else None
+        ctx = StepContext(self, step_id, expect)
+        started = utc_now()
+        t0 = time.monotonic()
+        outcome, observed, message = "passed", "", ""
+        prior = self._prior.get(step_id)
+
+        if prior == "passed":
+            outcome, observed = "skipped", "passed in an earlier attempt of this run (resume)"
+        elif prior == "unknown" and step_id not in self.confirm:
+            outcome = "failed"
+            message = (f"step {step_id} was interrupted mid-run in an earlier attempt; its outcome is unknown. "
+                       f"Check the system by hand, then resume with --confirm {step_id} to run it again")
+        elif self.dry_run and (mutating or not self.with_reads):
+            outcome, observed = "planned", "not executed (dry run)"
+        else:
+            if mutating:
+                self.run.append({"kind": "intent", "step_id": step_id, "notebook": self.notebook,
+                                 "command": shown})
+            try:
+                result = action(ctx) if action else None
+                observed = mask(str(result)) if result is not None else "as expected"
+            except CheckFailed as exc:
+                outcome, message = "failed", mask(exc.message)
+            except CutoverError as exc:
+                outcome, message = "failed", mask(exc.one_line())
+            except Exception as exc:  # noqa: BLE001 - any error inside an action fails the step
+                outcome = "failed"
+                message = mask(f"unexpected {type(exc).__name__}: {exc}")
+                ctx.artifact(f"{step_id}.traceback.txt", "".join(traceback.format_exception(exc)))
+        ended = utc_now()
+        if ctx.lines:
+            ctx.artifact(f"{step_id}.output.txt", "\n".join(ctx.lines) + "\n")
+        record = {
+            "kind": "step",
+            "step_id": step_id,
+            "section": re.match(r"^\d+(\.\d+)*", step_id).group(0),  # type: ignore[union-attr]
+            "title": title,
+            "owner": owner,
+            "notebook": self.notebook,
+            "mutating": mutating,
+            "command": shown or (" ; ".join(ctx.commands) if ctx.commands else None),
+            "commands": ctx.commands,
+            "expect": expect,
+            "observed": observed,
+            "outcome": outcome,
+            "message": message,
+            "started": iso(started),
+            "ended": iso(ended),
+            "duration_s": round(time.monotonic() - t0, 3),
+            "output_tail": ctx.lines[-15:],
+            "artifacts": ctx.artifacts,
+            "required": required,
+            "data": ctx.data,
+        }
+        saved = self.run.append(record)
+        self.results.append(saved)
+        self._show(saved)
+        if outcome == "failed" and required:
+            raise StepFailed(f"step {step_id} failed: {message}", step_id=step_id) from None
+        return saved
+
+    def record(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """A non-step ledger record (approval, note, decision)."""
+        return self.run.append({"kind": kind, "notebook": self.notebook, **fields})
+
+    def path(self, rel: str) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else self.root / p
+
+    # ------------------------------------------------------------------ display
+    def _show(self, rec: dict[str, Any]) -> None:
+        if self._display:
+            from IPython.display import display
+
+            display({"text/html": status_card(rec), STEP_MIMETYPE: rec, "text/plain": text_line(rec)}, raw=True)
+        else:
+            print(text_line(rec))
+
+    def show_html(self, markup: str, text: str = "") -> None:
+        """Show trusted, self-contained HTML (tables rendered from params) in the notebook."""
+        if self._display:
+            from IPython.display import display
+
+            display({"text/html": mask(markup), "text/plain": mask(text or re.sub(r"<[^>]+>", " ", markup))}, raw=True)
+        else:
+            print(mask(text or re.sub(r"<[^>]+>", " ", markup)))
+
+
+def _in_ipython() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None
+
+
+_COLORS = {"passed": "#1a7f37", "failed": "#cf222e", "skipped": "#6e7781", "planned": "#0969da",
+           "waived": "#9a6700"}
+
+
+def text_line(rec: dict[str, Any]) -> str:
+    extra = rec.get("message") or rec.get("observed") or ""
+    return f"[{rec['outcome'].upper():7}] {rec['step_id']} {rec['title']} ({rec['duration_s']:.2f}s) {extra}".rstrip()
+
+
+def status_card(rec: dict[str, Any]) -> str:
+    """A self-contained status card: inline styles only, no script, no external URL."""
+    e = html.escape
+    color = _COLORS.get(rec["outcome"], "#57606a")
+    rows = [("Owner", rec.get("owner")), ("Expected", rec.get("expect")), ("Observed", rec.get("observed")),
+            ("Command", rec.get("command")), ("Problem", rec.get("message")),
+            ("Started", rec.get("started")), ("Duration", f"{rec.get('duration_s', 0):.2f} s"),
+            ("Artifacts", ", ".join(rec.get("artifacts") or []))]
+    body = "".join(
+        f'<tr><th style="text-align:left;padding:2px 8px;vertical-align:top;color:#57606a">{e(k)}</th>'
+        f'<td style="padding:2px 8px;font-family:monospace;white-space:pre-wrap">{e(str(v))}</td></tr>'
+        for k, v in rows if v)
+    tail = rec.get("output_tail") or []
+    tail_html = (f'<pre style="margin:4px 0 0;max-height:12em;overflow:auto;background:#f6f8fa;padding:6px">'
+                 f'{e(chr(10).join(tail))}</pre>') if tail else ""
+    return (f'<div class="cutover-step" data-step="{e(rec["step_id"])}" data-outcome="{e(rec["outcome"])}" '
+            f'style="border:1px solid #d0d7de;border-left:6px solid {color};border-radius:6px;'
+            f'padding:8px 12px;margin:6px 0;font-family:sans-serif;font-size:13px">'
+            f'<div><span style="background:{color};color:#fff;border-radius:4px;padding:1px 8px;'
+            f'font-weight:bold">{e(rec["outcome"].upper())}</span> '
+            f'<b>{e(rec["step_id"])}</b> {e(rec["title"])}</div>'
+            f'<table style="border-collapse:collapse;margin-top:4px">{body}</table>{tail_html}</div>')

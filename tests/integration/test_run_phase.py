@@ -1,0 +1,55 @@
+"""A phase really executed through papermill into an evidence folder, then verified."""
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.notebooks
+
+
+def cutover(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_readiness_runs_through_papermill_and_verifies(project):
+    res = cutover("run", "--env", "local", "--phase", "readiness", "--root", str(project), cwd=project)
+    assert res.returncode == 0, res.stdout + res.stderr
+    runs = list((project / "executed" / "local").glob("*-local-readiness"))
+    assert len(runs) == 1
+    run = runs[0]
+    assert f"report:   {run}/html/index.html" in res.stdout
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["outcome"] == "passed" and manifest["sealed"] and manifest["params_sha256"]
+    nb = json.loads((run / "notebooks" / "01_roles_and_timeline.ipynb").read_text())
+    mimes = [o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", [])]
+    steps = [m["application/vnd.stellaops.cutover.step+json"] for m in mimes
+             if "application/vnd.stellaops.cutover.step+json" in m]
+    assert [s["step_id"] for s in steps] == ["1.roles", "2.timeline", "8.matrix"]
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and "run_dir = " in "".join(injected[0]["source"])
+    index = (run / "html" / "index.html").read_text()
+    assert "1.roles" in index and "PASSED" in index
+    for html in (run / "html").glob("*.html"):
+        text = html.read_text()
+        for bad in ('<script src="http', "<script src='http", '<link rel="stylesheet" href="http', "@import url(http",
+                    "src=\"https://"):
+            assert bad not in text, (html.name, bad)
+    for f in run.rglob("*"):
+        assert stat.S_IMODE(f.stat().st_mode) == (0o700 if f.is_dir() else 0o600), f
+    ok = cutover("verify", str(run), cwd=project)
+    assert ok.returncode == 0, ok.stderr
+    (run / "html" / "index.html").write_text(index.replace("PASSED", "PASSES", 1))
+    bad = cutover("verify", str(run), cwd=project)
+    assert bad.returncode == 1 and "changed: html/index.html" in bad.stderr
+
+
+def test_second_run_gets_its_own_folder(project):
+    for _ in range(2):
+        assert cutover("run", "--env", "local", "--phase", "readiness", "--root", str(project),
+                       cwd=project).returncode == 0
+    assert len(list((project / "executed" / "local").glob("*-local-readiness*"))) == 2

@@ -1,0 +1,78 @@
+"""The CLI's exit codes and one-line errors, through typer's CliRunner."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cutover_lib.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args))
+
+
+@pytest.mark.parametrize("env", ["local", "dev", "stage", "prod", "airgap", "mirror"])
+def test_params_check_all_environments(env):
+    res = invoke("params", "check", "--env", env, "--root", str(REPO))
+    assert res.exit_code == 0, res.output
+    assert "deploy.mode" in res.output and "2025.09.2" in res.output
+
+
+def test_params_check_bad_duration_one_line_exit_2(project):
+    f = project / "params" / "prod.yaml"
+    f.write_text(f.read_text().replace("timeout: 15m", "timeout: fifteen"))
+    res = invoke("params", "check", "--env", "prod", "--root", str(project))
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[0] == \
+        'error: params/prod.yaml: deploy.helm.timeout: expected a duration like 15m, got "fifteen" ' \
+        '(fix the file, then run: cutover params check --env prod)'
+    assert "Traceback" not in res.output
+
+
+def test_unknown_phase_exit_2(project):
+    res = invoke("run", "--env", "local", "--phase", "launch", "--root", str(project))
+    assert res.exit_code == 2 and "unknown phase 'launch'" in res.output and "Traceback" not in res.output
+    assert not (project / "executed").exists()
+
+
+def test_missing_notebook_exit_2(project):
+    (project / "notebooks" / "01_roles_and_timeline.ipynb").unlink()
+    res = invoke("run", "--env", "local", "--phase", "readiness", "--root", str(project))
+    assert res.exit_code == 2 and "notebooks/01_roles_and_timeline.ipynb of phase readiness is missing" in res.output
+
+
+def test_verify_not_a_run_folder(tmp_path):
+    res = invoke("verify", str(tmp_path))
+    assert res.exit_code == 1 and "is not a run folder" in res.output
+
+
+def test_timeline_prints_every_activity():
+    res = invoke("timeline", "--env", "prod", "--root", str(REPO))
+    assert res.exit_code == 0
+    for label, utc in [("T-24h", "2025-10-26 14:00"), ("T0", "2025-10-27 14:00"), ("T+45m", "2025-10-27 14:45"),
+                       ("T+4h", "2025-10-27 18:00")]:
+        assert label in res.output and utc in res.output
+
+
+def test_help_is_cheap():
+    import subprocess
+    import sys
+
+    code = ("import sys, cutover_lib.cli; "
+            "heavy = [m for m in ('papermill','nbconvert','docker','kubernetes','nbclient','httpx') if m in sys.modules]; "
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_public_api_names():
+    import cutover_lib
+
+    assert cutover_lib.__all__ == sorted(cutover_lib.__all__)
+    for name in cutover_lib.__all__:
+        assert getattr(cutover_lib, name) is not None

@@ -1,0 +1,153 @@
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from cutover_lib._errors import ParamsError
+from cutover_lib._params import (available_environments, flatten, format_duration, load_environment,
+                                 params_digest, parse_duration, parse_overrides)
+from cutover_lib._secrets import SecretRef
+
+REPO = Path(__file__).resolve().parents[2]
+ENVS = ["local", "dev", "stage", "prod", "airgap", "mirror"]
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_every_environment_loads(name):
+    env = load_environment(name, REPO / "params")
+    assert env.release == "2025.09.2"
+    assert env.slo.scan == timedelta(minutes=5)
+    assert env.slo.ui == timedelta(seconds=2)
+    assert env.slo.smoke_deadline == timedelta(minutes=45)
+    assert set(env.approvals.gates) == {"plan", "t0", "post-smoke", "rollback"}
+    assert set(env.secret_stores) >= {"stellaops-prod-core"}
+
+
+def test_available_environments_excludes_bases():
+    assert set(ENVS) <= set(available_environments(REPO / "params"))
+    assert "_base" not in available_environments(REPO / "params")
+
+
+def test_prod_is_helm_as_the_runbook_says():
+    env = load_environment("prod", REPO / "params")
+    h = env.deploy.helm
+    assert (env.deploy.mode, h.release, h.chart, h.namespace, h.atomic) == (
+        "helm", "stellaops", "deploy/helm/stellaops", "stellaops", True)
+    assert h.values == "deploy/helm/stellaops/values-prod.yaml"
+    assert format_duration(h.timeout) == "15m"
+    assert set(env.secret_stores) == {"stellaops-prod-core", "stellaops-prod-mongo", "stellaops-prod-minio",
+                                      "stellaops-prod-notify"}
+    assert env.approvals.gates["plan"].roles == ["cto", "devops-lead"]
+    assert env.approvals.waivable is False
+
+
+def test_secrets_are_references_and_print_as_references(monkeypatch):
+    env = load_environment("prod", REPO / "params")
+    ref = env.backup.mongo.uri
+    assert isinstance(ref, SecretRef) and str(ref) == "env:MONGO_BACKUP_URI"
+    monkeypatch.setenv("MONGO_BACKUP_URI", "mongodb://backup:canary-pw-123@db/")
+    rows = dict(flatten(env))
+    assert rows["backup.mongo.uri"] == "env:MONGO_BACKUP_URI"
+    assert "canary-pw-123" not in repr(env) + str(rows)
+
+
+@pytest.mark.parametrize("text,seconds", [("15m", 900), ("2s", 2), ("500ms", 0.5), ("4h", 14400), (30, 30)])
+def test_durations(text, seconds):
+    assert parse_duration(text).total_seconds() == seconds
+
+
+def test_format_duration_round_trips():
+    for s in ("15m", "2s", "4h", "45m", "500ms"):
+        assert format_duration(parse_duration(s)) == s
+
+
+def _write(tmp_path, name, text):
+    d = tmp_path / "params"
+    d.mkdir(exist_ok=True)
+    (d / name).write_text(text)
+    return d
+
+
+def _prod_with(tmp_path, old, new):
+    d = tmp_path / "params"
+    d.mkdir()
+    for p in (REPO / "params").glob("*.yaml"):
+        (d / p.name).write_text(p.read_text())
+    text = (d / "prod.yaml").read_text()
+    assert old in text
+    (d / "prod.yaml").write_text(text.replace(old, new))
+    return d
+
+
+def test_bad_duration_names_file_path_and_value(tmp_path):
+    d = _prod_with(tmp_path, "timeout: 15m", "timeout: fifteen")
+    with pytest.raises(ParamsError) as ei:
+        load_environment("prod", d)
+    assert ei.value.problems == ['params/prod.yaml: deploy.helm.timeout: expected a duration like 15m, got "fifteen"']
+
+
+def test_unknown_key_and_wrong_type_are_each_one_line(tmp_path):
+    d = _prod_with(tmp_path, "atomic: true", "atomic: maybe\n    atomik: true")
+    with pytest.raises(ParamsError) as ei:
+        load_environment("prod", d)
+    probs = ei.value.problems
+    assert any(p.startswith("params/prod.yaml: deploy.helm.atomic:") for p in probs)
+    assert "params/prod.yaml: deploy.helm.atomik: unknown key (remove it or check its spelling)" in probs
+
+
+def test_problem_in_base_points_at_base(tmp_path):
+    d = tmp_path / "params"
+    d.mkdir()
+    for p in (REPO / "params").glob("*.yaml"):
+        (d / p.name).write_text(p.read_text())
+    (d / "_base.yaml").write_text((d / "_base.yaml").read_text().replace("scan: 5m", "scan: soon"))
+    with pytest.raises(ParamsError) as ei:
+        load_environment("dev", d)
+    assert ei.value.problems == ['params/_base.yaml: slo.scan: expected a duration like 15m, got "soon"']
+
+
+def test_malformed_yaml_gives_line_and_column(tmp_path):
+    d = _write(tmp_path, "x.yaml", "release: [\n")
+    with pytest.raises(ParamsError) as ei:
+        load_environment("x", d)
+    assert ei.value.problems[0].startswith("params/x.yaml: line 2, column 1: malformed YAML")
+
+
+def test_unknown_environment_lists_known_ones(tmp_path):
+    with pytest.raises(ParamsError) as ei:
+        load_environment("nope", REPO / "params")
+    assert "unknown environment 'nope'" in ei.value.message
+    assert "prod" in ei.value.hint
+
+
+def test_bad_secret_reference(tmp_path):
+    d2 = _prod_with(tmp_path, "tier: prod", "tier: prod")
+    (d2 / "_base.yaml").write_text((d2 / "_base.yaml").read_text().replace(
+        "webhook: env:LAUNCH_BRIDGE_WEBHOOK", "webhook: https://hooks.example/xyz"))
+    with pytest.raises(ParamsError) as ei:
+        load_environment("prod", d2)
+    assert "bridge.webhook: expected a secret reference like env:NAME" in ei.value.problems[0]
+
+
+def test_extends_cycle_is_reported(tmp_path):
+    d = _write(tmp_path, "a.yaml", "extends: b.yaml\n")
+    _write(tmp_path, "b.yaml", "extends: a.yaml\n")
+    with pytest.raises(ParamsError, match="cycle"):
+        load_environment("a", d)
+
+
+def test_overrides_win_and_are_validated():
+    env = load_environment("dev", REPO / "params", parse_overrides(["slo.scan=2m", "deploy.compose.parallelism=4"]))
+    assert env.slo.scan == timedelta(minutes=2) and env.deploy.compose.parallelism == 4
+    with pytest.raises(ParamsError, match=r"-p: slo.scna: unknown key"):
+        load_environment("dev", REPO / "params", parse_overrides(["slo.scna=2m"]))
+    with pytest.raises(ParamsError, match="expected KEY=VALUE"):
+        parse_overrides(["nonsense"])
+
+
+def test_digest_changes_with_content_not_with_secret_values(monkeypatch):
+    a = params_digest(load_environment("prod", REPO / "params"))
+    monkeypatch.setenv("MONGO_BACKUP_URI", "x" * 20)
+    assert params_digest(load_environment("prod", REPO / "params")) == a
+    b = params_digest(load_environment("prod", REPO / "params", parse_overrides(["slo.scan=4m"])))
+    assert a != b
