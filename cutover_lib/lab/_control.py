@@ -1,0 +1,370 @@
+"""Start, stop and inspect the lab processes; read and set faults.
+
+The lab is a named stand-in for a Stella Ops stack: one ``python -m cutover_lib.lab.serve``
+process per service, on loopback. ``up`` starts them detached (new session, reparented
+away from the caller so a CLI or notebook can exit) and writes one pid file each;
+``down`` signals only processes whose pid file it finds *and* whose ``/proc`` command line
+is our serve module for this very data folder, so a recycled pid is never killed.
+
+Only the standard library is imported here (no tornado, no cryptography).
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import _store
+from ._config import SERVICES, LabConfig, fault_name
+from ._errors import LabConfigError, LabError
+
+__all__ = ["clear_faults", "down", "list_faults", "set_fault", "status", "up"]
+
+SERVE_MODULE = "cutover_lib.lab.serve"
+STOP_GRACE_SECONDS = 5.0
+
+# Spawns every server with posix_spawn in a new session and prints their pids, then exits:
+# the servers are reparented away from us, so we never hold a child we would have to reap.
+_LAUNCHER = r"""
+import json, os, sys
+jobs = json.load(sys.stdin)
+pids = []
+for job in jobs:
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    pids.append(os.posix_spawn(job["argv"][0], job["argv"], job["env"],
+                               file_actions=actions, setsid=True))
+print(json.dumps(pids))
+"""
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _proc_alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state not in ("Z", "X")
+
+
+def _is_ours(pid: int, service: str, config: LabConfig) -> bool:
+    """True if ``pid`` runs our serve module for ``service`` on this data folder."""
+    if not _proc_alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    args = [a.decode(errors="replace") for a in argv if a]
+    if SERVE_MODULE not in args:
+        return False
+
+    def opt(name: str) -> str | None:
+        return args[args.index(name) + 1] if name in args[:-1] else None
+
+    data_dir = opt("--data-dir")
+    return (
+        opt("--service") == service
+        and data_dir is not None
+        and Path(data_dir).resolve() == config.data_dir.resolve()
+    )
+
+
+def _running_pid(config: LabConfig, service: str) -> int | None:
+    pid = _read_pid(config.pid_file(service))
+    return pid if pid is not None and _is_ours(pid, service, config) else None
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def _get_json(url_host: str, port: int, path: str, timeout: float) -> tuple[int, Any]:
+    """GET ``path``; returns (status, parsed JSON or None). Raises OSError if unreachable."""
+    conn = http.client.HTTPConnection(url_host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Accept": "application/json"})
+        response = conn.getresponse()
+        body = response.read()
+        try:
+            return response.status, json.loads(body)
+        except ValueError:
+            return response.status, None
+    finally:
+        conn.close()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return " | ".join(tail)
+
+
+def _serve_argv(config: LabConfig, service: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        SERVE_MODULE,
+        "--service",
+        service,
+        "--port",
+        str(config.ports[service]),
+        "--host",
+        config.host,
+        "--data-dir",
+        str(config.data_dir.resolve()),
+        "--signer-url",
+        config.url("signer"),
+        "--scan-seconds",
+        str(config.scan_seconds),
+    ]
+
+
+def _child_env(config: LabConfig) -> dict[str, str]:
+    from ._provision import client_secret
+
+    env = dict(os.environ)
+    if config.release:
+        env["STELLAOPS_RELEASE"] = config.release
+    if config.faults:
+        env["LAB_FAULTS"] = json.dumps(config.faults)
+    env["LAB_CLIENT_SECRET"] = client_secret(config)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env.pop("PYTHONWARNINGS", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def up(config: LabConfig, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
+    """Start every lab service that is not already running, wait for ``/healthz``.
+
+    Idempotent: running services are left alone. Raises :class:`LabError` if a port is
+    taken by something else, a service exits during start, or ``timeout`` passes.
+    Returns :func:`status`.
+    """
+    from ._provision import provision
+
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    provision(config)
+    _store.connect(config.data_dir).close()  # schema + WAL once, before the servers race
+
+    to_start: list[str] = []
+    for service in SERVICES:
+        if _running_pid(config, service) is not None:
+            continue
+        config.pid_file(service).unlink(missing_ok=True)
+        port = config.ports[service]
+        if not _port_free(config.host, port):
+            raise LabError(
+                f"port {port} on {config.host} (lab {service}) is already in use by another process",
+                hint="stop it, or move the lab with --port-base N / LabConfig(ports=...)",
+            )
+        to_start.append(service)
+    if not to_start:
+        return status(config)
+
+    env = _child_env(config)
+    jobs = [
+        {"argv": _serve_argv(config, s), "log": str(config.log_file(s)), "env": env}
+        for s in to_start
+    ]
+    try:
+        launched = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER],
+            input=json.dumps(jobs),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        pids: list[int] = json.loads(launched.stdout)
+    except (subprocess.SubprocessError, OSError, ValueError) as exc:
+        raise LabError(f"could not start the lab processes: {exc}") from exc
+    for service, pid in zip(to_start, pids):
+        _atomic_write(config.pid_file(service), f"{pid}\n")
+
+    _wait_until_answering(config, dict(zip(to_start, pids)), timeout)
+    return status(config)
+
+
+def _wait_until_answering(config: LabConfig, pids: dict[str, int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = dict(pids)
+    while pending:
+        faults = list_faults(config)
+        for service, pid in list(pending.items()):
+            if not _proc_alive(pid):
+                log = config.log_file(service)
+                config.pid_file(service).unlink(missing_ok=True)
+                raise LabError(
+                    f"lab {service} exited during start: {_log_tail(log) or 'no output'}",
+                    hint=f"see {log}",
+                )
+            if f"{service}.down" in faults:
+                del pending[service]  # running, but told not to listen
+                continue
+            try:
+                _get_json(config.host, config.ports[service], "/healthz", 0.5)
+            except OSError:
+                continue
+            del pending[service]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"lab services not answering after {timeout:.0f}s: {', '.join(pending)}",
+                hint=f"see logs in {config.log_dir}",
+            )
+        time.sleep(0.05)
+
+
+def down(config: LabConfig) -> list[str]:
+    """Stop the lab processes ``up`` started for this data folder; returns their names.
+
+    A pid file whose process is gone, or is not our serve module for this data folder,
+    is removed without signalling anything.
+    """
+    targets: dict[str, int] = {}
+    for service in SERVICES:
+        path = config.pid_file(service)
+        pid = _read_pid(path)
+        if pid is None:
+            path.unlink(missing_ok=True)
+            continue
+        if _is_ours(pid, service, config):
+            targets[service] = pid
+        else:
+            path.unlink(missing_ok=True)
+    for pid in targets.values():
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while time.monotonic() < deadline and any(_proc_alive(p) for p in targets.values()):
+        time.sleep(0.05)
+    for service, pid in targets.items():
+        if _is_ours(pid, service, config):
+            _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while time.monotonic() < deadline and any(_proc_alive(p) for p in targets.values()):
+        time.sleep(0.05)
+    for service in targets:
+        config.pid_file(service).unlink(missing_ok=True)
+    return list(targets)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def status(config: LabConfig) -> dict[str, dict[str, Any]]:
+    """Per service: pid, running, url, healthy, http_status, version, faults."""
+    faults = list_faults(config)
+    result: dict[str, dict[str, Any]] = {}
+    for service in SERVICES:
+        pid = _read_pid(config.pid_file(service))
+        running = pid is not None and _is_ours(pid, service, config)
+        healthy = False
+        version = None
+        http_status: int | None = None
+        try:
+            http_status, body = _get_json(config.host, config.ports[service], "/healthz", 1.0)
+            healthy = http_status == 200
+            if isinstance(body, dict):
+                version = body.get("version")
+        except OSError:
+            pass
+        mine = {k: v for k, v in faults.items() if k.startswith(f"{service}.")}
+        if http_status is not None:  # the process also knows faults baked in by LAB_FAULTS
+            try:
+                _, live = _get_json(config.host, config.ports[service], "/-/lab/faults", 1.0)
+                if isinstance(live, dict) and isinstance(live.get("faults"), dict):
+                    mine.update(live["faults"])
+            except OSError:
+                pass
+        result[service] = {
+            "pid": pid if running else None,
+            "running": running,
+            "url": config.url(service),
+            "healthy": healthy,
+            "http_status": http_status,
+            "version": version,
+            "faults": mine,
+        }
+    return result
+
+
+def set_fault(config: LabConfig, service: str, fault: str, value: Any = True) -> str:
+    """Switch fault ``<service>.<fault>`` on (false/0/None switches it off). Returns its name."""
+    fault_name(service, fault)  # validate before creating anything
+    conn = _store.connect(config.data_dir)
+    try:
+        return _store.set_fault(conn, service, fault, value)
+    finally:
+        conn.close()
+
+
+def clear_faults(config: LabConfig, service: str | None = None) -> list[str]:
+    """Clear every fault, or only ``service``'s; returns the names cleared."""
+    if service is not None and service not in SERVICES:
+        raise LabConfigError(f"unknown lab service {service!r}", hint=f"one of: {', '.join(SERVICES)}")
+    try:
+        conn = _store.connect(config.data_dir, create=False)
+    except FileNotFoundError:
+        return []
+    try:
+        return _store.clear_faults(conn, service)
+    finally:
+        conn.close()
+
+
+def list_faults(config: LabConfig) -> dict[str, Any]:
+    """Active faults by full name, e.g. ``{"scanner.slow": 500}``."""
+    try:
+        conn = _store.connect(config.data_dir, create=False)
+    except FileNotFoundError:
+        return {}
+    try:
+        return _store.get_faults(conn)
+    finally:
+        conn.close()

@@ -1,0 +1,116 @@
+"""up / down / status on private labs: idempotence, persistence, and killing only our own."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cutover_lib.lab import SERVICES, LabError, down, status, up
+
+from lab_helpers import SBOM, auth, make_config
+
+pytestmark = pytest.mark.lab
+
+
+def _alive(pid: int) -> bool:
+    """True if the pid exists and is not a zombie (pid 1 here may not reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def test_up_twice_persistence_and_clean_down(tmp_path: Path, http: httpx.Client,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STELLAOPS_RELEASE", "2025.10.0-lab")
+    monkeypatch.setenv("LAB_FAULTS", json.dumps({"notify.unhealthy": True}))
+    config = make_config(tmp_path / "lab", scan_seconds=0)
+    try:
+        first = up(config)
+        pids = {s: row["pid"] for s, row in first.items()}
+        assert all(isinstance(p, int) and _alive(p) for p in pids.values())
+        assert first["scanner"]["version"] == "2025.10.0-lab"
+        assert first["notify"]["healthy"] is False  # LAB_FAULTS baked in at start
+        assert first["notify"]["faults"] == {"notify.unhealthy": True}
+        for service in SERVICES:
+            assert (config.run_dir / f"{service}.pid").read_text().strip() == str(pids[service])
+            assert config.log_file(service).exists()
+
+        second = up(config)  # harmless: same processes
+        assert {s: row["pid"] for s, row in second.items()} == pids
+
+        # write data everywhere
+        jwks = http.get(f"{config.url('authority')}/jwks").json()
+        key = http.get(f"{config.url('signer')}/api/v1/signer/key").json()
+        http.post(f"{config.url('authority')}/token", data={"grant_type": "client_credentials"}, auth=auth(config))
+        scan_id = http.post(f"{config.url('scanner')}/api/v1/scans", content=SBOM.read_bytes()).json()["id"]
+        report = http.get(f"{config.url('scanner')}/api/v1/scans/{scan_id}/report").json()
+        signed = http.post(f"{config.url('signer')}/api/v1/signer/sign", json={"a": 1}).json()
+        uuid = http.post(f"{config.url('attestor')}/api/v1/attestations", json=signed).json()["uuid"]
+        http.post(f"{config.url('runtime')}/runtime/events", json={"eventId": "persist-1"})
+
+        stopped = down(config)
+        assert stopped == list(SERVICES)
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(p) for p in pids.values())
+        assert not list(config.run_dir.glob("*.pid"))
+        assert not any(row["running"] or row["healthy"] for row in status(config).values())
+        assert down(config) == []  # second down is harmless
+
+        monkeypatch.delenv("LAB_FAULTS")
+        restarted = up(config)
+        assert all(row["pid"] not in pids.values() for row in restarted.values())
+        assert http.get(f"{config.url('authority')}/jwks").json() == jwks
+        assert http.get(f"{config.url('signer')}/api/v1/signer/key").json() == key
+        assert http.get(f"{config.url('authority')}/-/audit").json()["tokens_issued"] == 1
+        assert http.get(f"{config.url('scanner')}/api/v1/scans/{scan_id}/report").json() == report
+        assert http.get(f"{config.url('attestor')}/api/v1/attestations/{uuid}/verify").json()["ok"] is True
+        assert http.get(f"{config.url('attestor')}/-/audit").json()["submissions"] == 1
+        events = http.get(f"{config.url('runtime')}/api/v1/runtime/events", params={"eventId": "persist-1"})
+        assert events.json()["count"] == 1
+        # LAB_FAULTS is baked into the processes (a faulty release), not stored: a restart
+        # without it (the previous release) is healthy again
+        assert restarted["notify"]["faults"] == {} and restarted["notify"]["healthy"] is True
+    finally:
+        down(config)
+
+
+def test_down_never_kills_a_foreign_process(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "lab")
+    config.run_dir.mkdir(parents=True)
+    foreign = subprocess.Popen(["sleep", "30"])
+    try:
+        for service in ("scanner", "web"):
+            config.pid_file(service).write_text(f"{foreign.pid}\n")
+        (config.run_dir / "runtime.pid").write_text("not a pid\n")
+        assert down(config) == []
+        time.sleep(0.2)
+        assert foreign.poll() is None and _alive(foreign.pid)
+        assert not list(config.run_dir.glob("*.pid"))  # stale pid files cleaned up
+        assert status(config)["scanner"]["running"] is False
+    finally:
+        foreign.kill()
+        foreign.wait()
+
+
+def test_up_fails_clearly_when_a_port_is_taken(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "lab")
+    with socket.socket() as squatter:
+        squatter.bind((config.host, config.ports["signer"]))
+        squatter.listen()
+        with pytest.raises(LabError) as info:
+            up(config)
+    message = str(info.value)
+    assert f"port {config.ports['signer']}" in message and "--port-base" in message
+    assert "\n" not in message
+    assert not list(config.run_dir.glob("*.pid"))  # nothing was started
+    assert down(config) == []
