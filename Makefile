@@ -23,7 +23,7 @@ demo: $(STAMP)
 
 ## make demo-rollback: the same with a lab fault that fails a smoke test, so rollback runs.
 demo-rollback: $(STAMP)
-	@$(BIN)/python -m cutover_lib.demo --fault scanner.unhealthy
+	@$(BIN)/python -m cutover_lib.demo --fault runtime.ingest_error
 
 ## make test: every test (unit, lab, notebooks, docker); starts and stops what it needs.
 test: $(STAMP)

@@ -40,7 +40,18 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
-_MODULES = {"people": "._people"}
+# The runbook's step functions, one module per part of the runbook, for the notebooks.
+_MODULES = {
+    "approvals": "._approvals",
+    "backup": "._backup",
+    "checks": "._checks",
+    "deploy": "._deploy",
+    "people": "._people",
+    "post": "._post",
+    "readiness": "._readiness",
+    "rehearsal": "._rehearsal",
+    "rollback": "._rollback",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -31,6 +31,7 @@ from ._errors import EvidenceError
 from ._secrets import mask_obj
 
 __all__ = [
+    "HashChain",
     "RunFolder",
     "atomic_write",
     "new_run_id",
@@ -169,41 +170,19 @@ class RunFolder:
         return self.path / "manifest.json"
 
     # ------------------------------------------------------------------ ledger
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+    @property
+    def ledger(self) -> "HashChain":
+        return HashChain(self.ledger_path)
 
     def read_ledger(self) -> list[dict[str, Any]]:
-        try:
-            text = self.ledger_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return self.ledger.read()
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Append one record (masked) to the chain; the whole file is rewritten atomically."""
-        with self._locked():
-            try:
-                old = self.ledger_path.read_bytes()
-            except FileNotFoundError:
-                old = b""
-            lines = old.splitlines()
-            prev = sha256_bytes(lines[-1]) if lines else GENESIS
-            full = {"seq": len(lines) + 1, "ts": iso(utc_now()), **mask_obj(record), "prev": prev}
-            line = _canonical(full).encode("utf-8")
-            atomic_write(self.ledger_path, old + line + b"\n")
-            full["sha256"] = sha256_bytes(line)
-            return full
+        """Append one record (masked) to the run's ledger chain."""
+        return self.ledger.append(record)
 
     def ledger_head(self) -> str:
-        lines = self.ledger_path.read_bytes().splitlines() if self.ledger_path.exists() else []
-        return sha256_bytes(lines[-1]) if lines else GENESIS
+        return self.ledger.head()
 
     # ------------------------------------------------------------------ manifest
     def read_manifest(self) -> dict[str, Any]:
@@ -239,6 +218,50 @@ class RunFolder:
         manifest["sealed"] = True
         self.write_manifest(manifest)
         return manifest
+
+
+class HashChain:
+    """An append-only JSON-lines file where each record carries ``prev``, the sha256 of the line
+    before it (the first: 64 zeros), and ``seq``.  Appends are serialized with ``flock`` on the
+    folder (the runner and the kernel both write) and the file is rewritten atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        with self._locked():
+            try:
+                old = self.path.read_bytes()
+            except FileNotFoundError:
+                old = b""
+            lines = old.splitlines()
+            prev = sha256_bytes(lines[-1]) if lines else GENESIS
+            full = {"seq": len(lines) + 1, "ts": iso(utc_now()), **mask_obj(record), "prev": prev}
+            line = _canonical(full).encode("utf-8")
+            atomic_write(self.path, old + line + b"\n")
+            full["sha256"] = sha256_bytes(line)
+            return full
+
+    def head(self) -> str:
+        lines = self.path.read_bytes().splitlines() if self.path.exists() else []
+        return sha256_bytes(lines[-1]) if lines else GENESIS
 
 
 def _chain_findings(path: Path) -> tuple[list[str], list[dict[str, Any]], str]:

@@ -149,6 +149,8 @@ class LabDeploy(_Model):
 
     data_dir: str = ".lab"
     port_base: int = Field(18080, ge=1024, le=65000)
+    #: faults baked into a release, e.g. {"2025.09.2": {"runtime.ingest_error": true}}
+    release_faults: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class Deploy(_Model):
@@ -194,6 +196,8 @@ class Backup(_Model):
     database and object-store folder) copied with the same layout and verification."""
 
     mode: Literal["tools", "lab"] = "tools"
+    #: Section 6 restores run only when asked (tools mode) -- the lab checks consistency itself
+    restore_on_rollback: bool = False
     mongo: MongoBackup
     object_store: ObjectStoreBackup
 
@@ -208,6 +212,8 @@ class Gate(_Model):
 class Approvals(_Model):
     gates: dict[str, Gate]
     waivable: bool = False
+    #: who may approve for a role (empty: anyone may; the record names them either way)
+    approvers: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class Bridge(_Model):
@@ -267,6 +273,7 @@ class Environment(_Model):
     monitoring: Monitoring = Monitoring()
     roles: list[Role] = Field(default_factory=list)
     offline_kit: str = "DEVOPS-OFFLINE-18-005"
+    offline_kit_manifest: str | None = None
     samples: dict[str, str] = Field(default_factory=lambda: {
         "sbom": "samples/sbom/demo.json",
         "dsse": "samples/dsse/demo.json",
@@ -420,7 +427,7 @@ def load_environment(name: str, params_dir: Path, overrides: dict[str, Any] | No
         layers.append(("-p", overrides))
     data.setdefault("name", name)
     try:
-        return Environment.model_validate(data)
+        return Environment.model_validate(data, context={"root": params_dir.resolve().parent})
     except ValidationError as exc:
         raise ParamsError(_problems(exc, layers),
                           hint=f"fix the file, then run: cutover params check --env {name}") from None

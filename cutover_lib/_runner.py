@@ -15,6 +15,7 @@ import getpass
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -28,12 +29,13 @@ from typing import Any
 from ._errors import CutoverError, EvidenceError, LockHeld, UsageError
 from ._evidence import RunFolder, iso, utc_now
 from ._params import Environment, load_environment, params_digest
+from ._secrets import mask as _mask
 from ._steps import text_line
 
 __all__ = ["PHASES", "RunResult", "run_phase"]
 
 PHASES: dict[str, list[str]] = {
-    "readiness": ["01_roles_and_timeline.ipynb"],
+    "readiness": ["01_roles_and_timeline.ipynb", "02_readiness.ipynb"],
     "rehearsal": ["03_rehearsal.ipynb"],
     "cutover": ["04_preflight.ipynb", "05_apply.ipynb", "06_validation.ipynb", "07_smoke.ipynb"],
     "rollback": ["08_rollback.ipynb"],
@@ -143,21 +145,53 @@ def _kernel_manager_class() -> type:
     return IPCKernelManager
 
 
-def _execute(nb_in: Path, nb_out: Path, parameters: dict[str, Any], cwd: Path, cell_timeout: float) -> None:
-    import papermill
+class NotebookFailed(Exception):
+    def __init__(self, ename: str, evalue: str) -> None:
+        super().__init__(f"{ename}: {evalue}")
+        self.ename, self.evalue = ename, evalue
 
-    papermill.execute_notebook(
-        str(nb_in), str(nb_out), parameters=parameters, cwd=str(cwd), kernel_name="python3",
-        progress_bar=False, log_output=False, request_save_on_cell_execute=True,
-        execution_timeout=cell_timeout, kernel_manager_class=_kernel_manager_class())
+
+def _execute(nb_in: Path, nb_out: Path, parameters: dict[str, Any], cwd: Path, cell_timeout: float,
+             deadline: float) -> None:
+    """papermill in a child process group; past ``deadline`` seconds the group (kernel included)
+    is killed and :class:`NotebookFailed` says why."""
+    spec = json.dumps({"input": str(nb_in), "output": str(nb_out), "parameters": parameters, "cwd": str(cwd),
+                       "cell_timeout": cell_timeout})
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "cutover_lib._pm", spec], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=str(cwd), env=env)
+    try:
+        out, err = proc.communicate(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        import signal
+
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise NotebookFailed("NotebookDeadline", f"{nb_in.name} exceeded its {deadline:g}s deadline "
+                             f"(timeouts.notebook); the kernel was stopped") from None
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    try:
+        result = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        result = None
+    if result is None:
+        tail = " | ".join(err.strip().splitlines()[-3:]) or f"exit {proc.returncode}"
+        raise NotebookFailed("NotebookCrashed", f"the notebook process died: {tail}")
+    if not result["ok"]:
+        raise NotebookFailed(result["ename"], result["evalue"])
 
 
 class _Progress:
     """Terminal progress: notebook n/N and each step as the kernel records it in the ledger."""
 
-    def __init__(self, run: RunFolder, echo: Callable[[str], None]) -> None:
+    def __init__(self, run: RunFolder, echo: Callable[[str], None],
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.run = run
         self.echo = echo
+        self.on_record = on_record
         self.seen = len(run.read_ledger())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -176,14 +210,61 @@ class _Progress:
             records = self.run.read_ledger()
         except (OSError, ValueError):
             return
-        for rec in records[self.seen:]:
+        new, self.seen = records[self.seen:], len(records)
+        for rec in new:
             if rec.get("kind") == "step":
                 self.echo("    " + text_line(rec))
-        self.seen = len(records)
+            if self.on_record is not None:
+                self.on_record(rec)
 
     def _loop(self) -> None:
         while not self._stop.wait(0.5):
             self._drain()
+
+
+class _BridgeReporter:
+    """#launch-bridge from the runner process (never the kernel): phase start and finish, gate
+    decisions, each failed step, and a heartbeat every ``bridge.heartbeat`` while the run is
+    active.  Every post is recorded in the ledger; a failing webhook never fails the run.
+    A dry run posts nothing."""
+
+    def __init__(self, env: Environment, phase: str, run: RunFolder, dry_run: bool) -> None:
+        self.env, self.phase, self.run = env, phase, run
+        self.enabled = not dry_run and env.bridge.webhook is not None
+        self.bridge: Any = None
+        self.heartbeat: Any = None
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        from ._notify import Bridge, Heartbeat, ledger_status, phase_started
+
+        self.bridge = Bridge(self.env.bridge, run=self.run, verify=self.env.tls_verify)
+        self.bridge.send(phase_started(self.env, self.phase, self.run.run_id, False))
+        self.heartbeat = Heartbeat(self.bridge, self.env, self.phase, self.run.run_id,
+                                   lambda: ledger_status(self.run), run=None).start()
+
+    def on_record(self, rec: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from ._notify import gate_decision, step_failed
+
+        kind = rec.get("kind")
+        if kind in ("approval", "rejection", "waiver"):
+            self.bridge.send(gate_decision(rec))
+        elif kind == "step" and ".gate-" in rec.get("step_id", "") and rec.get("outcome") == "failed":
+            self.bridge.send(gate_decision(rec))
+        elif kind == "step" and rec.get("outcome") == "failed":
+            self.bridge.send(step_failed(rec))
+
+    def finish(self, outcome: str, message: str, index: Path) -> None:
+        if not self.enabled:
+            return
+        from ._notify import ledger_status, phase_finished
+
+        self.heartbeat.stop()
+        _, counts = ledger_status(self.run)
+        self.bridge.send(phase_finished(self.env, self.phase, self.run.run_id, outcome, message, counts, str(index)))
 
 
 def _notebook_failure(exc: BaseException) -> tuple[int, str]:
@@ -207,6 +288,7 @@ def run_phase(
     resume: str | None = None,
     confirm: Sequence[str] = (),
     rollback_on_failure: bool = True,
+    waive: Sequence[str] = (),
     echo: Callable[[str], None] = print,
 ) -> RunResult:
     """Run ``phase`` against ``env_name``; return the outcome (expected failures are results,
@@ -235,7 +317,7 @@ def run_phase(
             run = RunFolder.create(executed, env_name, phase)
             lock.path.write_text(json.dumps({**(lock.holder() or {}), "run_id": run.run_id}))
         return _run(env, phase, notebooks, run, root=root, dry_run=dry_run, with_reads=with_reads,
-                    overrides=ov, resume=bool(resume), confirm=confirm,
+                    overrides=ov, resume=bool(resume), confirm=confirm, waive=waive,
                     rollback_on_failure=rollback_on_failure, echo=echo)
     finally:
         lock.release()
@@ -257,7 +339,7 @@ def _open_for_resume(executed: Path, env: str, run_id: str, phase: str) -> RunFo
 
 def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, root: Path, dry_run: bool,
          with_reads: bool, overrides: dict[str, Any], resume: bool, confirm: Sequence[str],
-         rollback_on_failure: bool, echo: Callable[[str], None]) -> RunResult:
+         waive: Sequence[str], rollback_on_failure: bool, echo: Callable[[str], None]) -> RunResult:
     started = utc_now()
     manifest = run.read_manifest() if resume else {}
     manifest.update({
@@ -273,10 +355,12 @@ def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, 
                 "dry_run": dry_run, "operator": manifest["operator"], "params_sha256": manifest["params_sha256"],
                 "git_commit": manifest["git_commit"]})
     echo(f"run {run.run_id}: {phase} on {env.name}{' (dry run)' if dry_run else ''}")
+    reporter = _BridgeReporter(env, phase, run, dry_run)
+    reporter.start()
     exit_code, outcome, message = EXIT_PASSED, "passed", ""
     params = {"env": env.name, "run_dir": str(run.path), "dry_run": dry_run, "resume": resume,
               "overrides": json.dumps(overrides) if overrides else "", "confirm": ",".join(confirm),
-              "with_reads": with_reads, "root": str(root)}
+              "with_reads": with_reads, "root": str(root), "waive": ",".join(waive)}
 
     def execute(nb_list: list[str], label: str) -> tuple[int, str]:
         for i, nb in enumerate(nb_list, start=1):
@@ -291,10 +375,10 @@ def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, 
                 out = run.path / "notebooks" / f"{Path(nb).stem}.{n}.ipynb"
             run.append({"kind": "notebook-start", "notebook": nb, "output": f"notebooks/{out.name}"})
             code, msg = EXIT_PASSED, ""
-            with _Progress(run, echo):
+            with _Progress(run, echo, reporter.on_record):
                 try:
                     _execute(root / "notebooks" / nb, out, {**params, "notebook": nb}, root,
-                             env.timeouts.notebook.total_seconds())
+                             env.timeouts.notebook.total_seconds(), env.timeouts.notebook.total_seconds())
                 except Exception as exc:  # noqa: BLE001 - papermill/nbclient errors become a run outcome
                     code, msg = _notebook_failure(exc)
             if out.exists():
@@ -306,7 +390,7 @@ def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, 
                 except Exception as exc:  # noqa: BLE001 - a failed export must not lose the run
                     run.append({"kind": "note", "notebook": nb, "text": f"HTML export failed: {exc}"})
             run.append({"kind": "notebook-end", "notebook": nb, "outcome": "passed" if code == 0 else "failed",
-                        "error": msg})
+                        "error": _mask(msg)})
             if code:
                 return code, f"{nb}: {msg}"
         return EXIT_PASSED, ""
@@ -322,17 +406,41 @@ def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, 
         outcome = "rolled-back" if rb_code == 0 else "rollback-failed"
         message = message + (f"; rollback: {rb_msg}" if rb_msg else "; rolled back")
         exit_code = exit_code or EXIT_FAILED
+    if dry_run:
+        manifest["plan_digest"], manifest["planned_commands"] = plan_digest(run.read_ledger())
     ended = utc_now()
     manifest.update({"ended": iso(ended), "outcome": outcome, "reason": message,
                      "duration_s": round((ended - started).total_seconds(), 3)})
     from ._report import index_sections, write_index
 
+    reporter.finish(outcome, message, run.path / "html" / "index.html")
     index = write_index(run, manifest, index_sections(run, env, root))
     run.seal(manifest)
     echo(f"outcome: {outcome}{' - ' + message if message else ''}")
     echo(f"evidence: {run.path}")
     echo(f"report:   {index}")
     return RunResult(run.path, outcome, exit_code, message, index, manifest["notebooks"])
+
+
+_TIMES = re.compile(r"\d{4}-?\d{2}-?\d{2}T?\d{2}:?\d{2}(:?\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?|\d{12}")
+
+
+def normalize_command(command: str) -> str:
+    """A command with its timestamps replaced by ``<time>`` (backup folder names differ per run)."""
+    return _TIMES.sub("<time>", command)
+
+
+def planned_commands(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(r["step_id"], normalize_command(r.get("command") or "")) for r in records
+            if r.get("kind") == "step" and r.get("mutating")]
+
+
+def plan_digest(records: list[dict[str, Any]]) -> tuple[str, int]:
+    """sha256 over the (step id, normalized command) of every mutating step, in order."""
+    import hashlib
+
+    cmds = planned_commands(records)
+    return hashlib.sha256(json.dumps(cmds).encode()).hexdigest(), len(cmds)
 
 
 def break_lock(root: Path, env: str) -> str:

@@ -132,9 +132,9 @@ _REF = re.compile(r"^(env|file|k8s):(.+)$")
 class SecretRef:
     """A reference to a secret.  ``str()`` shows the reference; the value shows as ``***``."""
 
-    __slots__ = ("ref",)
+    __slots__ = ("base", "ref")
 
-    def __init__(self, ref: str) -> None:
+    def __init__(self, ref: str, base: Path | None = None) -> None:
         m = _REF.match(ref or "")
         if not m:
             raise ValueError(
@@ -142,6 +142,7 @@ class SecretRef:
         if m.group(1) == "k8s" and not re.fullmatch(r"[a-z0-9-]+/[a-z0-9.-]+#[A-Za-z0-9._-]+", m.group(2)):
             raise ValueError(f'expected k8s:NAMESPACE/SECRET#KEY, got "{ref}"')
         self.ref = ref
+        self.base = base  # relative file: references resolve against this (the project root)
 
     @property
     def scheme(self) -> str:
@@ -150,6 +151,8 @@ class SecretRef:
     def resolve(self) -> str:
         """Read the value now and register it for masking.  Never print the result."""
         scheme, rest = self.ref.split(":", 1)
+        if scheme == "file" and self.base is not None and not Path(rest).expanduser().is_absolute():
+            rest = str(self.base / rest)
         value = _resolvers[scheme](rest)
         register_secret(value)
         return value
@@ -168,12 +171,13 @@ class SecretRef:
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
-        def validate(value: Any) -> SecretRef:
+        def validate(value: Any, info: core_schema.ValidationInfo) -> SecretRef:
             if isinstance(value, SecretRef):
                 return value
             if not isinstance(value, str):
                 raise ValueError(f"expected a secret reference like env:NAME, got {type(value).__name__}")
-            return cls(value)
+            base = (info.context or {}).get("root")
+            return cls(value, Path(base) if base else None)
 
-        return core_schema.no_info_plain_validator_function(
+        return core_schema.with_info_plain_validator_function(
             validate, serialization=core_schema.plain_serializer_function_ser_schema(str))

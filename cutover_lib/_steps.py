@@ -26,17 +26,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ._errors import CheckFailed, CutoverError, StepFailed
+from ._errors import CheckFailed, CutoverError, GateNotApproved, ParamsError, SecretError, StepFailed, ToolMissing
+
+#: errors that mean the environment or its configuration is wrong, not the system under change:
+#: the step is recorded as failed and the error itself propagates (exit 2, not 1)
+_CONFIG_ERRORS = (SecretError, ToolMissing, ParamsError)
 from ._evidence import RunFolder, iso, utc_now, write_new
 from ._params import Environment, load_environment, parse_overrides
 from ._secrets import mask
 from ._shell import CommandResult, render, run_command
 
-__all__ = ["STEP_MIMETYPE", "Runbook", "StepContext"]
+__all__ = ["STEP_MIMETYPE", "NotApplicable", "Runbook", "StepContext", "Waived"]
 
 STEP_MIMETYPE = "application/vnd.stellaops.cutover.step+json"
 OUTCOMES = ("passed", "failed", "skipped", "planned", "waived")
-_STEP_ID = re.compile(r"^\d+(\.\d+)*\.[a-z0-9][a-z0-9-]*$")
+_STEP_ID = re.compile(r"^\d+(\.[a-z0-9][a-z0-9-]*)+$")
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -49,6 +53,16 @@ def find_root(start: Path | None = None) -> Path:
         if (p / "params").is_dir() and (p / "notebooks").is_dir():
             return p
     return cur
+
+
+class NotApplicable(Exception):
+    """Raised by an action whose runbook line does not apply here; the step is ``skipped``
+    with this reason (e.g. compose networks in helm mode, helm lint where helm is absent)."""
+
+
+class Waived(Exception):
+    """Raised by an action when a missing precondition was waived (stage/local gates);
+    the step is ``waived`` and the waiver is evidence."""
 
 
 @dataclass
@@ -100,7 +114,7 @@ class Runbook:
 
     def __init__(self, env: Environment, run: RunFolder, *, root: Path, dry_run: bool = False,
                  resume: bool = False, notebook: str = "", confirm: Sequence[str] = (),
-                 with_reads: bool = True) -> None:
+                 with_reads: bool = True, waive: Sequence[str] = (), interactive: bool = False) -> None:
         self.env = env
         self.run = run
         self.root = root
@@ -109,6 +123,8 @@ class Runbook:
         self.resume = resume
         self.notebook = notebook
         self.confirm = set(confirm)
+        self.waive = set(waive)
+        self.interactive = interactive
         self.results: list[dict[str, Any]] = []
         self._display = _in_ipython()
         self._prior = self._prior_outcomes() if resume else {}
@@ -117,7 +133,7 @@ class Runbook:
     @classmethod
     def open(cls, env: str, run_dir: str = "", *, dry_run: bool = False, resume: bool = False,
              notebook: str = "", overrides: str = "", confirm: str = "", with_reads: bool = True,
-             root: str = "") -> "Runbook":
+             root: str = "", waive: str = "") -> "Runbook":
         """Open the run a notebook belongs to.  Without ``run_dir`` (stepping through in
         JupyterLab) an interactive run folder is created under ``executed/<env>/``."""
         base = Path(root).resolve() if root else find_root()
@@ -131,8 +147,9 @@ class Runbook:
             run = RunFolder.create(base / "executed", env, "interactive")
             run.append({"kind": "run-start", "env": env, "phase": "interactive", "dry_run": dry_run})
         confirmed = [c.strip() for c in confirm.split(",") if c.strip()]
+        waived = [w.strip() for w in waive.split(",") if w.strip()]
         return cls(environment, run, root=base, dry_run=dry_run, resume=resume, notebook=notebook,
-                   confirm=confirmed, with_reads=with_reads)
+                   confirm=confirmed, with_reads=with_reads, waive=waived, interactive=not run_dir)
 
     def _prior_outcomes(self) -> dict[str, str]:
         """Step id -> ``passed`` / ``unknown`` from earlier attempts of this run."""
@@ -172,6 +189,8 @@ class Runbook:
         started = utc_now()
         t0 = time.monotonic()
         outcome, observed, message = "passed", "", ""
+        gate_error: GateNotApproved | None = None
+        config_error: CutoverError | None = None
         prior = self._prior.get(step_id)
 
         if prior == "passed":
@@ -189,10 +208,19 @@ class Runbook:
             try:
                 result = action(ctx) if action else None
                 observed = mask(str(result)) if result is not None else "as expected"
-            except CheckFailed as exc:
-                outcome, message = "failed", mask(exc.message)
+            except NotApplicable as exc:
+                outcome, observed = "skipped", mask(f"not applicable: {exc}")
+            except Waived as exc:
+                outcome, observed = "waived", mask(str(exc))
+            except GateNotApproved as exc:
+                outcome, message, gate_error = "failed", mask(exc.one_line()), exc
+            except _CONFIG_ERRORS as exc:
+                outcome, message, config_error = "failed", mask(exc.one_line()), exc
             except CutoverError as exc:
-                outcome, message = "failed", mask(exc.one_line())
+                text = exc.one_line()
+                if not text.startswith("expected "):
+                    text = f"expected {expect}; observed {text}"
+                outcome, message = "failed", mask(text)
             except Exception as exc:  # noqa: BLE001 - any error inside an action fails the step
                 outcome = "failed"
                 message = mask(f"unexpected {type(exc).__name__}: {exc}")
@@ -220,14 +248,45 @@ class Runbook:
             "output_tail": ctx.lines[-15:],
             "artifacts": ctx.artifacts,
             "required": required,
+            "confirmed": prior == "unknown" and step_id in self.confirm,
             "data": ctx.data,
         }
         saved = self.run.append(record)
         self.results.append(saved)
         self._show(saved)
+        if gate_error is not None:
+            raise gate_error
+        if config_error is not None and required:
+            raise config_error
         if outcome == "failed" and required:
             raise StepFailed(f"step {step_id} failed: {message}", step_id=step_id) from None
         return saved
+
+    def close(self) -> None:
+        """End of a notebook.  An interactive run (stepping through in JupyterLab) is sealed here
+        -- manifest with every file's hash, ``html/index.html`` -- since no runner seals it;
+        under ``cutover run`` the runner seals the run after the last notebook."""
+        api = getattr(self, "_stella_api", None)
+        if api is not None:
+            api.close()
+        if not self.interactive:
+            return
+        from ._evidence import iso, utc_now
+        from ._params import params_digest
+        from ._report import index_sections, write_index
+
+        steps = [r for r in self.run.read_ledger() if r.get("kind") == "step"]
+        failed = [r["step_id"] for r in steps if r["outcome"] == "failed"]
+        manifest = {"run_id": self.run.run_id, "env": self.env.name, "tier": self.env.tier, "phase": "interactive",
+                    "release": self.env.release, "notebooks": [], "params_sha256": params_digest(self.env),
+                    "started": steps[0]["started"] if steps else iso(utc_now()), "ended": iso(utc_now()),
+                    "dry_run": self.dry_run, "outcome": "failed" if failed else "passed",
+                    "reason": ", ".join(failed), "operator": os.environ.get("USER", "")}
+        self.run.write_manifest(manifest)
+        index = write_index(self.run, manifest, index_sections(self.run, self.env, self.root))
+        self.run.seal(manifest)
+        self.show_html(f"<p>Interactive run sealed: <code>{html.escape(str(index))}</code></p>",
+                       f"interactive run sealed: {index}")
 
     def record(self, kind: str, **fields: Any) -> dict[str, Any]:
         """A non-step ledger record (approval, note, decision)."""

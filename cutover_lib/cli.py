@@ -80,11 +80,13 @@ def run(
                                                           "(after checking the system by hand).")] = None,
     no_rollback: Annotated[bool, typer.Option("--no-rollback", help="Do not run the rollback phase when smoke "
                                                "tests fail.")] = False,
+    waive: Annotated[Optional[list[str]], typer.Option("--waive", help="Waive a gate's missing approvals (stage, "
+                                                        "dev and local only; recorded). GATE or 'all'.")] = None,
     root: RootOpt = None,
 ) -> None:
     """Execute a phase's notebooks with papermill into a new evidence folder."""
     _run_cmd(env, phase, dry_run=dry_run, with_reads=True, param=param, resume=resume, confirm=confirm,
-             no_rollback=no_rollback, root=root)
+             no_rollback=no_rollback, root=root, waive=waive)
 
 
 @app.command()
@@ -97,17 +99,18 @@ def plan(
 ) -> None:
     """Dry-run a phase: every mutating action is recorded as planned with its exact command."""
     _run_cmd(env, phase, dry_run=True, with_reads=with_reads, param=param, resume=None, confirm=None,
-             no_rollback=True, root=root)
+             no_rollback=True, root=root, waive=["all"])
 
 
 def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Optional[list[str]],
-             resume: Optional[str], confirm: Optional[list[str]], no_rollback: bool, root: Optional[Path]) -> None:
+             resume: Optional[str], confirm: Optional[list[str]], no_rollback: bool, root: Optional[Path],
+             waive: Optional[list[str]] = None) -> None:
     try:
         from ._runner import run_phase
 
         result = run_phase(env, phase, root=_root(root), dry_run=dry_run, with_reads=with_reads,
                            overrides=param or [], resume=resume, confirm=confirm or [],
-                           rollback_on_failure=not no_rollback, echo=lambda s: typer.echo(s))
+                           rollback_on_failure=not no_rollback, waive=waive or [], echo=lambda s: typer.echo(s))
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc) from None
     raise typer.Exit(result.exit_code)
@@ -152,6 +155,73 @@ def timeline(env: EnvOpt, root: RootOpt = None, param: OverrideOpt = None) -> No
 
 
 @app.command()
+def approve(
+    env: EnvOpt,
+    gate: Annotated[str, typer.Option("--gate", help="plan | t0 | post-smoke | rollback")],
+    role: Annotated[str, typer.Option("--role", help="The approver's role in the matrix, e.g. cto, devops-lead.")],
+    name: Annotated[str, typer.Option("--name", help="The approver's name.")],
+    record: Annotated[str, typer.Option("--record", help="Where the approval is recorded: ticket id or channel.")],
+    comment: Annotated[str, typer.Option("--comment", help="Free text kept with the approval.")] = "",
+    reject: Annotated[bool, typer.Option("--reject", help="Record a rejection instead of an approval.")] = False,
+    plan_run: Annotated[Optional[str], typer.Option("--plan", help="The plan run (cutover plan) this approves.")] = None,
+    root: RootOpt = None,
+) -> None:
+    """Record an approval (or rejection) of a gate for the environment's change ticket."""
+    try:
+        from ._approvals import ApprovalStore, plan_digest_of
+        from ._params import load_environment
+
+        base = _root(root)
+        environment = load_environment(env, base / "params")
+        digest = plan_digest_of(base, environment, plan_run) if plan_run else None
+        rec = ApprovalStore(base, environment).record(gate=gate, role=role, name=name, record=record,
+                                                      comment=comment, decision="reject" if reject else "approve",
+                                                      plan_run=plan_run, plan_digest=digest)
+    except Exception as exc:  # noqa: BLE001
+        raise _fail(exc) from None
+    from ._notify import Bridge, gate_decision
+
+    if environment.bridge.webhook is not None:
+        posted = Bridge(environment.bridge, verify=environment.tls_verify).send(gate_decision(rec))
+        if not posted.ok:
+            typer.echo(f"warning: #{environment.bridge.channel} not told ({posted.error}); the approval is recorded",
+                       err=True)
+    typer.echo(f"{rec['decision']}d: gate {gate} of {env} ({environment.change_ticket}) by {rec['name']} as "
+               f"{rec['role']} at {rec['at']}, recorded in {rec['record']}"
+               + (f"; plan {plan_run} digest {str(digest)[:16]}…" if plan_run else ""))
+
+
+@app.command()
+def approvals(env: EnvOpt, root: RootOpt = None) -> None:
+    """List the approvals recorded for the environment's change, gate by gate."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        from ._approvals import ApprovalStore
+        from ._params import load_environment
+
+        base = _root(root)
+        environment = load_environment(env, base / "params")
+        store = ApprovalStore(base, environment)
+    except Exception as exc:  # noqa: BLE001
+        raise _fail(exc) from None
+    table = Table(title=f"{env}: approvals for {environment.change_ticket}")
+    for col in ("Gate", "Needs", "Missing", "Role", "Name", "Decision", "UTC", "Record", "Comment"):
+        table.add_column(col, overflow="fold")
+    for gate_name, g in environment.approvals.gates.items():
+        st = store.status(gate_name)
+        recs = [r for r in store.records() if r.get("gate") == gate_name]
+        if not recs:
+            table.add_row(gate_name, " + ".join(g.roles), ", ".join(st.missing), "", "", "", "", "", "")
+        for i, r in enumerate(recs):
+            table.add_row(gate_name if i == 0 else "", " + ".join(g.roles) if i == 0 else "",
+                          ", ".join(st.missing) if i == 0 else "", r["role"], r["name"], r["decision"], r["at"],
+                          r["record"], r.get("comment", ""))
+    Console(width=160).print(table)
+
+
+@app.command()
 def unlock(env: EnvOpt, root: RootOpt = None) -> None:
     """Break a stale run lock (only when its process is gone); the break is recorded."""
     try:
@@ -162,15 +232,9 @@ def unlock(env: EnvOpt, root: RootOpt = None) -> None:
         raise _fail(exc) from None
 
 
-def _mount_lab() -> None:
-    try:
-        from .lab._cli import lab_app
-    except ImportError:  # the lab is optional in a production install
-        return
-    app.add_typer(lab_app, name="lab", help="The local stand-in Stella Ops stack (a lab for rehearsals).")
+from .lab._cli import lab_app  # noqa: E402 - light: the lab's servers load only inside its commands
 
-
-_mount_lab()
+app.add_typer(lab_app, name="lab", help="The local stand-in Stella Ops stack (a lab for rehearsals).")
 
 
 def main() -> None:

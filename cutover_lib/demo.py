@@ -1,42 +1,96 @@
-"""``make demo``: start the lab, run the runbook's phases on ``local``, print the report path.
+"""``make demo``: the whole runbook on the local lab, then the path of the HTML record.
 
-``--fault NAME`` sets a lab fault first (``make demo-rollback`` uses one that fails a smoke
-test), so the record shows the rollback path.  The lab is left as it was found: started here,
-stopped here.
+1. start the lab (``cutover lab up``) unless it is already running;
+2. record the demo approvals of the Section 8 gates (named demo approvers, so the record shows
+   how approvals look; a real change records them with ``cutover approve``);
+3. run the phases ``readiness``, ``rehearsal``, ``cutover`` and ``post`` on ``local``;
+4. stop the lab if this command started it, and print where each run's ``index.html`` is.
+
+``--fault`` bakes a lab fault into release 2025.09.2 (``make demo-rollback`` uses
+``runtime.ingest_error``): the runtime-ingest smoke test fails, the rollback phase runs and
+brings the lab back on 2025.09.1, and the record shows why.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from ._steps import find_root
 
-PHASES = ["readiness"]
+PHASES = ["readiness", "rehearsal", "cutover", "post"]
+DEMO_APPROVERS = {
+    "plan": [("cto", "Avery Chen"), ("devops-lead", "Sam Okafor")],
+    "t0": [("devops-lead", "Sam Okafor"), ("module-reps", "Priya Raman")],
+    "post-smoke": [("devops-lead", "Sam Okafor"), ("product-owner", "Jordan Lee")],
+    "rollback": [("devops-lead", "Sam Okafor"), ("cto", "Avery Chen")],
+}
+
+
+def _record_demo_approvals(root: Path, env_name: str) -> None:
+    from ._approvals import ApprovalStore
+    from ._params import load_environment
+
+    env = load_environment(env_name, root / "params")
+    store = ApprovalStore(root, env)
+    for gate, people in DEMO_APPROVERS.items():
+        st = store.status(gate)
+        for role, name in people:
+            if role in st.missing:
+                record = env.incident_ticket if gate == "rollback" else env.change_ticket
+                store.record(gate=gate, role=role, name=name, record=record or env.change_ticket,
+                             comment="make demo (demo approver)", via="demo")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo")
-    parser.add_argument("--fault", action="append", default=[], help="lab fault to set before the cutover phase")
+    parser.add_argument("--fault", action="append", default=[],
+                        help="lab fault baked into the release being launched, e.g. runtime.ingest_error")
+    parser.add_argument("--env", default="local")
     args = parser.parse_args(argv)
     root = find_root()
-    from ._errors import CutoverError
-    from ._runner import run_phase
 
-    last = None
+    from ._errors import CutoverError
+    from ._params import load_environment
+    from ._runner import run_phase
+    from .lab import LabConfig, down, status, up
+
+    env = load_environment(args.env, root / "params")
+    assert env.deploy.lab is not None, "make demo runs against an environment in deploy mode lab"
+    cfg = LabConfig.from_port_base(root / env.deploy.lab.data_dir, env.deploy.lab.port_base)
+    started_here = not any(row["running"] for row in status(cfg).values())
+    overrides = []
+    if args.fault:
+        faults = {f: True for f in args.fault}
+        overrides.append("deploy.lab.release_faults=" + json.dumps({env.release: faults}))
+    results = []
     try:
+        print(f"lab: {'starting' if started_here else 'already running'} ({cfg.data_dir})")
+        up(cfg)
+        _record_demo_approvals(root, args.env)
         for phase in PHASES:
-            last = run_phase("local", phase, root=root, overrides=[], echo=print)
-            if last.exit_code:
+            print()
+            result = run_phase(args.env, phase, root=root, overrides=overrides, echo=print)
+            results.append((phase, result))
+            if result.exit_code:
                 break
     except CutoverError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
-    assert last is not None
+    finally:
+        if started_here:
+            stopped = down(cfg)
+            print(f"lab: stopped {len(stopped)} processes this demo started")
     print()
-    print(f"demo finished: {last.outcome}")
-    print(f"open the HTML record: {last.index_html}")
-    return last.exit_code
+    print("demo record (open in a browser; everything renders offline):")
+    for phase, result in results:
+        print(f"  {phase:10} {result.outcome:12} {result.index_html}")
+    last = results[-1][1]
+    print()
+    print(f"HTML record: {last.index_html}")
+    return 0 if not args.fault else (0 if last.outcome == "rolled-back" else 1)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,13 @@ notebook = "{name}"
 overrides = ""
 confirm = ""
 with_reads = True
+waive = ""          # gates whose missing approvals are waived (not allowed in prod)
 root = ""'''
 
 OPEN = '''from cutover_lib import Runbook
 {imports}
 rb = Runbook.open(env, run_dir, dry_run=dry_run, resume=resume, notebook=notebook,
-                  overrides=overrides, confirm=confirm, with_reads=with_reads, root=root)
+                  overrides=overrides, confirm=confirm, with_reads=with_reads, root=root, waive=waive)
 print(f"run {{rb.run.run_id}}: environment {{rb.env.name}} ({{rb.env.tier}}), release {{rb.env.release}}")'''
 
 
@@ -44,6 +45,7 @@ def build(name: str, title: str, intro: str, imports: str, cells: list[tuple[str
     nb.cells.append(new_code_cell(OPEN.format(imports=imports)))
     for kind, src in cells:
         nb.cells.append(new_markdown_cell(src.strip()) if kind == "md" else new_code_cell(src.strip()))
+    nb.cells.append(new_code_cell("rb.close()  # seals an interactive run; under `cutover run` the runner seals it"))
     for i, c in enumerate(nb.cells):
         c["id"] = f"{Path(name).stem[:2]}-{i:02d}"
     return nb

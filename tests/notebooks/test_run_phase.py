@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from nb_helpers import approve_all
+
 pytestmark = pytest.mark.notebooks
 
 
@@ -16,12 +18,16 @@ def cutover(*args, cwd):
                           text=True, timeout=300)
 
 
+@pytest.fixture
+def project(lab_project):
+    approve_all(lab_project)
+    return lab_project
+
+
 def test_readiness_runs_through_papermill_and_verifies(project):
     res = cutover("run", "--env", "local", "--phase", "readiness", "--root", str(project), cwd=project)
     assert res.returncode == 0, res.stdout + res.stderr
-    runs = list((project / "executed" / "local").glob("*-local-readiness"))
-    assert len(runs) == 1
-    run = runs[0]
+    run = Path(next(ln for ln in res.stdout.splitlines() if ln.startswith("evidence: ")).split(": ", 1)[1])
     assert f"report:   {run}/html/index.html" in res.stdout
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["outcome"] == "passed" and manifest["sealed"] and manifest["params_sha256"]
@@ -29,7 +35,7 @@ def test_readiness_runs_through_papermill_and_verifies(project):
     mimes = [o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", [])]
     steps = [m["application/vnd.stellaops.cutover.step+json"] for m in mimes
              if "application/vnd.stellaops.cutover.step+json" in m]
-    assert [s["step_id"] for s in steps] == ["1.roles", "2.timeline", "8.matrix"]
+    assert [s["step_id"] for s in steps] == ["1.roles", "1.bridge", "2.timeline", "8.matrix"]
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and "run_dir = " in "".join(injected[0]["source"])
     index = (run / "html" / "index.html").read_text()
@@ -49,7 +55,8 @@ def test_readiness_runs_through_papermill_and_verifies(project):
 
 
 def test_second_run_gets_its_own_folder(project):
+    before = set((project / "executed" / "local").glob("*-local-readiness*"))
     for _ in range(2):
         assert cutover("run", "--env", "local", "--phase", "readiness", "--root", str(project),
                        cwd=project).returncode == 0
-    assert len(list((project / "executed" / "local").glob("*-local-readiness*"))) == 2
+    assert len(set((project / "executed" / "local").glob("*-local-readiness*")) - before) == 2

@@ -1,0 +1,241 @@
+"""Section 8: the approval matrix, approvals per change, gates, waivers, and the widget form.
+
+Approvals are stored **per change** (``executed/_approvals/<env>/<change-ticket>.jsonl``, a
+hash chain like the run ledger), so a plan approval given the day before applies to the T0
+run.  A gate is two cells in a notebook:
+
+* ``approvals.gate(rb, "t0")`` shows who has approved so far (plain HTML) and, when stepping
+  through in JupyterLab, a form (name, role, record, comment; Approve / Reject).  The form's
+  callbacks only *record* a decision; the cell never waits for a click -- a kernel cannot
+  process widget messages while a cell runs.
+* ``approvals.require(rb, "t0")`` is the step that enforces it: every required role approved
+  (copied into the run's ledger as evidence), or waived where the environment allows it, or
+  the run stops with :class:`GateNotApproved` (exit 3) naming the missing roles and the exact
+  ``cutover approve`` command.
+"""
+
+from __future__ import annotations
+
+import getpass
+import html
+import json
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._errors import GateNotApproved, UsageError
+from ._evidence import HashChain, iso, utc_now
+from ._params import Environment
+from ._steps import Runbook, StepContext, Waived
+
+__all__ = ["ApprovalStore", "gate", "gate_status", "require"]
+
+
+def _store_path(root: Path, env: Environment) -> Path:
+    return root / "executed" / "_approvals" / env.name / f"{env.change_ticket}.jsonl"
+
+
+@dataclass
+class GateStatus:
+    gate: str
+    required: list[str]
+    approved: dict[str, dict[str, Any]]  # role -> latest approving record
+    rejected: list[dict[str, Any]]
+
+    @property
+    def missing(self) -> list[str]:
+        return [r for r in self.required if r not in self.approved]
+
+    @property
+    def satisfied(self) -> bool:
+        return not self.missing and not self.rejected
+
+
+class ApprovalStore:
+    """The approvals of one change in one environment."""
+
+    def __init__(self, root: Path, env: Environment) -> None:
+        self.env = env
+        self.path = _store_path(root, env)
+
+    def records(self) -> list[dict[str, Any]]:
+        return HashChain(self.path).read()
+
+    def record(self, *, gate: str, role: str, name: str, record: str, comment: str = "",
+               decision: str = "approve", plan_run: str | None = None, plan_digest: str | None = None,
+               via: str = "cli") -> dict[str, Any]:
+        """Validate and store one decision; raise :class:`UsageError` (exit 2) when it is not allowed."""
+        env = self.env
+        gates = env.approvals.gates
+        if gate not in gates:
+            raise UsageError(f"unknown gate {gate!r} for {env.name}", hint=f"gates: {', '.join(gates)}")
+        g = gates[gate]
+        if role not in g.roles:
+            raise UsageError(f"role {role!r} does not approve gate {gate} ({g.title})",
+                             hint=f"gate {gate} needs: {' + '.join(g.roles)}")
+        name = name.strip()
+        if not name:
+            raise UsageError("an approval needs the approver's name", hint="pass --name 'First Last'")
+        allowed = env.approvals.approvers.get(role)
+        if allowed and name not in allowed:
+            raise UsageError(f"{name} is not an approver for role {role} in {env.name}",
+                             hint=f"approvers for {role}: {', '.join(allowed)} (params approvals.approvers)")
+        if not record.strip():
+            raise UsageError("an approval needs its record location", hint=f"pass --record {env.change_ticket} "
+                             f"(the ticket id or channel: {g.record})")
+        for prev in self._latest(gate).values():
+            if prev["name"].casefold() == name.casefold() and prev["role"] != role and prev["decision"] == "approve":
+                raise UsageError(f"{name} already approved gate {gate} as {prev['role']}; one person cannot fill "
+                                 f"two roles of the same gate", hint=f"ask the {role} to approve")
+        if decision not in ("approve", "reject"):
+            raise UsageError(f"decision must be approve or reject, got {decision!r}")
+        rec = {"kind": "approval" if decision == "approve" else "rejection", "gate": gate, "gate_title": g.title,
+               "env": env.name, "change": env.change_ticket, "role": role, "name": name, "decision": decision,
+               "at": iso(utc_now()), "record": record, "comment": comment, "via": via,
+               "recorded_by": f"{getpass.getuser()}@{socket.gethostname()}"}
+        if plan_run:
+            rec.update({"plan_run": plan_run, "plan_digest": plan_digest})
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return HashChain(self.path).append(rec)
+
+    def _latest(self, gate: str) -> dict[tuple[str, str], dict[str, Any]]:
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in self.records():
+            if r.get("gate") == gate and r.get("env") == self.env.name:
+                latest[(r["role"], r["name"].casefold())] = r
+        return latest
+
+    def status(self, gate: str) -> GateStatus:
+        g = self.env.approvals.gates[gate]
+        approved: dict[str, dict[str, Any]] = {}
+        rejected: list[dict[str, Any]] = []
+        for (role, _), r in self._latest(gate).items():
+            if r["decision"] == "approve":
+                approved.setdefault(role, r)
+            else:
+                rejected.append(r)
+        return GateStatus(gate, list(g.roles), approved, rejected)
+
+
+def gate_status(rb: Runbook, gate_name: str) -> GateStatus:
+    return ApprovalStore(rb.root, rb.env).status(gate_name)
+
+
+def approve_command(env: Environment, gate_name: str, role: str) -> str:
+    return (f"cutover approve --env {env.name} --gate {gate_name} --role {role} --name 'NAME' "
+            f"--record {env.change_ticket if gate_name != 'rollback' else (env.incident_ticket or 'INC-...')}")
+
+
+def _status_html(st: GateStatus, title: str) -> str:
+    e = html.escape
+    rows = []
+    for role in st.required:
+        r = st.approved.get(role)
+        if r:
+            rows.append(f"<tr><td>{e(role)}</td><td style='color:#1a7f37'><b>approved</b></td><td>{e(r['name'])}</td>"
+                        f"<td>{e(r['at'])}</td><td>{e(r['record'])}</td><td>{e(r.get('comment', ''))}</td></tr>")
+        else:
+            rows.append(f"<tr><td>{e(role)}</td><td style='color:#cf222e'><b>missing</b></td><td></td><td></td>"
+                        f"<td></td><td></td></tr>")
+    for r in st.rejected:
+        rows.append(f"<tr><td>{e(r['role'])}</td><td style='color:#cf222e'><b>REJECTED</b></td><td>{e(r['name'])}</td>"
+                    f"<td>{e(r['at'])}</td><td>{e(r['record'])}</td><td>{e(r.get('comment', ''))}</td></tr>")
+    return (f"<div style='font-family:sans-serif;font-size:13px'><b>Gate {e(st.gate)} — {e(title)}</b>"
+            f"<table style='border-collapse:collapse'><tr><th>Role</th><th>Decision</th><th>Name</th><th>UTC</th>"
+            f"<th>Record</th><th>Comment</th></tr>{''.join(rows)}</table></div>")
+
+
+def gate(rb: Runbook, gate_name: str) -> Any:
+    """Show the gate's approvals; in JupyterLab also the approval form.  Never blocks."""
+    g = rb.env.approvals.gates[gate_name]
+    st = gate_status(rb, gate_name)
+    rb.show_html(_status_html(st, g.title), f"gate {gate_name}: missing {', '.join(st.missing) or 'none'}")
+    if not rb.interactive or not rb._display:
+        return None
+    return approval_form(rb, gate_name)
+
+
+def approval_form(rb: Runbook, gate_name: str) -> Any:
+    """The ipywidgets form.  Its callbacks record the decision and nothing else."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    g = rb.env.approvals.gates[gate_name]
+    name = w.Text(description="Name")
+    role = w.Dropdown(options=list(g.roles), description="Role")
+    record = w.Text(description="Record", value=rb.env.change_ticket if gate_name != "rollback"
+                    else (rb.env.incident_ticket or ""))
+    comment = w.Textarea(description="Comment")
+    approve_b = w.Button(description="Approve", button_style="success")
+    reject_b = w.Button(description="Reject", button_style="danger")
+    out = w.HTML()
+    store = ApprovalStore(rb.root, rb.env)
+
+    def decide(decision: str) -> None:
+        try:
+            rec = store.record(gate=gate_name, role=role.value, name=name.value, record=record.value,
+                               comment=comment.value, decision=decision, via="notebook")
+        except UsageError as exc:
+            out.value = f"<span style='color:#cf222e'>{html.escape(exc.one_line())}</span>"
+            return
+        rb.record(rec["kind"], **{k: v for k, v in rec.items() if k not in ("kind", "seq", "ts", "prev", "sha256")})
+        out.value = (f"<span style='color:#1a7f37'>{html.escape(decision)}d by {html.escape(rec['name'])} as "
+                     f"{html.escape(rec['role'])}; run the next cell to continue</span>")
+
+    approve_b.on_click(lambda _b: decide("approve"))
+    reject_b.on_click(lambda _b: decide("reject"))
+    form = w.VBox([w.HTML(f"<b>Approve gate {html.escape(gate_name)}: {html.escape(g.title)}</b> "
+                          f"(needs {html.escape(' + '.join(g.roles))})"), name, role, record, comment,
+                   w.HBox([approve_b, reject_b]), out])
+    display(form)
+    form.approve_button, form.reject_button = approve_b, reject_b  # type: ignore[attr-defined]
+    form.fields = {"name": name, "role": role, "record": record, "comment": comment}  # type: ignore[attr-defined]
+    return form
+
+
+def require(rb: Runbook, gate_name: str, *, section: str | None = None) -> dict[str, Any]:
+    """The gate step: approved (evidence copied into the run), waived, or stop with exit 3."""
+    g = rb.env.approvals.gates[gate_name]
+    sec = section or g.section
+    st = gate_status(rb, gate_name)
+
+    def act(ctx: StepContext) -> str:
+        for role, rec in st.approved.items():
+            rb.record("approval", **{k: v for k, v in rec.items() if k not in ("kind", "seq", "ts", "prev", "sha256")})
+        ctx.artifact(f"approvals-{gate_name}.json", json.dumps(
+            {"gate": gate_name, "approved": st.approved, "rejected": st.rejected, "missing": st.missing}, indent=2))
+        if st.rejected:
+            who = "; ".join(f"{r['name']} ({r['role']}): {r.get('comment') or 'no comment'}" for r in st.rejected)
+            raise GateNotApproved(f"gate {gate_name} ({g.title}) was rejected by {who}",
+                                  hint="resolve the objection, then record a new approval")
+        if not st.missing:
+            return "approved by " + ", ".join(f"{r['name']} ({role}, {r['record']})" for role, r in st.approved.items())
+        if gate_name in rb.waive or "all" in rb.waive:
+            if not rb.env.approvals.waivable:
+                raise GateNotApproved(f"gate {gate_name} cannot be waived in {rb.env.name} ({rb.env.tier}); missing "
+                                      f"{', '.join(st.missing)}", hint=approve_command(rb.env, gate_name, st.missing[0]))
+            rb.record("waiver", gate=gate_name, missing=st.missing, by=f"{getpass.getuser()}@{socket.gethostname()}",
+                      reason=f"--waive {gate_name} in {rb.env.tier}")
+            raise Waived(f"missing {', '.join(st.missing)} waived by the operator (--waive) in {rb.env.tier}")
+        where = "the approval form in the cell above, or " if rb.interactive else ""
+        raise GateNotApproved(
+            f"gate {gate_name} ({g.title}) lacks approval from {', '.join(st.missing)}",
+            hint=f"record it with {where}" + " ; ".join(approve_command(rb.env, gate_name, r) for r in st.missing))
+
+    return rb.step(f"{sec}.gate-{gate_name}", f"Gate: {g.title}", owner="Approvals",
+                   expect=f"approved by {' + '.join(g.roles)} (recorded in {g.record})", action=act)
+
+
+def plan_digest_of(root: Path, env: Environment, plan_run: str) -> str:
+    """The digest of a plan run's planned commands (``manifest.json: plan_digest``)."""
+    manifest = root / "executed" / env.name / plan_run / "manifest.json"
+    try:
+        m = json.loads(manifest.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"no plan run {plan_run} under executed/{env.name}/",
+                         hint=f"make one with: cutover plan --env {env.name} --phase cutover") from None
+    if not m.get("dry_run") or not m.get("plan_digest"):
+        raise UsageError(f"run {plan_run} is not a sealed plan (cutover plan)",
+                         hint=f"make one with: cutover plan --env {env.name} --phase cutover")
+    return str(m["plan_digest"])

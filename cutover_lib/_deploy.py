@@ -1,0 +1,116 @@
+"""Deploy modes: a small registry the notebooks dispatch through.
+
+``params: deploy.mode`` picks the adapter (``compose``, ``helm`` or ``lab``).  Each adapter
+turns the runbook's deploy actions into steps on the ``Runbook``:
+
+================  ==========================================================  =========
+method            runbook                                                     mutating
+================  ==========================================================  =========
+network           3 / 4.1 ``docker network create stellaops_frontdoor``       yes
+validate_profile  T-12h ``validate-profiles.sh`` for one profile               no
+stage_secrets     3 ``kubectl apply -f secrets/stage/*.yaml``                 yes
+apply             4.2 compose pull / up -d / ps / logs, or 4.3 helm upgrade    yes
+rollback          6 compose down + previous up -d, or helm rollback            yes
+================  ==========================================================  =========
+
+A method that does not apply to a mode records a ``skipped`` step saying why, so the
+evidence shows every runbook bullet either way.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+from ._steps import Runbook
+
+__all__ = ["DeployAdapter", "adapter_for", "register_deploy_mode"]
+
+
+class DeployAdapter(Protocol):
+    def network(self, rb: Runbook, section: str) -> None: ...
+
+    def validate_profile(self, rb: Runbook, profile: str, path: str) -> None: ...
+
+    def stage_secrets(self, rb: Runbook) -> None: ...
+
+    def apply(self, rb: Runbook, section: str) -> None: ...
+
+    def rollback(self, rb: Runbook) -> None: ...
+
+
+# mode -> "module:attribute" (imported lazily: docker and kubernetes are heavy)
+_REGISTRY: dict[str, str] = {
+    "compose": "cutover_lib._compose_steps:ComposeSteps",
+    "helm": "cutover_lib._helm_steps:HelmSteps",
+    "lab": "cutover_lib._lab_deploy:LabSteps",
+}
+
+
+def register_deploy_mode(mode: str, target: str) -> None:
+    """Plug in a deploy mode: ``target`` is ``"package.module:ClassName"``."""
+    _REGISTRY[mode] = target
+
+
+def adapter_for(rb: Runbook) -> Any:
+    mode = rb.env.deploy.mode
+    module_name, attr = _REGISTRY[mode].split(":")
+    return getattr(importlib.import_module(module_name), attr)()
+
+
+# ----------------------------------------------------------------------------- notebook calls
+
+def network(rb: Runbook, section: str = "4.1") -> None:
+    """``docker network create stellaops_frontdoor`` on each compose host (idempotent, real errors fail)."""
+    adapter_for(rb).network(rb, section)
+
+
+def stage_secrets(rb: Runbook) -> None:
+    adapter_for(rb).stage_secrets(rb)
+
+
+def validate_profiles(rb: Runbook) -> None:
+    """T-12h ``validate-profiles.sh``: every deployment profile (dev, stage, prod, airgap, mirror):
+    ``docker compose config`` for compose files, ``helm lint`` / ``helm template`` for values files."""
+    import shutil
+
+    for profile, path in rb.env.deploy.profiles.items():
+        if "/helm/" in path:
+            helm = importlib.import_module("cutover_lib._helm")
+            if shutil.which(helm.helm_bin()) is None:
+                _helm_absent(rb, profile, path)
+                continue
+            importlib.import_module("cutover_lib._helm_steps").HelmSteps().validate_profile(rb, profile, path)
+        else:
+            importlib.import_module("cutover_lib._compose_steps").ComposeSteps().validate_profile(rb, profile, path)
+
+
+def _helm_absent(rb: Runbook, profile: str, path: str) -> None:
+    from ._steps import NotApplicable
+
+    def act(ctx: Any) -> str:
+        raise NotApplicable(f"helm is not installed on this host: {path} not linted (install helm 3 to lint and "
+                            "template values files here)")
+
+    rb.step(f"2.t-12h.validate-{profile}", f"validate-profiles: {profile} ({path})", owner="DevOps engineer",
+            expect="helm lint and helm template succeed", action=act,
+            command=f"helm lint deploy/helm/stellaops -f {path}")
+
+
+def apply(rb: Runbook, section: str | None = None) -> None:
+    """4.2 (compose) or 4.3 (helm), or the lab restart; a failure records the rollback decision."""
+    from ._errors import StepFailed
+
+    mode = rb.env.deploy.mode
+    sec = section or {"compose": "4.2", "helm": "4.3", "lab": "4.2"}[mode]
+    try:
+        adapter_for(rb).apply(rb, sec)
+    except StepFailed as exc:
+        if sec.startswith("4"):
+            rb.record("decision", decision="rollback", reason=f"apply failed: {exc.message}", failed=[exc.step_id])
+        raise
+
+
+def rollback(rb: Runbook) -> None:
+    """Section 6: compose down + previous release up -d, or helm rollback to the previous revision."""
+    adapter_for(rb).rollback(rb)

@@ -1,0 +1,70 @@
+"""Helpers for the notebook tests (a plain module: tests/notebooks is not a package)."""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_block(count: int = 7) -> int:
+    for _ in range(200):
+        base = random.randrange(20000, 29000, 10)
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free block of loopback ports")
+
+
+def make_project(dest: Path, port_base: int) -> Path:
+    for name in ("params", "notebooks", "samples", "deploy"):
+        shutil.copytree(REPO / name, dest / name)
+    local = dest / "params" / "local.yaml"
+    text = re.sub(r"127\.0\.0\.1:1808(\d)", lambda m: f"127.0.0.1:{port_base + int(m.group(1))}", local.read_text())
+    text = text.replace("port_base: 18080", f"port_base: {port_base}")
+    local.write_text(text)
+    return dest
+
+
+def cutover(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    extra = [] if args[0] == "verify" else ["--root", str(root)]
+    return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *args, *extra], cwd=root,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def lab_config(root: Path):
+    from cutover_lib._params import load_environment
+    from cutover_lib.lab import LabConfig
+
+    env = load_environment("local", root / "params")
+    return LabConfig.from_port_base(root / env.deploy.lab.data_dir, env.deploy.lab.port_base)
+
+
+
+
+DEMO_APPROVALS = [("plan", "cto", "Avery Chen"), ("plan", "devops-lead", "Sam Okafor"),
+                  ("t0", "devops-lead", "Sam Okafor"), ("t0", "module-reps", "Priya Raman"),
+                  ("post-smoke", "devops-lead", "Sam Okafor"), ("post-smoke", "product-owner", "Jordan Lee"),
+                  ("rollback", "devops-lead", "Sam Okafor"), ("rollback", "cto", "Avery Chen")]
+
+
+def approve_all(root: Path, env: str = "local") -> None:
+    for gate, role, name in DEMO_APPROVALS:
+        res = cutover(root, "approve", "--env", env, "--gate", gate, "--role", role, "--name", name,
+                      "--record", "CHG-TEST")
+        assert res.returncode == 0, res.stderr

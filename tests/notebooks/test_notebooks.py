@@ -1,0 +1,123 @@
+"""The runbook notebooks: committed clean, executed end to end against the lab, and by nbval."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nb_helpers import REPO, approve_all, cutover, free_block, lab_config, make_project
+
+pytestmark = pytest.mark.notebooks
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+def steps_of(run_dir: Path) -> dict[str, dict]:
+    out = {}
+    for line in (run_dir / "ledger.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "step":
+            out[rec["step_id"]] = rec
+    return out
+
+
+def run_dir_from(stdout: str) -> Path:
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("evidence: "))
+    return Path(line.split(": ", 1)[1].strip())
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebook_is_clean_with_a_parameters_cell(path):
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [] and cell.get("execution_count") is None, f"{path.name} has outputs"
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    src = "".join(tagged[0]["source"])
+    for name in ("env", "run_dir", "dry_run", "resume", "notebook", "overrides", "confirm", "with_reads", "waive"):
+        assert f"\n{name} = " in "\n" + src, f"{path.name}: parameter {name} missing"
+
+
+def test_every_phase_notebook_exists_and_every_notebook_is_in_a_phase():
+    from cutover_lib._runner import PHASES
+
+    in_phases = {nb for nbs in PHASES.values() for nb in nbs}
+    assert in_phases == {p.name for p in NOTEBOOKS}
+
+
+def test_whole_runbook_on_the_lab(lab_project):
+    """readiness, rehearsal, cutover and post, headless, with recorded approvals: all pass."""
+    approve_all(lab_project)
+    seen: dict[str, dict] = {}
+    for phase in ("readiness", "rehearsal", "cutover", "post"):
+        res = cutover(lab_project, "run", "--env", "local", "--phase", phase)
+        assert res.returncode == 0, f"{phase}:\n{res.stdout}\n{res.stderr}"
+        run = run_dir_from(res.stdout)
+        assert cutover(lab_project, "verify", str(run)).returncode == 0
+        seen.update(steps_of(run))
+        index = (run / "html" / "index.html").read_text()
+        for sid in steps_of(run):
+            assert sid in index
+    bad = {k: v["outcome"] for k, v in seen.items() if v["outcome"] not in ("passed", "skipped")}
+    assert not bad, bad
+    for sid in ("1.roles", "1.bridge", "2.timeline", "8.matrix", "2.t-24h.gate-plan", "2.t-24h.offline-kit",
+                "2.t-6h.freeze", "2.t-30m.go-no-go", "3.scan-submit", "3.wall-time", "8.gate-plan", "4.gate-t0",
+                "4.1.backup-mongo", "4.1.mirror-minio", "4.4.oidc-metadata", "4.4.signer-verify",
+                "4.4.scanner-queue", "4.4.notify-legacy", "5.api-health", "5.scan-submit", "5.runtime-event",
+                "5.signing", "5.attestor-verify", "5.web-ui", "5.decision", "5.gate-post-smoke", "7.monitoring",
+                "7.audit-trails", "7.retrospective", "9.log"):
+        assert sid in seen, sid
+    assert seen["5.decision"]["observed"].startswith("GO")
+
+
+def test_smoke_failure_rolls_back_and_the_record_shows_why(tmp_path):
+    """A fault baked into 2025.09.2 fails a smoke test; rollback restores 2025.09.1 (lab deploy mode)."""
+    from cutover_lib.lab import down, status, up
+
+    root = make_project(tmp_path / "p", free_block())
+    cfg = lab_config(root)
+    up(cfg)
+    try:
+        approve_all(root)
+        fault = json.dumps({"2025.09.2": {"runtime.ingest_error": True}})
+        res = cutover(root, "run", "--env", "local", "--phase", "cutover", "-p", f"deploy.lab.release_faults={fault}")
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "outcome: rolled-back" in res.stdout
+        run = run_dir_from(res.stdout)
+        steps = steps_of(run)
+        assert steps["5.runtime-event"]["outcome"] == "failed"
+        assert "expected /runtime/events responds 202 Accepted" in steps["5.runtime-event"]["message"]
+        assert "observed /runtime/events answered HTTP 500" in steps["5.runtime-event"]["message"]
+        assert steps["5.decision"]["outcome"] == "failed"
+        for sid in ("6.assess", "6.gate-rollback", "6.lab-rollback", "6.health-previous", "6.notify"):
+            assert steps[sid]["outcome"] in ("passed", "skipped"), (sid, steps[sid])
+        assert {row["version"] for row in status(cfg).values()} == {"2025.09.1"}
+        index = (run / "html" / "index.html").read_text()
+        assert "rolled-back" in index and "smoke tests failed: 5.runtime-event" in index
+        assert cutover(root, "verify", str(run)).returncode == 0
+    finally:
+        down(cfg)
+
+
+def test_nbval_lax_runs_every_notebook(tmp_path):
+    """nbval executes the committed notebooks cell by cell (lax: outputs are not compared)."""
+    from cutover_lib.lab import down, up
+
+    root = make_project(tmp_path / "p", free_block())
+    cfg = lab_config(root)
+    up(cfg)
+    try:
+        approve_all(root)
+        env = {**os.environ, "CUTOVER_ROOT": str(root)}
+        order = [p for p in sorted((root / "notebooks").glob("*.ipynb")) if not p.name.startswith("08")]
+        res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                              "-W", "ignore::DeprecationWarning", "-o", "addopts=", "-o", "filterwarnings=",
+                              *map(str, order)], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+        assert " passed" in res.stdout.splitlines()[-1]
+    finally:
+        down(cfg)

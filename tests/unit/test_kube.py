@@ -1,0 +1,240 @@
+"""Kubernetes adapter against the stand-in API server (tests/standins/kube_api.py -- a stand-in
+answering the Kubernetes REST API subset the adapter calls, not a cluster), plus a real-cluster
+test that runs only where a kubeconfig reaches one."""
+
+import base64
+import logging
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cutover_lib import _kube
+from cutover_lib._errors import CheckFailed, ParamsError, SecretError
+from cutover_lib._secrets import SecretRef
+from standins.kube_api import kube_api, write_kubeconfig  # noqa: F401 - fixture
+
+CANARY = "canary-kube-value-8e41c2d7"
+CANARY_B64 = base64.b64encode(CANARY.encode()).decode().rstrip("=")
+
+
+def _no_canary(*texts):
+    for t in texts:
+        assert CANARY not in str(t) and CANARY_B64 not in str(t)
+
+
+# --------------------------------------------------------------------------- secrets
+
+def test_standin_secret_keys_present_and_missing_never_values(kube_api, caplog):
+    caplog.set_level(logging.DEBUG)
+    kube_api.add_secret("stellaops-prod-core", {"authority-client-secret": CANARY, "signer-key.pem": CANARY})
+    present, missing = _kube.secret_keys("stellaops", "stellaops-prod-core",
+                                         ["authority-client-secret", "signer-key.pem", "attestor-api-token"],
+                                         context="stellaops-prod")
+    assert present == ["authority-client-secret", "signer-key.pem"] and missing == ["attestor-api-token"]
+    _no_canary(present, missing, caplog.text)
+
+
+def test_standin_missing_secret_names_namespace_and_secret(kube_api):
+    with pytest.raises(CheckFailed) as ei:
+        _kube.secret_keys("stellaops", "stellaops-prod-mongo", ["password"], context="stellaops-prod")
+    assert "secret stellaops/stellaops-prod-mongo does not exist" in ei.value.message
+    assert "kube_context 'stellaops-prod'" in ei.value.message
+
+
+def test_standin_read_secret_value_and_k8s_ref(kube_api):
+    kube_api.add_secret("stellaops-prod-mongo", {"password": CANARY})
+    assert _kube.read_secret_value("stellaops", "stellaops-prod-mongo", "password") == CANARY
+    assert SecretRef("k8s:stellaops/stellaops-prod-mongo#password").resolve() == CANARY
+    with pytest.raises(SecretError, match=r"has no key 'username' \(it has: password\)") as ei:
+        _kube.read_secret_value("stellaops", "stellaops-prod-mongo", "username")
+    _no_canary(ei.value.one_line())
+    with pytest.raises(SecretError, match="secret stellaops/nope does not exist"):
+        SecretRef("k8s:stellaops/nope#password").resolve()
+
+
+def test_unreachable_api_is_one_clear_line(tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = write_kubeconfig(tmp_path / "kc.yaml", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("KUBECONFIG", str(cfg))
+    with pytest.raises(SecretError) as ei:
+        _kube.read_secret_value("stellaops", "s", "k", context="stellaops-prod")
+    assert ei.value.message.startswith(f"cannot reach the Kubernetes API at http://127.0.0.1:{port}: connection refused")
+    assert "kube_context 'stellaops-prod' in params" in ei.value.hint and "VPN" in ei.value.hint
+    with pytest.raises(CheckFailed, match="connection refused"):
+        _kube.secret_keys("stellaops", "s", ["k"], context="stellaops-prod")
+
+
+def test_bad_token_unknown_context_and_no_kubeconfig(kube_api, tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "bad.yaml", kube_api.url, token="wrong")))
+    with pytest.raises(CheckFailed, match=r"rejected the credentials .*\(HTTP 401"):
+        _kube.secret_keys("stellaops", "s", ["k"], context="stellaops-prod")
+    monkeypatch.setenv("KUBECONFIG", str(kube_api.kubeconfig))
+    with pytest.raises(ParamsError, match="cannot use kube_context 'stellaops-typo'") as ei:
+        _kube.list_pods("stellaops", context="stellaops-typo")
+    assert "kubectl config get-contexts" in ei.value.hint
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none.yaml"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(SecretError, match="no kubeconfig found"):
+        _kube.read_secret_value("stellaops", "s", "k")
+
+
+# --------------------------------------------------------------------------- apply_secrets
+
+def _manifest(path: Path, name: str, value: str, key: str = "password") -> Path:
+    path.write_text(f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: Opaque\n"
+                    f"stringData:\n  {key}: \"{value}\"\n")
+    return path
+
+
+def test_standin_apply_secrets_created_changed_unchanged(kube_api, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    a = _manifest(tmp_path / "a.yaml", "stellaops-stage-core", CANARY)
+    b = _manifest(tmp_path / "b.yaml", "stellaops-stage-mongo", "first-value-1234")
+    assert _kube.apply_secrets([a, b], "stellaops") == [("secret/stellaops-stage-core", "created"),
+                                                        ("secret/stellaops-stage-mongo", "created")]
+    _manifest(b, "stellaops-stage-mongo", "second-value-5678")
+    res = _kube.apply_secrets([a, b], "stellaops")
+    assert res == [("secret/stellaops-stage-core", "unchanged"), ("secret/stellaops-stage-mongo", "changed")]
+    assert kube_api.secret_data("stellaops-stage-mongo") == {"password": "second-value-5678"}
+    # server-side apply with our field manager; unchanged secrets are not written
+    patches = [q for m, p, q in kube_api.requests.log if m == "PATCH"]
+    assert len(patches) == 3 and all(q["fieldManager"] == _kube.FIELD_MANAGER and q["force"] == "true"
+                                     for q in patches)
+    _no_canary(res, caplog.text)
+
+
+def test_standin_apply_secrets_without_server_side_apply_falls_back(kube_api, tmp_path):
+    kube_api.ssa_supported = False
+    a = _manifest(tmp_path / "a.yaml", "stellaops-stage-core", "v-one-1234")
+    assert _kube.apply_secrets([a], "stellaops") == [("secret/stellaops-stage-core", "created")]
+    _manifest(a, "stellaops-stage-core", "v-two-5678")
+    assert _kube.apply_secrets([a], "stellaops") == [("secret/stellaops-stage-core", "changed")]
+    methods = [m for m, p, q in kube_api.requests.log if m in ("POST", "PUT")]
+    assert methods == ["POST", "PUT"]
+
+
+def test_secret_manifests_are_validated(tmp_path):
+    bad_ns = tmp_path / "ns.yaml"
+    bad_ns.write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: other}\ndata: {}\n")
+    with pytest.raises(CheckFailed, match="for namespace 'other', not 'stellaops'"):
+        _kube.load_secret_manifests([bad_ns], "stellaops")
+    cm = tmp_path / "cm.yaml"
+    cm.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    with pytest.raises(CheckFailed, match="expected only v1 Secret objects, found ConfigMap"):
+        _kube.load_secret_manifests([cm], "stellaops")
+    sops = tmp_path / "sops.yaml"
+    sops.write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: {k: ENC}\nsops: {version: 3.8.1}\n")
+    with pytest.raises(CheckFailed, match="sops-encrypted"):
+        _kube.load_secret_manifests([sops], "stellaops")
+
+
+def test_repo_stage_secrets_load():
+    repo = Path(__file__).resolve().parents[2]
+    bodies = _kube.load_secret_manifests(sorted((repo / "secrets" / "stage").glob("*.yaml")), "stellaops")
+    assert [b["metadata"]["name"] for b in bodies] == ["stellaops-stage-core", "stellaops-stage-minio",
+                                                       "stellaops-stage-mongo", "stellaops-stage-notify"]
+
+
+# --------------------------------------------------------------------------- rollout
+
+def test_standin_rollout_converges_through_a_watch(kube_api):
+    kube_api.add_deployment("stellaops-scanner-web", converge_after=3)
+    kube_api.add_deployment("stellaops-web", converge_after=2)
+    kube_api.add_deployment("stellaops-authority", converge_after=0)
+    res = _kube.wait_rollout("stellaops", ["stellaops-scanner-web", "stellaops-web", "stellaops-authority"],
+                             timeout=20)
+    assert res.ok and res.not_converged == {}
+    assert res.converged == ["stellaops-scanner-web", "stellaops-web", "stellaops-authority"]
+    assert res.events >= 5 and res.duration_s < 10
+    # one list, then watch requests -- never a polling loop of plain GETs
+    assert kube_api.requests.count("GET", "/apis/apps/v1/namespaces/stellaops/deployments", watch=True) == res.watches >= 1
+    assert kube_api.requests.count("GET", "/apis/apps/v1/namespaces/stellaops/deployments", watch=False) == 1
+    assert "stellaops-web (2/2)" in res.summary()
+
+
+def test_standin_rollout_not_converged_names_deployments_and_reasons(kube_api):
+    kube_api.add_deployment("stellaops-web", converge_after=1)
+    kube_api.add_deployment("stellaops-scanner-web", converge_after=None, stuck_reason="CrashLoopBackOff")
+    kube_api.add_deployment("stellaops-signer", converge_after=None, stuck_reason="ImagePullBackOff")
+    res = _kube.wait_rollout("stellaops", ["stellaops-web", "stellaops-scanner-web", "stellaops-signer",
+                                           "stellaops-ghost"], timeout=1.5)
+    assert not res.ok and res.converged == ["stellaops-web"]
+    assert sorted(res.not_converged) == ["stellaops-ghost", "stellaops-scanner-web", "stellaops-signer"]
+    crash = " ".join(res.not_converged["stellaops-scanner-web"])
+    assert "1/2 updated" in crash and "pod stellaops-scanner-web-7d9c5b-new0: CrashLoopBackOff" in crash
+    assert "ImagePullBackOff" in " ".join(res.not_converged["stellaops-signer"])
+    assert res.not_converged["stellaops-ghost"] == ["deployment stellaops-ghost not found in namespace stellaops"]
+    assert res.watches >= 1 and 1.4 < res.duration_s < 8
+
+
+def test_standin_rollout_all_deployments_when_none_named(kube_api):
+    kube_api.add_deployment("stellaops-a", converge_after=1)
+    kube_api.add_deployment("stellaops-b", converge_after=2)
+    res = _kube.wait_rollout("stellaops", [], timeout=10)
+    assert res.ok and sorted(res.converged) == ["stellaops-a", "stellaops-b"]
+
+
+def test_standin_list_pods_for_evidence(kube_api):
+    kube_api.add_deployment("stellaops-web", converge_after=0, replicas=1)
+    kube_api.add_deployment("stellaops-signer", converge_after=None, stuck_reason="ImagePullBackOff", replicas=1)
+    kube_api.advance("stellaops")
+    pods = {p["name"]: p for p in _kube.list_pods("stellaops", context="stellaops-prod")}
+    ok = pods["stellaops-web-7d9c5b-new0"]
+    assert (ok["phase"], ok["ready"], ok["restarts"], ok["reasons"]) == ("Running", "1/1", 0, [])
+    assert ok["image"] == "registry.stella-ops.internal/stellaops-web:2025.09.2"
+    bad = pods["stellaops-signer-7d9c5b-new0"]
+    assert bad["phase"] == "Pending" and bad["ready"] == "0/1" and bad["reasons"] == ["ImagePullBackOff"]
+    only = _kube.list_pods("stellaops", label_selector="app.kubernetes.io/name=stellaops-web")
+    assert [p["name"] for p in only] == ["stellaops-web-7d9c5b-new0"]
+
+
+# --------------------------------------------------------------------------- a real cluster
+
+def _real_cluster_reason() -> str | None:
+    """None when a real cluster answers; else why the real-cluster test skips."""
+    path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    if not any(Path(p).is_file() for p in path.split(os.pathsep) if p):
+        if shutil.which("kind"):
+            return "kind is installed but no kubeconfig exists: run `kind create cluster` to enable this test"
+        return f"no real Kubernetes cluster: no kubeconfig at {path} and kind is not installed"
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return "kubectl is not installed to probe the cluster in the kubeconfig"
+    try:
+        probe = subprocess.run([kubectl, "version", "--request-timeout=3s", "-o", "json"], capture_output=True,
+                               timeout=10, check=False)
+    except subprocess.TimeoutExpired:
+        return "the cluster in the kubeconfig did not answer within 10 s"
+    if probe.returncode != 0 or b"serverVersion" not in probe.stdout:
+        return f"the cluster in the kubeconfig ({path}) is not reachable"
+    return None
+
+
+def test_real_cluster_secret_round_trip(tmp_path):
+    """Real cluster (kind or a kubeconfig): apply a secret, check its keys, clean up."""
+    reason = _real_cluster_reason()
+    if reason:
+        pytest.skip(reason)
+    from kubernetes import client, config
+
+    ns = f"cutover-test-{uuid.uuid4().hex[:8]}"
+    api = config.new_client_from_config(persist_config=False)
+    core = client.CoreV1Api(api)
+    try:
+        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        m = _manifest(tmp_path / "s.yaml", "cutover-test", CANARY)
+        assert _kube.apply_secrets([m], ns) == [("secret/cutover-test", "created")]
+        assert _kube.apply_secrets([m], ns) == [("secret/cutover-test", "unchanged")]
+        assert _kube.secret_keys(ns, "cutover-test", ["password", "x"]) == (["password"], ["x"])
+        assert _kube.read_secret_value(ns, "cutover-test", "password") == CANARY
+    finally:
+        core.delete_namespace(ns)
+        api.close()

@@ -1,0 +1,67 @@
+"""One run at a time per environment: the lock, its holder, stale detection and breaking it."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from cutover_lib._errors import LockHeld
+from cutover_lib._evidence import RunFolder
+from cutover_lib._runner import EnvLock, break_lock
+from cutover_lib.cli import app
+
+
+def hold(project, pid, run_id="20260101T000000Z-local-cutover"):
+    lock = project / "executed" / "local" / ".lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "user": "ops", "run_id": run_id,
+                                "since": "2026-01-01T00:00:00Z"}))
+    return lock
+
+
+def test_second_run_is_refused_at_once_naming_the_holder(project):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        hold(project, sleeper.pid)
+        res = CliRunner().invoke(app, ["run", "--env", "local", "--phase", "readiness", "--root", str(project)])
+        assert res.exit_code == 4
+        assert f"locked by run 20260101T000000Z-local-cutover (pid {sleeper.pid} on {socket.gethostname()}, user ops" \
+            in res.output
+        assert "Traceback" not in res.output
+        assert not [p for p in (project / "executed" / "local").iterdir() if p.name != ".lock"]  # no run folder
+        with pytest.raises(LockHeld, match="refusing to break it"):
+            break_lock(project, "local")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_stale_lock_is_reported_with_the_command_and_breaking_is_recorded(project):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run = RunFolder.create(project / "executed", "local", "cutover", run_id="20260101T000000Z-local-cutover")
+    run.append({"kind": "run-start"})
+    hold(project, dead.pid)
+    res = CliRunner().invoke(app, ["run", "--env", "local", "--phase", "readiness", "--root", str(project)])
+    assert res.exit_code == 4 and "stale lock" in res.output and "cutover unlock --env local" in res.output
+    res = CliRunner().invoke(app, ["unlock", "--env", "local", "--root", str(project)])
+    assert res.exit_code == 0 and "broke stale lock" in res.output
+    assert not (project / "executed" / "local" / ".lock").exists()
+    assert run.read_ledger()[-1]["kind"] == "lock-broken"
+
+
+def test_lock_is_released_by_its_owner_only(tmp_path):
+    lock = EnvLock(tmp_path, "stage")
+    lock.acquire("r1")
+    with pytest.raises(LockHeld):
+        EnvLock(tmp_path, "stage").acquire("r2")
+    lock.release()
+    assert not lock.path.exists()
+    # a lock of another process is never removed by release()
+    lock.path.write_text(json.dumps({"pid": os.getpid() + 100000, "host": socket.gethostname()}))
+    EnvLock(tmp_path, "stage").release()
+    assert lock.path.exists()
