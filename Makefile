@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 LAB_DIR ?= .lab
 export CUTOVER_LAB_DIR := $(abspath $(LAB_DIR))
 
-.PHONY: demo demo-rollback test lab-up lab-down notebooks clean-lab benchmark
+.PHONY: demo demo-rollback test test-docker docker-lab-up docker-lab-down lab-up lab-down notebooks benchmark
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 benchmark: $(STAMP)
-	$(BIN)/python -m pytest tests/benchmarks -s -p no:cacheprovider
+	$(BIN)/python -m pytest tests/benchmarks -s -p no:cacheprovider -m benchmark
 
 lab-up: $(STAMP)
 	$(BIN)/cutover lab up
@@ -40,3 +40,19 @@ lab-down: $(STAMP)
 
 notebooks: $(STAMP)
 	$(BIN)/python tools/nbgen.py
+
+## make test-docker: the compose deploy mode against private Docker engines (started and stopped by the fixtures)
+test-docker: $(STAMP)
+	$(BIN)/python -m pytest tests/docker
+
+## make docker-lab-up: a private dockerd + local registry + lab images, for `cutover run --env lab-compose`
+docker-lab-up:
+	bash tools/dockerlab.sh install
+	bash tools/dockerlab.sh start-engine lab1 /tmp/cutover-docker/lab1 127.0.0.1
+	bash tools/dockerlab.sh start-registry
+	bash tools/dockerlab.sh build-images lab1
+
+docker-lab-down:
+	-bash tools/dockerlab.sh stop-engine lab2
+	-bash tools/dockerlab.sh stop-engine lab1
+	-bash tools/dockerlab.sh stop-registry

@@ -57,7 +57,7 @@ def _read_sample(rb: Runbook, key: str) -> bytes:
 
 def _healthy(ctx: StepContext, api: StellaApi, service: str) -> str:
     r = api.http.get(api.url(service, "/healthz"))
-    body = r.json() if r.text.strip().startswith("{") else {}
+    body = r.json() if r.status == 200 or r.text.strip().startswith("{") else {}
     status = body.get("status") if isinstance(body, dict) else None
     ctx.check(r.status == 200 and status == "Healthy",
               f"HTTP {r.status} with status {status!r} from {r.request_line}")

@@ -11,7 +11,21 @@ import json
 import sys
 
 
+def _die_with_parent() -> None:
+    """If the runner is killed (kill -9, a crashed host session), take this process down too, so
+    no papermill run goes on unsupervised; the kernel's own parent poller then stops the kernel."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the deadline still bounds the run
+        pass
+
+
 def main() -> int:
+    _die_with_parent()
     spec = json.loads(sys.argv[1])
     from ._runner import _kernel_manager_class
 

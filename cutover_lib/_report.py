@@ -48,7 +48,7 @@ def _badge(outcome: str) -> str:
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table>{f'<tr>{head}</tr>' if any(headers) else ''}{body}</table>"
 
 
 def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[tuple[str, str]] | None = None) -> Path:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import CutoverError, EvidenceError, LockHeld, UsageError
-from ._evidence import RunFolder, iso, utc_now
+from ._evidence import RunFolder, atomic_write, iso, utc_now
 from ._params import Environment, load_environment, params_digest
 from ._secrets import mask as _mask
 from ._steps import text_line
@@ -106,8 +106,18 @@ class EnvLock:
             return False
         return False
 
-    def acquire(self, run_id: str) -> None:
+    def rename(self, run_id: str) -> None:
+        """Name the run folder in the lock once it exists (the lock is taken before it is created)."""
+        atomic_write(self.path, json.dumps({**(self.holder() or {}), "run_id": run_id}))
+
+    def acquire(self, run_id: str, resume_of: RunFolder | None = None) -> None:
+        """Take the lock or raise :class:`LockHeld`.  Resuming a crashed run takes over that run's
+        own stale lock (its process is gone on this host), and the takeover is recorded."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        h = self.holder()
+        if resume_of is not None and h and h.get("run_id") == run_id and self.is_stale(h):
+            resume_of.append({"kind": "lock-taken-over", "holder": h, "by": getpass.getuser()})
+            self.path.unlink(missing_ok=True)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "user": getpass.getuser(),
                 "run_id": run_id, "since": iso(utc_now())}
         try:
@@ -222,6 +232,20 @@ class _Progress:
             self._drain()
 
 
+def _with_status(on_record: Callable[[dict[str, Any]], None], status: Callable[[str], None] | None,
+                 where: str) -> Callable[[dict[str, Any]], None]:
+    """The ledger tail also drives the terminal's status line: notebook n/N and the current step."""
+    def handle(rec: dict[str, Any]) -> None:
+        if status is not None:
+            if rec.get("kind") == "intent":
+                status(f"{where} · running {rec.get('step_id')}")
+            elif rec.get("kind") == "step":
+                status(f"{where} · {rec.get('step_id')} {rec.get('outcome')}")
+        on_record(rec)
+
+    return handle
+
+
 class _BridgeReporter:
     """#launch-bridge from the runner process (never the kernel): phase start and finish, gate
     decisions, each failed step, and a heartbeat every ``bridge.heartbeat`` while the run is
@@ -290,6 +314,7 @@ def run_phase(
     rollback_on_failure: bool = True,
     waive: Sequence[str] = (),
     echo: Callable[[str], None] = print,
+    status: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run ``phase`` against ``env_name``; return the outcome (expected failures are results,
     not exceptions).  Raises :class:`CutoverError` only for problems found before the run
@@ -311,16 +336,64 @@ def run_phase(
     else:
         run = None
     lock = EnvLock(executed, env_name)
-    lock.acquire(run.run_id if run else f"(starting) {env_name}-{phase}")
+    lock.acquire(run.run_id if run else f"(starting) {env_name}-{phase}", resume_of=run)
     try:
+        if phase == "cutover" and not dry_run and not resume:
+            blocked = _check_against_approved_plan(env, notebooks, root, executed, ov, echo)
+            if blocked is not None:
+                return blocked
         if run is None:
             run = RunFolder.create(executed, env_name, phase)
-            lock.path.write_text(json.dumps({**(lock.holder() or {}), "run_id": run.run_id}))
+            lock.rename(run.run_id)
         return _run(env, phase, notebooks, run, root=root, dry_run=dry_run, with_reads=with_reads,
                     overrides=ov, resume=bool(resume), confirm=confirm, waive=waive,
-                    rollback_on_failure=rollback_on_failure, echo=echo)
+                    rollback_on_failure=rollback_on_failure, echo=echo, status=status)
     finally:
         lock.release()
+
+
+def _check_against_approved_plan(env: Environment, notebooks: list[str], root: Path, executed: Path,
+                                 overrides: dict[str, Any], echo: Callable[[str], None]) -> RunResult | None:
+    """Before T0 mutates anything: when the plan gate was approved for a plan run (``cutover
+    approve --gate plan --plan RUN_ID``), plan this run now and compare the commands.  Any
+    difference stops the run (exit 3) naming the steps whose commands changed."""
+    from ._approvals import ApprovalStore
+
+    approved = [r for r in ApprovalStore(root, env).records()
+                if r.get("gate") == "plan" and r.get("decision") == "approve" and r.get("plan_digest")]
+    if not approved:
+        return None
+    plan = approved[-1]
+    echo(f"checking this run's commands against the approved plan {plan['plan_run']} "
+         f"(approved by {', '.join(sorted({r['name'] for r in approved}))})")
+    check = RunFolder.create(executed, env.name, "cutover-plancheck")
+    result = _run(env, "cutover", notebooks, check, root=root, dry_run=True, with_reads=False,
+                  overrides=overrides, resume=False, confirm=(), waive=["all"], rollback_on_failure=False,
+                  echo=lambda s: None)
+    now = check.read_manifest()
+    if now.get("plan_digest") == plan["plan_digest"]:
+        echo(f"commands match the approved plan (digest {plan['plan_digest'][:16]}…)")
+        return None
+    try:
+        approved_cmds = json.loads((executed / env.name / plan["plan_run"] / "manifest.json").read_text())["planned"]
+    except (OSError, ValueError, KeyError):
+        approved_cmds = []
+    diff = _plan_diff([tuple(x) for x in approved_cmds], [tuple(x) for x in now.get("planned", [])])
+    message = (f"this run's commands differ from the approved plan {plan['plan_run']}: " + "; ".join(diff[:5])
+               + (f" (+{len(diff) - 5} more)" if len(diff) > 5 else ""))
+    echo(f"outcome: blocked - {message}")
+    echo(f"plan check evidence: {check.path}")
+    echo(f"fix: make a new plan (cutover plan --env {env.name} --phase cutover) and have it approved "
+         f"(cutover approve --env {env.name} --gate plan --plan <run-id> ...)")
+    return RunResult(check.path, "blocked", EXIT_GATE, message, result.index_html)
+
+
+def _plan_diff(approved: list[tuple[str, ...]], now: list[tuple[str, ...]]) -> list[str]:
+    a, n = dict(approved), dict(now)
+    out = [f"{sid}: approved `{a[sid]}`, now `{n[sid]}`" for sid in a if sid in n and a[sid] != n[sid]]
+    out += [f"{sid}: not in the approved plan (`{n[sid]}`)" for sid in n if sid not in a]
+    out += [f"{sid}: approved but no longer planned" for sid in a if sid not in n]
+    return out
 
 
 def _open_for_resume(executed: Path, env: str, run_id: str, phase: str) -> RunFolder:
@@ -339,7 +412,8 @@ def _open_for_resume(executed: Path, env: str, run_id: str, phase: str) -> RunFo
 
 def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, root: Path, dry_run: bool,
          with_reads: bool, overrides: dict[str, Any], resume: bool, confirm: Sequence[str],
-         waive: Sequence[str], rollback_on_failure: bool, echo: Callable[[str], None]) -> RunResult:
+         waive: Sequence[str], rollback_on_failure: bool, echo: Callable[[str], None],
+         status: Callable[[str], None] | None = None) -> RunResult:
     started = utc_now()
     manifest = run.read_manifest() if resume else {}
     manifest.update({
@@ -368,6 +442,9 @@ def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, 
                 echo(f"[{label} {i}/{len(nb_list)}] {nb}: finished in an earlier attempt, not re-run")
                 continue
             echo(f"[{label} {i}/{len(nb_list)}] {nb}")
+            where = f"{label} {i}/{len(nb_list)} · {nb}"
+            if status:
+                status(where)
             out = run.path / "notebooks" / nb
             n = 1
             while out.exists():
@@ -375,7 +452,7 @@ def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, 
                 out = run.path / "notebooks" / f"{Path(nb).stem}.{n}.ipynb"
             run.append({"kind": "notebook-start", "notebook": nb, "output": f"notebooks/{out.name}"})
             code, msg = EXIT_PASSED, ""
-            with _Progress(run, echo, reporter.on_record):
+            with _Progress(run, echo, _with_status(reporter.on_record, status, where)):
                 try:
                     _execute(root / "notebooks" / nb, out, {**params, "notebook": nb}, root,
                              env.timeouts.notebook.total_seconds(), env.timeouts.notebook.total_seconds())
@@ -408,6 +485,7 @@ def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, 
         exit_code = exit_code or EXIT_FAILED
     if dry_run:
         manifest["plan_digest"], manifest["planned_commands"] = plan_digest(run.read_ledger())
+        manifest["planned"] = planned_commands(run.read_ledger())
     ended = utc_now()
     manifest.update({"ended": iso(ended), "outcome": outcome, "reason": message,
                      "duration_s": round((ended - started).total_seconds(), 3)})

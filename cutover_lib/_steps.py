@@ -161,6 +161,8 @@ class Runbook:
                 sid, outcome = rec["step_id"], rec.get("outcome")
                 if outcome in ("passed", "waived"):
                     state[sid] = "passed"
+                elif rec.get("unknown_outcome"):
+                    state[sid] = "unknown"  # refused, not run: still unknown until confirmed
                 else:
                     state.pop(sid, None)
         return state
@@ -249,6 +251,7 @@ class Runbook:
             "artifacts": ctx.artifacts,
             "required": required,
             "confirmed": prior == "unknown" and step_id in self.confirm,
+            "unknown_outcome": prior == "unknown" and step_id not in self.confirm,
             "data": ctx.data,
         }
         saved = self.run.append(record)

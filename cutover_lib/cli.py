@@ -106,11 +106,16 @@ def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Op
              resume: Optional[str], confirm: Optional[list[str]], no_rollback: bool, root: Optional[Path],
              waive: Optional[list[str]] = None) -> None:
     try:
+        from rich.console import Console
+
         from ._runner import run_phase
 
-        result = run_phase(env, phase, root=_root(root), dry_run=dry_run, with_reads=with_reads,
-                           overrides=param or [], resume=resume, confirm=confirm or [],
-                           rollback_on_failure=not no_rollback, waive=waive or [], echo=lambda s: typer.echo(s))
+        console = Console(highlight=False, soft_wrap=True)
+        with console.status("starting", spinner="dots") as line:
+            result = run_phase(env, phase, root=_root(root), dry_run=dry_run, with_reads=with_reads,
+                               overrides=param or [], resume=resume, confirm=confirm or [],
+                               rollback_on_failure=not no_rollback, waive=waive or [],
+                               echo=lambda s: console.print(s, markup=False), status=line.update)
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc) from None
     raise typer.Exit(result.exit_code)

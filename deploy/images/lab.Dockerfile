@@ -1,0 +1,20 @@
+# The Stella Ops lab image: one image, every lab service (`--service NAME` picks one).
+# Built by tools/dockerlab.sh build-images once per release; STELLAOPS_RELEASE is baked in
+# and reported as `version` by every /healthz, so a release's image says what it is.
+#
+# BASE_IMAGE: python:3.11-slim where a registry is reachable; here the imported debootstrap
+# rootfs (stellaops-lab-base:bookworm) that already holds the Debian python3 packages.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+RUN python3 -c "import tornado, cryptography, jwt, httpx" 2>/dev/null \
+    || python3 -m pip install --no-cache-dir "tornado>=6.2" "cryptography>=38" "pyjwt>=2.6" "httpx>=0.23"
+ENV PYTHONPATH=/opt/stellaops PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /opt/stellaops
+COPY samples/ /opt/stellaops/samples/
+COPY cutover_lib/ /opt/stellaops/cutover_lib/
+VOLUME /var/lib/stellaops-lab
+ENTRYPOINT ["python3", "-m", "cutover_lib.lab.serve"]
+# last, so the two releases share every layer above
+ARG STELLAOPS_RELEASE=2025.09.2
+ENV STELLAOPS_RELEASE=${STELLAOPS_RELEASE}
+LABEL org.opencontainers.image.title="stellaops-lab" org.opencontainers.image.version="${STELLAOPS_RELEASE}"

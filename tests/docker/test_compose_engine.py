@@ -1,0 +1,202 @@
+"""The compose deploy mode against real Docker engines (started by the ``docker_lab`` fixture):
+the network step, validate-profiles, the 4.2 upgrade 2025.09.1 -> 2025.09.2, a bad release
+caught by 4.2.health and rolled back (Section 6), and two compose nodes updated concurrently."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cutover_lib import _compose as dc
+from cutover_lib._compose_steps import ComposeSteps
+from cutover_lib._errors import StepFailed
+from cutover_lib._evidence import RunFolder
+from cutover_lib._params import load_environment, parse_overrides
+from cutover_lib._steps import Runbook
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = "stellaops"
+COMPOSE = REPO / "deploy" / "compose"
+SERVICES = ("authority", "scanner", "signer", "attestor", "notify", "web", "runtime")
+PORTS = dict(zip(SERVICES, range(18180, 18187)))
+
+
+def make_rb(tmp_path: Path, nodes: dict[str, str], *overrides: str) -> Runbook:
+    node_list = ", ".join(f"{{name: {n}, docker_host: '{h}'}}" for n, h in nodes.items())
+    env = load_environment("lab-compose", REPO / "params",
+                           parse_overrides([f"deploy.compose.nodes=[{node_list}]", *overrides]))
+    run = RunFolder.create(tmp_path / "executed", "lab-compose", "t")
+    return Runbook(env, run, root=REPO, notebook="test")
+
+
+def steps(rb: Runbook) -> dict[str, dict]:
+    return {r["step_id"]: r for r in rb.run.read_ledger() if r.get("kind") == "step"}
+
+
+def env_file(tmp_path: Path, base: str, **changes: str) -> Path:
+    """A copy of deploy/compose/<base> with some variables changed (a bad release, other binds)."""
+    lines = [ln for ln in (COMPOSE / base).read_text().splitlines() if ln.split("=", 1)[0] not in changes]
+    out = tmp_path / base.replace(".env", "-test.env")
+    out.write_text("\n".join(lines + [f"{k}={v}" for k, v in changes.items()]) + "\n")
+    return out
+
+
+def versions(host: str = "127.0.0.1") -> dict[str, tuple[int, str]]:
+    out = {}
+    with httpx.Client(timeout=5) as client:
+        for name, port in PORTS.items():
+            r = client.get(f"http://{host}:{port}/healthz")
+            out[name] = (r.status_code, r.json().get("version"))
+    return out
+
+
+def bring_up_stage(docker_host: str) -> None:
+    """The running previous release an upgrade starts from: the stage file and env, as in Section 6."""
+    argv = dc.compose_argv("deploy/compose/docker-compose.stage.yaml", "deploy/compose/stage.env", "up", "-d")
+    subprocess.run(argv, cwd=REPO, env={**_environ(), "DOCKER_HOST": docker_host}, check=True,
+                   capture_output=True, timeout=180)
+    with dc.engine_client("lab1", docker_host) as client:
+        ok, _, problems = dc.wait_healthy(lambda: dc.project_health(client, PROJECT), [], 60)
+    assert ok, problems
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+# ------------------------------------------------------------------------------ network
+
+def test_network_create_is_idempotent(docker_lab, clean_engines, tmp_path):
+    host = docker_lab.engine("lab1")
+    clean_engines(host, network=True)
+    rb = make_rb(tmp_path, {"lab1": host})
+    ComposeSteps().network(rb, "4.1")
+    first = steps(rb)["4.1.network"]
+    assert first["outcome"] == "passed" and first["observed"] == "network stellaops_frontdoor created"
+    ComposeSteps().network(rb, "3")
+    second = steps(rb)["3.network"]
+    assert second["outcome"] == "passed" and "already exists (HTTP 409: passes)" in second["observed"]
+    assert second["commands"] == [f"DOCKER_HOST={host} docker network create stellaops_frontdoor"]
+    with dc.engine_client("lab1", host) as client:
+        assert [n.name for n in client.networks.list(names=["stellaops_frontdoor"])] == ["stellaops_frontdoor"]
+
+
+def test_network_error_other_than_exists_fails(docker_lab, clean_engines, tmp_path):
+    host = docker_lab.engine("lab1")
+    rb = make_rb(tmp_path, {"lab1": host}, "deploy.compose.network=host")
+    with pytest.raises(StepFailed):
+        ComposeSteps().network(rb, "4.1")
+    rec = steps(rb)["4.1.network"]
+    assert rec["outcome"] == "failed"
+    assert "node lab1: docker engine of node lab1" in rec["message"]
+    assert "answered 403: operation is not permitted on predefined host network" in rec["message"]
+
+
+# ------------------------------------------------------------------------------ T-12h
+
+def test_validate_profiles_renders_every_profile(docker_lab, tmp_path):
+    rb = make_rb(tmp_path, {"lab1": docker_lab.engine("lab1")})
+    for profile, path in rb.env.deploy.profiles.items():
+        if path.startswith("deploy/compose/"):  # helm values go to HelmSteps (cutover_lib._deploy)
+            ComposeSteps().validate_profile(rb, profile, path)
+    s = steps(rb)
+    for profile in ("dev", "stage", "prod", "airgap", "mirror"):
+        rec = s[f"2.t-12h.validate-{profile}"]
+        assert rec["outcome"] == "passed", rec["message"]
+        assert rec["command"] == f"docker compose -f deploy/compose/docker-compose.{profile}.yaml config"
+        assert rec["observed"] == f"profile {profile} renders: 7 services"
+        log = (rb.run.path / rec["artifacts"][0]).read_text()
+        assert "stellaops/lab:" in log and "stellaops_frontdoor" in log
+
+
+# ------------------------------------------------------------------------------ 4.2 and 6
+
+def test_upgrade_from_previous_release(docker_lab, clean_engines, tmp_path):
+    host = docker_lab.engine("lab1")
+    rb = make_rb(tmp_path, {"lab1": host})
+    ComposeSteps().network(rb, "4.1")
+    bring_up_stage(host)
+    assert {v for _, v in versions().values()} == {"2025.09.1"}
+
+    ComposeSteps().apply(rb, "4.2")
+
+    s = steps(rb)
+    assert [s[i]["outcome"] for i in ("4.2.pull", "4.2.up", "4.2.health", "4.2.logs")] == ["passed"] * 4
+    base = "docker compose --env-file deploy/compose/prod.env -f deploy/compose/docker-compose.prod.yaml"
+    assert s["4.2.pull"]["commands"] == [f"DOCKER_HOST={host} {base} pull"]
+    assert s["4.2.up"]["commands"] == [f"DOCKER_HOST={host} {base} up -d"]
+    assert s["4.2.health"]["commands"] == [f"DOCKER_HOST={host} {base} ps --all --format json"]
+    assert s["4.2.health"]["data"]["nodes"]["lab1"]["images"] == ["127.0.0.1:5000/stellaops/lab:2025.09.2"]
+    logs = s["4.2.logs"]["commands"]
+    assert f"DOCKER_HOST={host} docker logs stellaops-scanner-web --tail 50" in logs and len(logs) == 7
+    assert versions() == {name: (200, "2025.09.2") for name in SERVICES}
+
+
+def test_unhealthy_release_fails_health_then_rollback_restores_previous(docker_lab, clean_engines, tmp_path):
+    host = docker_lab.engine("lab1")
+    bad = env_file(tmp_path, "prod.env", STELLAOPS_LAB_FAULTS="'{\"scanner.unhealthy\": true}'",
+                   STELLAOPS_HEALTH_START_PERIOD="1s")
+    rb = make_rb(tmp_path, {"lab1": host}, f"deploy.compose.env_file={bad}", "deploy.compose.health_timeout=60s")
+    ComposeSteps().network(rb, "4.1")
+    bring_up_stage(host)
+
+    with pytest.raises(StepFailed, match="4.2.health"):
+        ComposeSteps().apply(rb, "4.2")
+    s = steps(rb)
+    health = s["4.2.health"]
+    assert health["outcome"] == "failed"
+    assert "node lab1: not healthy after " in health["message"] and "(deadline 60s)" in health["message"]
+    assert "scanner-web (stellaops-scanner-web) running/unhealthy" in health["message"]
+    assert "last check: urllib.error.HTTPError: HTTP Error 503" in health["message"]
+    assert "authority" not in health["message"].split("observed", 1)[1]  # only the unhealthy one is named
+    assert s["4.2.logs"]["outcome"] == "passed"  # logs kept even though health failed
+
+    ComposeSteps().rollback(rb)
+    s = steps(rb)
+    assert [s[i]["outcome"] for i in ("6.compose-down", "6.compose-up-previous", "6.health-previous")] == \
+        ["passed"] * 3
+    assert s["6.compose-down"]["commands"] == [
+        f"DOCKER_HOST={host} docker compose --env-file {bad} -f deploy/compose/docker-compose.prod.yaml down"]
+    assert s["6.compose-up-previous"]["commands"] == [
+        f"DOCKER_HOST={host} docker compose --env-file deploy/compose/stage.env "
+        "-f deploy/compose/docker-compose.stage.yaml up -d"]
+    assert versions() == {name: (200, "2025.09.1") for name in SERVICES}
+
+
+def test_two_compose_nodes_updated_concurrently(docker_lab, clean_engines, tmp_path):
+    hosts = {"lab1": docker_lab.engine("lab1"), "lab2": docker_lab.engine("lab2")}
+    for h in hosts.values():
+        clean_engines(h)
+    # each engine publishes on its own loopback address (dockerd --ip), like two hosts
+    two = env_file(tmp_path, "prod.env", STELLAOPS_BIND_ADDRESS="")
+    rb = make_rb(tmp_path, hosts, f"deploy.compose.env_file={two}", "deploy.compose.parallelism=2")
+    ComposeSteps().network(rb, "4.1")
+    t0 = time.monotonic()
+    ComposeSteps().apply(rb, "4.2")
+    elapsed = time.monotonic() - t0
+
+    s = steps(rb)
+    for sid in ("4.1.network", "4.2.pull", "4.2.up", "4.2.health", "4.2.logs"):
+        nodes = s[sid]["data"]["nodes"]
+        assert {n: r["outcome"] for n, r in nodes.items()} == {"lab1": "passed", "lab2": "passed"}, sid
+    for sid in ("4.2.pull", "4.2.up"):
+        cmds = s[sid]["commands"]
+        assert sorted(c.split()[0] for c in cmds) == [f"DOCKER_HOST={hosts['lab1']}", f"DOCKER_HOST={hosts['lab2']}"]
+        assert {f"artifacts/{sid}.lab1.log", f"artifacts/{sid}.lab2.log"} <= set(s[sid]["artifacts"])
+    # the two nodes' up -d ran at the same time
+    up = s["4.2.up"]["data"]["nodes"]
+    spans = [(datetime.fromisoformat(up[n]["started"].replace("Z", "+00:00")),
+              datetime.fromisoformat(up[n]["ended"].replace("Z", "+00:00"))) for n in ("lab1", "lab2")]
+    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], spans
+    assert versions("127.0.0.1") == {name: (200, "2025.09.2") for name in SERVICES}
+    assert versions("127.0.0.2") == {name: (200, "2025.09.2") for name in SERVICES}
+    print(f"two-node apply: {elapsed:.1f}s")

@@ -1,0 +1,233 @@
+"""The compose adapter without an engine: exact argv, error mapping, health polling, per-node
+evidence.  Runs everywhere (no ``docker`` marker); the engine tests are in test_compose_engine.py."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from cutover_lib import _compose as dc
+from cutover_lib._compose_steps import ComposeSteps
+from cutover_lib._errors import StepFailed, ToolMissing
+from cutover_lib._evidence import RunFolder
+from cutover_lib._params import load_environment, parse_overrides
+from cutover_lib._steps import Runbook
+
+REPO = Path(__file__).resolve().parents[2]
+N1 = "unix:///tmp/cutover-docker/lab1/docker.sock"
+N2 = "ssh://ops@compose-prod-2.stella-ops.internal"
+DEAD = "unix:///tmp/cutover-docker-no-such-engine/docker.sock"
+
+
+@pytest.fixture(autouse=True)
+def _docker_cli(monkeypatch):
+    monkeypatch.delenv("CUTOVER_DOCKER", raising=False)
+
+
+@pytest.fixture
+def runbook_root(tmp_path: Path) -> Path:
+    """A project root shaped like a compose host's checkout: prod.env at the top (as the runbook
+    types it) and the compose files under deploy/compose/."""
+    root = tmp_path / "root"
+    (root / "deploy" / "compose").mkdir(parents=True)
+    for name in ("docker-compose.prod.yaml", "docker-compose.stage.yaml"):
+        (root / "deploy" / "compose" / name).write_text((REPO / "deploy" / "compose" / name).read_text())
+    (root / "prod.env").write_text((REPO / "deploy" / "compose" / "prod.env").read_text())
+    (root / "deploy" / "compose" / "stage.env").write_text((REPO / "deploy" / "compose" / "stage.env").read_text())
+    return root
+
+
+def make_rb(root: Path, tmp_path: Path, *overrides: str, dry_run: bool = False) -> Runbook:
+    env = load_environment("lab-compose", REPO / "params", parse_overrides(list(overrides)))
+    run = RunFolder.create(tmp_path / "executed", "lab-compose", "t")
+    return Runbook(env, run, root=root, notebook="test", dry_run=dry_run)
+
+
+def steps(rb: Runbook) -> dict[str, dict]:
+    return {r["step_id"]: r for r in rb.run.read_ledger() if r.get("kind") == "step"}
+
+
+# ------------------------------------------------------------------------------ argv
+
+def test_compose_argv_is_the_runbooks():
+    assert dc.compose_argv("deploy/compose/docker-compose.prod.yaml", "prod.env", "pull") == \
+        ["docker", "compose", "--env-file", "prod.env", "-f", "deploy/compose/docker-compose.prod.yaml", "pull"]
+    assert dc.compose_argv("f.yaml", None, "config") == ["docker", "compose", "-f", "f.yaml", "config"]
+    assert dc.logs_argv("stellaops-scanner-web") == ["docker", "logs", "stellaops-scanner-web", "--tail", "50"]
+    assert dc.network_argv("stellaops_frontdoor") == ["docker", "network", "create", "stellaops_frontdoor"]
+
+
+def test_docker_binary_is_configurable(monkeypatch):
+    monkeypatch.setenv("CUTOVER_DOCKER", "/opt/docker/bin/docker")
+    assert dc.compose_argv("f.yaml", "e.env", "up", "-d")[:2] == ["/opt/docker/bin/docker", "compose"]
+
+
+def test_env_file_as_typed_or_next_to_the_compose_file(runbook_root: Path):
+    f = "deploy/compose/docker-compose.prod.yaml"
+    assert dc.resolve_env_file(runbook_root, f, "prod.env") == "prod.env"
+    assert dc.resolve_env_file(runbook_root, f, "stage.env") == "deploy/compose/stage.env"
+    assert dc.resolve_env_file(runbook_root, f, "missing.env") == "missing.env"
+
+
+def test_dry_run_plans_every_node_with_the_exact_commands(runbook_root: Path, tmp_path: Path):
+    rb = make_rb(runbook_root, tmp_path, "deploy.compose.env_file=prod.env",
+                 f"deploy.compose.nodes=[{{name: n1, docker_host: '{N1}'}}, {{name: n2, docker_host: '{N2}'}}]",
+                 dry_run=True)
+    cs = ComposeSteps()
+    cs.network(rb, "4.1")
+    cs.apply(rb, "4.2")
+    cs.rollback(rb)
+    s = steps(rb)
+    base = "docker compose --env-file prod.env -f deploy/compose/docker-compose.prod.yaml"
+    assert s["4.2.pull"]["outcome"] == "planned"
+    assert s["4.2.pull"]["command"] == f"DOCKER_HOST={N1} {base} pull ; DOCKER_HOST={N2} {base} pull"
+    assert s["4.2.up"]["command"] == f"DOCKER_HOST={N1} {base} up -d ; DOCKER_HOST={N2} {base} up -d"
+    assert s["4.1.network"]["command"] == (f"DOCKER_HOST={N1} docker network create stellaops_frontdoor ; "
+                                           f"DOCKER_HOST={N2} docker network create stellaops_frontdoor")
+    assert s["6.compose-down"]["command"] == f"DOCKER_HOST={N1} {base} down ; DOCKER_HOST={N2} {base} down"
+    prev = "docker compose --env-file deploy/compose/stage.env -f deploy/compose/docker-compose.stage.yaml up -d"
+    assert s["6.compose-up-previous"]["command"] == f"DOCKER_HOST={N1} {prev} ; DOCKER_HOST={N2} {prev}"
+    for sid in ("4.2.health", "4.2.logs", "6.health-previous"):
+        assert s[sid]["outcome"] == "skipped" and "dry run" in s[sid]["observed"]
+    assert all(s[sid]["mutating"] for sid in ("4.1.network", "4.2.pull", "4.2.up", "6.compose-down",
+                                              "6.compose-up-previous"))
+    assert not s["4.2.health"]["mutating"]
+
+
+def test_stage_secrets_is_not_applicable(runbook_root: Path, tmp_path: Path):
+    rb = make_rb(runbook_root, tmp_path)
+    ComposeSteps().stage_secrets(rb)
+    rec = steps(rb)["3.stage-secrets"]
+    assert rec["outcome"] == "skipped" and "compose mode" in rec["observed"] and not rec["mutating"]
+
+
+# ------------------------------------------------------------------------------ errors
+
+def test_missing_compose_file_is_one_line(runbook_root: Path, tmp_path: Path):
+    rb = make_rb(runbook_root, tmp_path, "deploy.compose.file=deploy/compose/docker-compose.nope.yaml")
+    with pytest.raises(StepFailed):
+        ComposeSteps().apply(rb, "4.2")
+    rec = steps(rb)["4.2.pull"]
+    assert rec["outcome"] == "failed" and rec["commands"] == []
+    assert "compose file deploy/compose/docker-compose.nope.yaml not found" in rec["message"]
+    assert "deploy.compose.file" in rec["message"] and "\n" not in rec["message"]
+
+
+def test_unreachable_engine_names_the_docker_host(runbook_root: Path, tmp_path: Path):
+    pytest.importorskip("docker")
+    rb = make_rb(runbook_root, tmp_path, f"deploy.compose.nodes=[{{name: n1, docker_host: '{DEAD}'}}]")
+    with pytest.raises(StepFailed, match="node n1"):
+        ComposeSteps().network(rb, "4.1")
+    rec = steps(rb)["4.1.network"]
+    assert f"docker engine of node n1 not reachable at DOCKER_HOST={DEAD}" in rec["message"]
+    assert "tools/dockerlab.sh start-engine" in rec["message"] and "\n" not in rec["message"]
+    assert rec["data"]["nodes"]["n1"]["outcome"] == "failed"
+
+
+def test_a_failed_node_stops_the_nodes_not_yet_started(runbook_root: Path, tmp_path: Path):
+    pytest.importorskip("docker")
+    rb = make_rb(runbook_root, tmp_path, "deploy.compose.parallelism=1",
+                 f"deploy.compose.nodes=[{{name: dead, docker_host: '{DEAD}'}}, {{name: n2, docker_host: '{N2}'}}]")
+    with pytest.raises(StepFailed):
+        ComposeSteps().network(rb, "4.1")
+    rec = steps(rb)["4.1.network"]
+    assert rec["message"].startswith("expected network stellaops_frontdoor present")
+    assert "node dead: docker engine of node dead not reachable" in rec["message"]
+    assert "(not started: n2)" in rec["message"]
+    assert rec["data"]["nodes"]["n2"]["outcome"] == "not started"
+
+
+def test_docker_not_installed_is_tool_missing(runbook_root: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CUTOVER_DOCKER", str(tmp_path / "no" / "docker"))
+    rb = make_rb(runbook_root, tmp_path, "deploy.compose.env_file=prod.env")
+    with pytest.raises(StepFailed):
+        ComposeSteps().apply(rb, "4.2")
+    assert "is not installed" in steps(rb)["4.2.pull"]["message"]
+
+
+def test_compose_plugin_missing_is_tool_missing(runbook_root: Path, tmp_path: Path, monkeypatch):
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\necho \"docker: 'compose' is not a docker command.\" >&2\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("CUTOVER_DOCKER", str(fake))
+    rb = make_rb(runbook_root, tmp_path, "deploy.compose.env_file=prod.env")
+    with pytest.raises(StepFailed):
+        ComposeSteps().apply(rb, "4.2")
+    msg = steps(rb)["4.2.pull"]["message"]
+    assert "docker compose v2 is not installed" in msg and "tools/dockerlab.sh install" in msg
+
+
+def test_cli_errors_map_most_specific_first():
+    down = dc.map_cli_failure("n1", N1, "docker compose ps", 1,
+                              ["Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?"])
+    assert isinstance(down, StepFailed) and f"DOCKER_HOST={N1}" in down.message
+    ssh = dc.map_cli_failure("n2", N2, "docker compose ps", 255, ["error during connect: ssh: connect to host x"])
+    assert "check ssh access" in ssh.one_line()
+    assert isinstance(dc.map_cli_failure("n", N1, "c", 1, ["unknown command: docker compose"]), ToolMissing)
+    other = dc.map_cli_failure("n1", N1, "docker compose pull", 18, ["a", "", "manifest unknown"])
+    assert other.message == "`docker compose pull` exited 18 on node n1; last output: a | manifest unknown"
+
+
+# ------------------------------------------------------------------------------ health
+
+def _row(service: str, health: str, state: str = "running", last: str = "") -> dc.ContainerHealth:
+    return dc.ContainerHealth(service, f"stellaops-{service}", "img:1", state, health, last)
+
+
+def test_wait_healthy_retries_with_backoff_until_healthy():
+    polls = iter([[_row("a", "starting")], [_row("a", "starting")], [_row("a", "healthy")]])
+    slept: list[float] = []
+    ok, rows, problems = dc.wait_healthy(lambda: next(polls), ["a"], 60, sleep=slept.append)
+    assert ok and problems == [] and slept == [0.5, 1.0]
+
+
+def test_wait_healthy_stops_early_on_unhealthy():
+    slept: list[float] = []
+    ok, _, problems = dc.wait_healthy(lambda: [_row("a", "healthy"), _row("b", "unhealthy")], [], 300,
+                                      sleep=slept.append)
+    assert not ok and slept == [] and problems == ["b (stellaops-b) running/unhealthy"]
+
+
+def test_wait_healthy_names_the_unhealthy_service_and_its_last_check():
+    rows = [_row("authority", "healthy"),
+            _row("scanner-web", "unhealthy", last="urllib.error.HTTPError: HTTP Error 503: Service Unavailable")]
+    ok, _, problems = dc.wait_healthy(lambda: rows, ["authority", "scanner-web", "signer"], 0, sleep=lambda s: None)
+    assert not ok
+    assert problems == ["scanner-web (stellaops-scanner-web) running/unhealthy; last check: "
+                        "urllib.error.HTTPError: HTTP Error 503: Service Unavailable", "signer: no container"]
+
+
+def test_parse_ps_reads_lines_and_arrays():
+    line = {"Name": "stellaops-web", "Service": "web", "Project": "stellaops", "Health": "healthy"}
+    assert dc.parse_ps("$ docker compose ps\n" + json.dumps(line) + "\n# exit 0") == [line]
+    assert dc.parse_ps(json.dumps([line, line])) == [line, line]
+    assert dc.parse_ps("WARN[0000] something\n") == []
+
+
+# ------------------------------------------------------------------------------ validate-profiles
+
+def test_validate_profile_without_docker_is_skipped_in_lab_mode(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CUTOVER_DOCKER", str(tmp_path / "no" / "docker"))
+    env = load_environment("local", REPO / "params")
+    rb = Runbook(env, RunFolder.create(tmp_path / "executed", "local", "t"), root=REPO, notebook="test")
+    ComposeSteps().validate_profile(rb, "prod", "deploy/compose/docker-compose.prod.yaml")
+    rec = steps(rb)["2.t-12h.validate-prod"]
+    assert rec["outcome"] == "skipped" and "is not installed" in rec["observed"] and "deploy mode is lab" in rec["observed"]
+
+
+def test_validate_profile_failure_names_the_command(tmp_path: Path, monkeypatch):
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\necho 'services.web.ports.[]: invalid ip address: x' >&2\nexit 15\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("CUTOVER_DOCKER", str(fake))
+    rb = make_rb(REPO, tmp_path)
+    with pytest.raises(StepFailed):
+        ComposeSteps().validate_profile(rb, "airgap", "deploy/compose/docker-compose.airgap.yaml")
+    rec = steps(rb)["2.t-12h.validate-airgap"]
+    assert rec["command"] == f"{fake} compose -f deploy/compose/docker-compose.airgap.yaml config"
+    assert rec["message"].endswith(f"observed `{fake} compose -f deploy/compose/docker-compose.airgap.yaml config` "
+                                   "exited 15; last output: services.web.ports.[]: invalid ip address: x")
+    assert (rb.run.path / rec["artifacts"][0]).read_text().count("invalid ip address") == 1

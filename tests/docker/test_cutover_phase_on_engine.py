@@ -1,0 +1,125 @@
+"""The cutover phase, headless through papermill, against the lab running as a compose project on a
+real Docker engine: 2025.09.1 -> 2025.09.2 with all six smoke tests against the containers; and a
+2025.09.2 that never turns healthy, rolled back through the rollback phase to 2025.09.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_compose_engine import bring_up_stage, env_file, versions
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parents[2]
+APPROVALS = [("plan", "cto", "Avery Chen"), ("plan", "devops-lead", "Sam Okafor"),
+             ("t0", "devops-lead", "Sam Okafor"), ("t0", "module-reps", "Priya Raman"),
+             ("post-smoke", "devops-lead", "Sam Okafor"), ("post-smoke", "product-owner", "Jordan Lee"),
+             ("rollback", "devops-lead", "Sam Okafor"), ("rollback", "cto", "Avery Chen")]
+
+
+def project(tmp_path: Path, docker_host: str) -> Path:
+    """A project copy whose .lab holds the secret stores and stores the compose lab's runbook uses."""
+    from cutover_lib.lab import LabConfig
+    from cutover_lib.lab import _store
+    from cutover_lib.lab._provision import provision
+
+    root = tmp_path / "project"
+    for name in ("params", "notebooks", "samples", "deploy"):
+        shutil.copytree(REPO / name, root / name)
+    env = os.environ.copy()
+    os.environ["LAB_CLIENT_SECRET"] = "lab-secret"  # what the compose files pass to the authority
+    try:
+        cfg = LabConfig.from_port_base(root / ".lab", 18180)  # the compose lab's published ports
+        provision(cfg)
+        _store.connect(cfg.data_dir).close()
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+    text = (root / "params" / "lab-compose.yaml").read_text()
+    (root / "params" / "lab-compose.yaml").write_text(
+        text.replace("unix:///tmp/cutover-docker/lab1/docker.sock", docker_host))
+    return root
+
+
+def network(docker_host: str) -> None:
+    """The external network the previous release needs (4.1 then finds it: idempotent)."""
+    subprocess.run(["docker", "network", "create", "stellaops_frontdoor"], env={**os.environ, "DOCKER_HOST": docker_host},
+                   capture_output=True, timeout=60, check=False)
+
+
+def cutover(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *args, "--root", str(root)], cwd=root,
+                          capture_output=True, text=True, timeout=900)
+
+
+def steps(run: Path) -> dict[str, dict]:
+    out = {}
+    for line in (run / "ledger.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "step":
+            out[rec["step_id"]] = rec
+    return out
+
+
+def run_of(stdout: str) -> Path:
+    return Path(next(x for x in stdout.splitlines() if x.startswith("evidence: ")).split(": ", 1)[1])
+
+
+def approve(root: Path) -> None:
+    for gate, role, name in APPROVALS:
+        res = cutover(root, "approve", "--env", "lab-compose", "--gate", gate, "--role", role, "--name", name,
+                      "--record", "CHG-ENGINE")
+        assert res.returncode == 0, res.stderr
+
+
+def test_cutover_phase_upgrades_the_compose_lab_and_smoke_passes(docker_lab, clean_engines, tmp_path):
+    host = docker_lab.engine("lab1")
+    clean_engines(host)
+    network(host)
+    bring_up_stage(host)
+    assert {v for _, v in versions().values()} == {"2025.09.1"}
+    root = project(tmp_path, host)
+    approve(root)
+    res = cutover(root, "run", "--env", "lab-compose", "--phase", "cutover")
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
+    run = run_of(res.stdout)
+    st = steps(run)
+    for sid in ("4.1.network", "4.2.pull", "4.2.up", "4.2.health", "4.2.logs", "4.4.oidc-metadata",
+                "4.4.signer-verify", "4.4.scanner-queue", "4.4.notify-legacy", "5.api-health", "5.scan-submit",
+                "5.runtime-event", "5.signing", "5.attestor-verify", "5.web-ui", "5.decision"):
+        assert st[sid]["outcome"] == "passed", (sid, st[sid].get("message"))
+    assert "docker compose --env-file deploy/compose/prod.env -f deploy/compose/docker-compose.prod.yaml pull" \
+        in json.dumps(st["4.2.pull"])
+    assert {v for _, v in versions().values()} == {"2025.09.2"}
+    assert any(a.endswith(".log") and "logs" in a for a in st["4.2.logs"]["artifacts"])
+    ok = subprocess.run([sys.executable, "-m", "cutover_lib.cli", "verify", str(run)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_unhealthy_release_fails_the_phase_and_rollback_restores_previous(docker_lab, clean_engines, tmp_path):
+    host = docker_lab.engine("lab1")
+    clean_engines(host)
+    network(host)
+    bring_up_stage(host)
+    root = project(tmp_path, host)
+    approve(root)
+    bad = env_file(tmp_path, "prod.env", STELLAOPS_LAB_FAULTS='{"scanner.unhealthy": true}')
+    shutil.copy(bad, root / "deploy" / "compose" / "prod-bad.env")
+    res = cutover(root, "run", "--env", "lab-compose", "--phase", "cutover",
+                  "-p", "deploy.compose.env_file=deploy/compose/prod-bad.env", "-p", "deploy.compose.health_timeout=40s")
+    assert res.returncode == 1, res.stdout[-6000:] + res.stderr[-2000:]
+    assert "outcome: rolled-back" in res.stdout
+    st = steps(run_of(res.stdout))
+    assert st["4.2.health"]["outcome"] == "failed" and "scanner-web" in st["4.2.health"]["message"]
+    for sid in ("6.assess", "6.gate-rollback", "6.compose-down", "6.compose-up-previous", "6.health-previous"):
+        assert st[sid]["outcome"] == "passed", (sid, st[sid].get("message"))
+    assert "docker compose --env-file deploy/compose/stage.env -f deploy/compose/docker-compose.stage.yaml up -d" \
+        in json.dumps(st["6.compose-up-previous"])
+    assert {(c, v) for c, v in versions().values()} == {(200, "2025.09.1")}

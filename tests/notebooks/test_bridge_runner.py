@@ -1,0 +1,73 @@
+"""#launch-bridge from the runner: a real receiver on loopback captures the phase start and finish
+and the heartbeats (at a test cadence of one second); a dead webhook does not fail the run and is
+recorded in the evidence."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.notebooks
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    posts: list[dict] = []
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        Receiver.posts.append(json.loads(body))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+def run_phase(root: Path, hook: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cutover_lib.cli", "run", "--env", "local", "--phase", "rehearsal",
+                           "-p", "bridge.webhook=env:BRIDGE_HOOK", "-p", "bridge.heartbeat=1s",
+                           "-p", "bridge.timeout=1s", "-p", "bridge.retries=1", "--root", str(root)],
+                          cwd=root, env={**os.environ, "BRIDGE_HOOK": hook}, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_runner_posts_phase_events_and_heartbeats(lab_project):
+    Receiver.posts = []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        res = run_phase(lab_project, f"http://127.0.0.1:{srv.server_address[1]}/hooks/launch")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert res.returncode == 0, res.stdout + res.stderr
+    texts = [p["text"] for p in Receiver.posts]
+    assert texts[0].startswith(":arrow_forward: **rehearsal** started on **local**")
+    assert any(t.startswith(":white_check_mark: **rehearsal** on **local** passed") for t in texts)
+    assert sum(t.startswith(":hourglass_flowing_sand:") for t in texts) >= 2
+    for p in Receiver.posts:
+        assert p["username"] == "stellaops-cutover" and p["channel"] == "launch-bridge"
+        assert p["attachments"] and {"fallback", "color", "title"} <= set(p["attachments"][0])
+
+
+def test_dead_webhook_does_not_fail_the_run(lab_project):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    res = run_phase(lab_project, f"http://127.0.0.1:{port}/hooks/launch")
+    assert res.returncode == 0, res.stdout + res.stderr
+    run = Path(next(x for x in res.stdout.splitlines() if x.startswith("evidence: ")).split(": ", 1)[1])
+    bridge = [json.loads(x) for x in (run / "ledger.jsonl").read_text().splitlines() if '"kind":"bridge"' in x]
+    assert bridge and not any(b["ok"] for b in bridge)
+    assert all("refused" in (b["error"] or "") or "connect" in (b["error"] or "").lower() for b in bridge)

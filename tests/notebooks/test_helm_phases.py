@@ -1,0 +1,164 @@
+"""Issue 8's done-when, through the CLI and the notebooks: ``--env stage --phase rehearsal`` and
+``--env prod --phase cutover`` in helm deploy mode against the named stand-ins (stand-in ``helm``,
+stand-in Kubernetes API, stand-in ``mongodump``/``mc``), with the Stella Ops endpoints served by the
+lab; and a rollout that does not converge fails, leads to the rollback phase, and the rollback uses
+the revision read from ``helm history``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nb_helpers import REPO, free_block, lab_config, make_project
+from standins.kube_api import kube_api  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.notebooks
+
+STANDINS = REPO / "tests" / "standins"
+DEPLOYMENTS = ["stellaops-authority", "stellaops-scanner-web", "stellaops-web"]
+SERVICES = ("authority", "scanner", "signer", "attestor", "notify", "web", "runtime")
+STORE_KEYS = {"stellaops-prod-core": ["authority-signing-key.pem", "authority-client-secret", "signer-key.pem",
+                                      "attestor-api-token"],
+              "stellaops-prod-mongo": ["connection-string", "username", "password"],
+              "stellaops-prod-minio": ["access-key", "secret-key", "endpoint"],
+              "stellaops-prod-notify": ["smtp-password", "webhook-url"]}
+
+
+@pytest.fixture
+def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
+    from cutover_lib.lab import down, up
+
+    root = make_project(tmp_path / "p", free_block())
+    shutil.copytree(REPO / "secrets", root / "secrets")
+    cfg = lab_config(root)
+    up(cfg)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shutil.copy(STANDINS / "helm", bin_dir / "helm")
+    (bin_dir / "helm").chmod(0o755)
+    state = tmp_path / "helm-state.json"
+    state.write_text(json.dumps({"stellaops/stellaops": [
+        {"revision": 1, "updated": "2025-10-26T10:00:00Z", "status": "deployed", "chart": "stellaops-2025.09.1",
+         "app_version": "2025.09.1", "description": "Install complete"}]}))
+    (tmp_path / "mc" / "minio" / "stellaops").mkdir(parents=True)
+    (tmp_path / "mc" / "minio" / "stellaops" / "policy.json").write_text("{}")
+    for name, keys in STORE_KEYS.items():
+        kube_api.add_secret(name, {k: f"value-of-{k}-0123" for k in keys})
+    env = {**os.environ, "PATH": f"{bin_dir}:{STANDINS / 'bin'}:{os.environ['PATH']}",
+           "HELM_STANDIN_STATE": str(state), "HELM_STANDIN_LOG": str(tmp_path / "helm-argv.jsonl"),
+           "MC_STANDIN_ROOT": str(tmp_path / "mc"), "MONGO_BACKUP_URI": "mongodb://backup:pw-0123@db:27017/x",
+           "KUBECONFIG": str(kube_api.kubeconfig)}
+    secret_file = root / ".lab" / "secrets" / "stellaops-prod-core" / "authority-client-secret"
+    params = [f"services.{s}={cfg.url(s)}" for s in SERVICES] + [
+        "tls_verify=false", f"credentials.authority_client_secret=file:{secret_file}",
+        f"deploy.helm.deployments={json.dumps(DEPLOYMENTS)}", "deploy.helm.timeout=20s", "timeouts.health=20s",
+        "backup.object_store.source=minio/stellaops", "backup.object_store.target_prefix=minio-backup/stellaops-",
+        f"backup.mongo.out_dir={tmp_path}/backups", "monitoring.duration=2s", "monitoring.interval=1s",
+        "bridge.webhook=null"]
+
+    def cutover(*args: str) -> subprocess.CompletedProcess[str]:
+        extra = [] if args[0] in ("verify",) else ["--root", str(root)]
+        p_args = [] if args[0] in ("approve", "verify") else [x for p in params for x in ("-p", p)]
+        return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *args, *p_args, *extra], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    class World:
+        pass
+
+    w = World()
+    w.root, w.cutover, w.kube, w.state = root, cutover, kube_api, state
+    try:
+        yield w
+    finally:
+        down(cfg)
+
+
+def steps(stdout: str) -> tuple[Path, dict[str, dict]]:
+    run = Path(next(x for x in stdout.splitlines() if x.startswith("evidence: ")).split(": ", 1)[1])
+    out = {}
+    for line in (run / "ledger.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "step":
+            out[rec["step_id"]] = rec
+    return run, out
+
+
+def approve(w, env: str) -> None:
+    for gate, role, name in [("plan", "cto", "Avery Chen"), ("plan", "devops-lead", "Sam Okafor"),
+                             ("t0", "devops-lead", "Sam Okafor"), ("t0", "module-reps", "Priya Raman"),
+                             ("post-smoke", "devops-lead", "Sam Okafor"), ("post-smoke", "product-owner", "Jordan Lee"),
+                             ("rollback", "devops-lead", "Sam Okafor"), ("rollback", "cto", "Avery Chen")]:
+        res = w.cutover("approve", "--env", env, "--gate", gate, "--role", role, "--name", name, "--record", "CHG-HELM")
+        assert res.returncode == 0, res.stderr
+
+
+def test_stage_rehearsal_in_helm_mode(world):
+    for name in DEPLOYMENTS:
+        world.kube.add_deployment(name, converge_after=1)
+    res = world.cutover("run", "--env", "stage", "--phase", "rehearsal")
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
+    _, st = steps(res.stdout)
+    assert st["3.helm-upgrade"]["command"].startswith(
+        "helm upgrade stellaops deploy/helm/stellaops -f deploy/helm/stellaops/values-stage.yaml --atomic --timeout 20s")
+    for sid in ("3.stage-secrets", "3.helm-upgrade", "3.rollout-status", "3.health-authority", "3.health-scanner",
+                "3.scan-submit", "3.wall-time", "2.t-12h.validate-stage-helm"):
+        assert st[sid]["outcome"] == "passed", (sid, st[sid].get("message"))
+    assert st["3.network"]["outcome"] == "skipped"
+
+
+def test_prod_cutover_in_helm_mode_then_non_convergence_rolls_back_by_history(world):
+    approve(world, "prod")
+    for name in DEPLOYMENTS:
+        world.kube.add_deployment(name, converge_after=1)
+    ok = world.cutover("run", "--env", "prod", "--phase", "cutover")
+    assert ok.returncode == 0, ok.stdout[-5000:] + ok.stderr[-2000:]
+    _, st = steps(ok.stdout)
+    assert st["4.3.helm-upgrade"]["command"] == ("helm upgrade stellaops deploy/helm/stellaops -f "
+                                                 "deploy/helm/stellaops/values-prod.yaml --atomic --timeout 20s "
+                                                 "--namespace stellaops --kube-context stellaops-prod")
+    for sid in ("8.gate-plan", "4.gate-t0", "4.1.secret-stellaops-prod-core", "4.1.backup-mongo", "4.1.mirror-minio",
+                "4.3.helm-upgrade", "4.3.rollout-status", "5.api-health", "5.scan-submit", "5.decision"):
+        assert st[sid]["outcome"] == "passed", (sid, st[sid].get("message"))
+
+    # the next release: scanner-web never converges; the stand-ins are not wired to each other, so a
+    # watcher plays the cluster's part: once helm records the rollback, the old pods come back
+    world.kube.add_deployment("stellaops-authority", converge_after=1)
+    world.kube.add_deployment("stellaops-web", converge_after=1)
+    world.kube.add_deployment("stellaops-scanner-web", converge_after=None, stuck_reason="ImagePullBackOff")
+    stop = threading.Event()
+
+    def cluster():
+        while not stop.wait(0.1):
+            hist = json.loads(world.state.read_text())["stellaops/stellaops"]
+            if hist[-1]["description"].startswith("Rollback to"):
+                world.kube.add_deployment("stellaops-scanner-web", converge_after=1)
+                return
+
+    t = threading.Thread(target=cluster, daemon=True)
+    t.start()
+    try:
+        bad = world.cutover("run", "--env", "prod", "--phase", "cutover")
+    finally:
+        stop.set()
+        t.join(2)
+    assert bad.returncode == 1, bad.stdout[-5000:] + bad.stderr[-2000:]
+    assert "outcome: rolled-back" in bad.stdout
+    run, st = steps(bad.stdout)
+    ro = st["4.3.rollout-status"]
+    assert ro["outcome"] == "failed" and "stellaops-scanner-web" in ro["message"] and "ImagePullBackOff" in ro["message"]
+    hist = st["6.helm-history"]
+    # revision 2 was the first 2025.09.2 upgrade: the previous release (2025.09.1) is revision 1
+    assert hist["outcome"] == "passed" and "previous revision 1 (stellaops-2025.09.1" in hist["observed"]
+    rollback = st["6.helm-rollback"]
+    assert rollback["outcome"] == "passed"
+    assert rollback["command"] == "helm rollback stellaops 1 --namespace stellaops --kube-context stellaops-prod"
+    assert st["6.rollout-status"]["outcome"] == "passed"
+    assert world.cutover("verify", str(run)).returncode == 0

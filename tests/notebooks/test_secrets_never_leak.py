@@ -1,0 +1,112 @@
+"""Secrets never leave the library.  Canary values behind every kind of secret reference
+(``env:``, ``file:``, ``k8s:``) go through every phase in success and failure paths -- including a
+failing command that echoes its environment and an HTTP error body that repeats the credential --
+then every byte of every run folder and the terminal output is searched: zero hits."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from nb_helpers import approve_all, free_block, lab_config, make_project
+from standins.kube_api import kube_api  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.notebooks
+
+STANDINS = Path(__file__).resolve().parents[1] / "standins" / "bin"
+CANARY_FILE = "canary-FILE-7f3a9c1e5b"        # the authority client secret, file: reference
+CANARY_ENV = "canary-ENV-2d8e4b6a0c"          # inside MONGO_BACKUP_URI, env: reference
+CANARY_HOOK = "canaryHOOK9b1c3e5f7a"          # the bridge webhook token, env: reference
+CANARY_K8S = "canary-K8S-4c6e8a0b2d"          # the authority client secret again, k8s: reference
+
+
+def forms(value: str) -> list[bytes]:
+    return [value.encode(), urllib.parse.quote(value, safe="").encode(),
+            base64.b64encode(value.encode()).rstrip(b"=")]
+
+
+class EchoingWebhook(http.server.BaseHTTPRequestHandler):
+    """A broken Mattermost: 500 with a body that repeats the URL it was called on."""
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = f"internal error handling {self.path}".encode()
+        self.send_response(500)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_canaries_never_reach_evidence_or_terminal(tmp_path, kube_api):  # noqa: F811
+    from cutover_lib.lab import down, up
+
+    root = make_project(tmp_path / "p", free_block())
+    secret = root / ".lab" / "secrets" / "stellaops-prod-core" / "authority-client-secret"
+    secret.parent.mkdir(parents=True)
+    secret.write_text(CANARY_FILE + "\n")  # provisioned before the lab starts: the lab registers it
+    kube_api.add_secret("stellaops-prod-core", {"authority-client-secret": CANARY_FILE, "marker": CANARY_K8S})
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoingWebhook)
+    hook.daemon_threads = True
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    cfg = lab_config(root)
+    up(cfg)
+    env = {**os.environ, "PATH": f"{STANDINS}:{os.environ['PATH']}", "MC_STANDIN_ROOT": str(tmp_path / "mc"),
+           "MONGO_BACKUP_URI": f"mongodb://backup:{CANARY_ENV}@127.0.0.1:27017/stellaops",
+           "BRIDGE_HOOK": f"http://127.0.0.1:{hook.server_address[1]}/hooks/{CANARY_HOOK}",
+           "CUTOVER_ROOT": str(root)}
+    (tmp_path / "mc" / "minio" / "stellaops").mkdir(parents=True)
+    (tmp_path / "mc" / "minio" / "stellaops" / "policy.json").write_text("{}")
+    tools = ["-p", "backup.mode=tools", "-p", "backup.mongo.uri=env:MONGO_BACKUP_URI",
+             "-p", f"backup.mongo.out_dir={tmp_path}/backups", "-p", "backup.object_store.source=minio/stellaops",
+             "-p", "backup.object_store.target_prefix=minio-backup/stellaops-"]
+    k8s = ["-p", "credentials.authority_client_secret=k8s:stellaops/stellaops-prod-core#authority-client-secret"]
+    outputs: list[str] = []
+
+    def run(*args: str, extra_env: dict[str, str] | None = None) -> int:
+        res = subprocess.run([sys.executable, "-m", "cutover_lib.cli", *args, "--root", str(root)], cwd=root,
+                             env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
+        outputs.append(res.stdout + res.stderr)
+        return res.returncode
+
+    try:
+        approve_all(root)
+        # success paths: the file: secret (token) and env: secret (mongodump through the stand-in, which
+        # prints its URI); the k8s: secret resolved through the Kubernetes API stand-in
+        assert run("run", "--env", "local", "--phase", "cutover", *tools, *k8s) == 0, outputs[-1]
+        assert run("run", "--env", "local", "--phase", "post") == 0, outputs[-1]
+        # failure paths: the bridge answers 500 repeating its own URL (an HTTP error body that repeats
+        # the credential); mongodump fails echoing the URI; a smoke test fails and rollback runs
+        assert run("run", "--env", "local", "--phase", "readiness", "-p", "bridge.webhook=env:BRIDGE_HOOK") == 1
+        assert run("run", "--env", "local", "--phase", "cutover", *tools, "-p", "bridge.webhook=env:BRIDGE_HOOK",
+                   extra_env={"STANDIN_FAIL": "1"}) == 1
+        fault = json.dumps({"2025.09.2": {"runtime.ingest_error": True}})
+        assert run("run", "--env", "local", "--phase", "cutover", *tools, "-p", f"deploy.lab.release_faults={fault}",
+                   "-p", "bridge.webhook=env:BRIDGE_HOOK") == 1
+        assert "outcome: rolled-back" in outputs[-1]
+    finally:
+        down(cfg)
+        hook.shutdown()
+        hook.server_close()
+
+    runs = [p for p in (root / "executed").rglob("*") if p.is_file()]
+    assert len([p for p in runs if p.name == "ledger.jsonl"]) >= 5
+    assert any("***" in p.read_text(errors="replace") for p in runs if p.suffix in (".log", ".txt", ".jsonl"))
+    hits = []
+    for canary in (CANARY_FILE, CANARY_ENV, CANARY_HOOK, CANARY_K8S):
+        for needle in forms(canary):
+            hits += [str(p) for p in runs if needle in p.read_bytes()]
+            hits += [f"terminal output {i}" for i, out in enumerate(outputs) if needle.decode() in out]
+    assert hits == []
