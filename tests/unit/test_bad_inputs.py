@@ -199,16 +199,8 @@ def failed_message(rb: Runbook, fn) -> str:
     return rec["message"]
 
 
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def test_unreachable_host(tmp_path):
-    msg = failed_message(rb_for(tmp_path, scanner=f"http://127.0.0.1:{closed_port()}"), checks.smoke_api_health)
+def test_unreachable_host(tmp_path, closed_port):
+    msg = failed_message(rb_for(tmp_path, scanner=f"http://127.0.0.1:{closed_port}"), checks.smoke_api_health)
     assert msg.startswith('expected HTTP 200 with "status":"Healthy"; observed GET http://127.0.0.1:')
     assert "connection refused (the service is down or the port is wrong)" in msg
 

@@ -5,7 +5,6 @@ never answers, a non-JSON body, an HTTP 500, a host name that cannot resolve."""
 from __future__ import annotations
 
 import http.server
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -49,17 +48,9 @@ def server() -> Iterator[str]:
     srv.server_close()
 
 
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def test_connection_refused():
+def test_connection_refused(closed_port):
     with Http(timeout=2) as h, pytest.raises(CheckFailed) as ei:
-        h.get(f"http://127.0.0.1:{closed_port()}/healthz")
+        h.get(f"http://127.0.0.1:{closed_port}/healthz")
     assert "connection refused" in ei.value.message and "service is down or the port is wrong" in ei.value.hint
 
 

@@ -86,12 +86,6 @@ def receiver() -> Iterator[Receiver]:
         rec.server.server_close()
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def params(monkeypatch: pytest.MonkeyPatch, url: str | None, **kw: Any) -> BridgeParams:
     data: dict[str, Any] = {"timeout": "2s", "retries": 3, "heartbeat": "10m", **kw}
     if url is not None:
@@ -188,9 +182,10 @@ def test_timeout_is_retried_and_reported(receiver: Receiver, monkeypatch: pytest
     assert took < 1.5
 
 
-def test_dead_webhook_fails_quickly_and_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dead_webhook_fails_quickly_and_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    closed_port: int) -> None:
     run = RunFolder.create(tmp_path / "executed", "local", "cutover")
-    url = f"http://127.0.0.1:{closed_port()}/hooks/{TOKEN}"
+    url = f"http://127.0.0.1:{closed_port}/hooks/{TOKEN}"
     t0 = time.monotonic()
     res = fast(params(monkeypatch, url, retries=2), run=run).post("x", kind="phase-start")
     assert time.monotonic() - t0 < 2
@@ -227,7 +222,7 @@ def test_unexpected_error_never_raises(monkeypatch: pytest.MonkeyPatch, receiver
     assert TOKEN not in res.error
 
 
-def test_canary_webhook_token_never_in_results_or_ledger(receiver: Receiver, tmp_path: Path,
+def test_canary_webhook_token_never_in_results_or_ledger(closed_port: int, receiver: Receiver, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The hook URL (with its secret id) is masked even when the server echoes it back."""
     run = RunFolder.create(tmp_path / "executed", "local", "cutover")
@@ -235,7 +230,7 @@ def test_canary_webhook_token_never_in_results_or_ledger(receiver: Receiver, tmp
                      (404, f"unknown hook {TOKEN}", {}, 0))
     bridge = fast(params(monkeypatch, receiver.url, retries=1), run=run)
     results = [bridge.post(f"posting to {receiver.url}"), bridge.post("second")]
-    dead = fast(params(monkeypatch, f"http://127.0.0.1:{closed_port()}/hooks/{TOKEN}x", retries=0), run=run)
+    dead = fast(params(monkeypatch, f"http://127.0.0.1:{closed_port}/hooks/{TOKEN}x", retries=0), run=run)
     results.append(dead.post("third"))
     assert [r.ok for r in results] == [False, False, False]
     blob = repr(results) + run.ledger_path.read_text()
@@ -272,12 +267,12 @@ def test_heartbeat_posts_on_cadence_and_stops_promptly(receiver: Receiver, env: 
     assert len(recs) == n and {r["event"] for r in recs} == {"heartbeat"}
 
 
-def test_heartbeat_survives_a_broken_status_fn_and_a_dead_bridge(env: Environment,
+def test_heartbeat_survives_a_broken_status_fn_and_a_dead_bridge(closed_port: int, env: Environment,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     def broken() -> tuple[str | None, dict[str, int]]:
         raise KeyError("nope")
 
-    bridge = fast(params(monkeypatch, f"http://127.0.0.1:{closed_port()}/hooks/{TOKEN}", retries=0))
+    bridge = fast(params(monkeypatch, f"http://127.0.0.1:{closed_port}/hooks/{TOKEN}", retries=0))
     hb = Heartbeat(bridge, env, "cutover", "rid", broken, interval=0.2).start()
     time.sleep(0.7)
     hb.stop()
