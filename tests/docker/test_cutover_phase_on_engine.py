@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from cutover_lib.demo import DEMO_APPROVERS
 from test_compose_engine import bring_up_stage, env_file, versions
+
+APPROVALS = [(gate, role, name) for gate, people in DEMO_APPROVERS.items() for role, name in people]
 
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[2]
-APPROVALS = [("plan", "cto", "Avery Chen"), ("plan", "devops-lead", "Sam Okafor"),
-             ("t0", "devops-lead", "Sam Okafor"), ("t0", "module-reps", "Priya Raman"),
-             ("post-smoke", "devops-lead", "Sam Okafor"), ("post-smoke", "product-owner", "Jordan Lee"),
-             ("rollback", "devops-lead", "Sam Okafor"), ("rollback", "cto", "Avery Chen")]
 
 
 def project(tmp_path: Path, docker_host: str) -> Path:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cutover_lib.demo import DEMO_APPROVERS  # the demo's named approvers: one list for demo and tests
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -55,12 +57,7 @@ def lab_config(root: Path):
     return LabConfig.from_port_base(root / env.deploy.lab.data_dir, env.deploy.lab.port_base)
 
 
-
-
-DEMO_APPROVALS = [("plan", "cto", "Avery Chen"), ("plan", "devops-lead", "Sam Okafor"),
-                  ("t0", "devops-lead", "Sam Okafor"), ("t0", "module-reps", "Priya Raman"),
-                  ("post-smoke", "devops-lead", "Sam Okafor"), ("post-smoke", "product-owner", "Jordan Lee"),
-                  ("rollback", "devops-lead", "Sam Okafor"), ("rollback", "cto", "Avery Chen")]
+DEMO_APPROVALS = [(gate, role, name) for gate, people in DEMO_APPROVERS.items() for role, name in people]
 
 
 def approve_all(root: Path, env: str = "local") -> None:

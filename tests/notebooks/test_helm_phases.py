@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nb_helpers import REPO, free_block, lab_config, make_project
+from nb_helpers import DEMO_APPROVALS, REPO, free_block, lab_config, make_project
 from standins.kube_api import kube_api  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.notebooks
@@ -92,10 +92,7 @@ def steps(stdout: str) -> tuple[Path, dict[str, dict]]:
 
 
 def approve(w, env: str) -> None:
-    for gate, role, name in [("plan", "cto", "Avery Chen"), ("plan", "devops-lead", "Sam Okafor"),
-                             ("t0", "devops-lead", "Sam Okafor"), ("t0", "module-reps", "Priya Raman"),
-                             ("post-smoke", "devops-lead", "Sam Okafor"), ("post-smoke", "product-owner", "Jordan Lee"),
-                             ("rollback", "devops-lead", "Sam Okafor"), ("rollback", "cto", "Avery Chen")]:
+    for gate, role, name in DEMO_APPROVALS:
         res = w.cutover("approve", "--env", env, "--gate", gate, "--role", role, "--name", name, "--record", "CHG-HELM")
         assert res.returncode == 0, res.stderr
 
