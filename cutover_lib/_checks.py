@@ -17,7 +17,8 @@ from typing import Any
 from ._dsse import Envelope, key_id, payload_sha256, verify_envelope
 from ._errors import CheckFailed
 from ._params import format_duration
-from ._stella import OIDC_REQUIRED, StellaApi, fresh_event, wait_until
+from ._http import wait_until
+from ._stella import OIDC_REQUIRED, StellaApi, fresh_event
 from ._steps import Runbook, StepContext
 
 __all__ = [

@@ -6,13 +6,14 @@ turns the runbook's deploy actions into steps on the ``Runbook``:
 ================  ==========================================================  =========
 method            runbook                                                     mutating
 ================  ==========================================================  =========
-network           3 / 4.1 ``docker network create stellaops_frontdoor``       yes
+network           3 / 4.1 ``docker network create stellaops_frontdoor``       compose
 validate_profile  T-12h ``validate-profiles.sh`` for one profile               no
 stage_secrets     3 ``kubectl apply -f secrets/stage/*.yaml``                 yes
 apply             4.2 compose pull / up -d / ps / logs, or 4.3 helm upgrade    yes
 rollback          6 compose down + previous up -d, or helm rollback            yes
 ================  ==========================================================  =========
 
+(``compose``: mutating there; helm and lab record it as a read-only skipped step.)
 A method that does not apply to a mode records a ``skipped`` step saying why, so the
 evidence shows every runbook bullet either way.
 """

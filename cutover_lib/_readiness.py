@@ -10,7 +10,7 @@ from ._approvals import require
 from ._checks import _api, _healthy
 from ._errors import CheckFailed
 from ._params import SecretStore
-from ._steps import NotApplicable, Runbook, StepContext
+from ._steps import Runbook, StepContext
 
 __all__ = ["bridge_reachable", "change_ticket_approved", "freeze_notice", "go_no_go", "offline_kit_status",
            "secret_stores"]
@@ -119,5 +119,3 @@ def go_no_go(rb: Runbook) -> dict[str, Any]:
     return rb.step("2.t-30m.go-no-go", "Final go/no-go; monitoring dashboards green", owner="Cutover lead",
                    expect="every readiness step passed and every service healthy", action=act)
 
-
-__all__ += ["NotApplicable"]

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import CheckFailed
-from ._http import Http, Response, wait_until
+from ._http import Http, Response
 from ._params import Environment
 
-__all__ = ["OIDC_REQUIRED", "StellaApi"]
+__all__ = ["OIDC_REQUIRED", "StellaApi", "fresh_event"]
 
 OIDC_REQUIRED = ("issuer", "jwks_uri", "token_endpoint", "authorization_endpoint", "response_types_supported",
                  "subject_types_supported", "id_token_signing_alg_values_supported")
@@ -163,5 +163,3 @@ def fresh_event(path: Path) -> dict[str, Any]:
     event["observedAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return event
 
-
-__all__ += ["fresh_event", "wait_until"]
