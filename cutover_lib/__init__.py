@@ -15,6 +15,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# Before anything imports nbformat/jsonschema: their IRI checker compiles a grammar at import
+# (seconds).  Cheap and idempotent; see _lazy.py.
+from ._lazy import defer_rfc3987_syntax as _defer
+
+_defer()
+del _defer
+
 _EXPORTS = {
     "CheckFailed": "._errors",
     "CommandFailed": "._errors",

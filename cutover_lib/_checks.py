@@ -14,7 +14,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from ._dsse import Envelope, key_id, payload_sha256, verify_envelope
+from ._dsse import key_id, payload_sha256, verify_envelope
 from ._errors import CheckFailed
 from ._params import format_duration
 from ._http import wait_until

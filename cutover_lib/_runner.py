@@ -18,21 +18,21 @@ import platform
 import re
 import socket
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import CutoverError, EvidenceError, LockHeld, UsageError
+from ._errors import LockHeld, UsageError
 from ._evidence import RunFolder, atomic_write, iso, utc_now
+from ._kernels import Kernels, NotebookFailed, execute_notebook
 from ._params import Environment, load_environment, params_digest
 from ._secrets import mask as _mask
 from ._steps import text_line
 
-__all__ = ["PHASES", "RunResult", "run_phase"]
+__all__ = ["PHASES", "NotebookFailed", "RunResult", "run_phase"]
 
 PHASES: dict[str, list[str]] = {
     "readiness": ["01_roles_and_timeline.ipynb", "02_readiness.ipynb"],
@@ -141,57 +141,29 @@ class EnvLock:
 
 # ---------------------------------------------------------------------------- papermill
 
-def _kernel_manager_class() -> type:
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
-
-    class IPCKernelManager(AsyncKernelManager):  # type: ignore[misc]
-        """Kernels on IPC (unix) sockets: nothing listens on a TCP port during a cutover."""
-
-        @default("transport")
-        def _transport_default(self) -> str:
-            return "ipc"
-
-    return IPCKernelManager
+#: the kernels' environment on top of the runner's: library warnings stay out of the record
+_KERNEL_ENV = {"PYTHONWARNINGS": "ignore"}
 
 
-class NotebookFailed(Exception):
-    def __init__(self, ename: str, evalue: str) -> None:
-        super().__init__(f"{ename}: {evalue}")
-        self.ename, self.evalue = ename, evalue
+def _exporter_pool() -> ThreadPoolExecutor:
+    """The thread that writes each notebook's HTML while the next notebook runs.  Loading
+    nbconvert and compiling its templates (about a second) starts at once, while the kernel
+    boots on the other core, so the last export is all that is left when the phase ends."""
+    from ._report import warm_exporter
+
+    pool = ThreadPoolExecutor(1, "cutover-html")
+    pool.submit(warm_exporter)
+    return pool
 
 
 def _execute(nb_in: Path, nb_out: Path, parameters: dict[str, Any], cwd: Path, cell_timeout: float,
-             deadline: float) -> None:
-    """papermill in a child process group; past ``deadline`` seconds the group (kernel included)
-    is killed and :class:`NotebookFailed` says why."""
-    spec = json.dumps({"input": str(nb_in), "output": str(nb_out), "parameters": parameters, "cwd": str(cwd),
-                       "cell_timeout": cell_timeout})
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, "-m", "cutover_lib._pm", spec], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=str(cwd), env=env)
-    try:
-        out, err = proc.communicate(timeout=deadline)
-    except subprocess.TimeoutExpired:
-        import signal
-
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.communicate()
-        raise NotebookFailed("NotebookDeadline", f"{nb_in.name} exceeded its {deadline:g}s deadline "
-                             f"(timeouts.notebook); the kernel was stopped") from None
-    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-    try:
-        result = json.loads(lines[-1]) if lines else None
-    except json.JSONDecodeError:
-        result = None
-    if result is None:
-        tail = " | ".join(err.strip().splitlines()[-3:]) or f"exit {proc.returncode}"
-        raise NotebookFailed("NotebookCrashed", f"the notebook process died: {tail}")
-    if not result["ok"]:
-        raise NotebookFailed(result["ename"], result["evalue"])
+             deadline: float, kernels: Kernels | None = None) -> None:
+    """One notebook through papermill (see :mod:`._kernels`); past ``deadline`` seconds its
+    kernel is killed and :class:`NotebookFailed` says why."""
+    if kernels is None:
+        with Kernels(cwd, env=_KERNEL_ENV) as own:
+            return execute_notebook(nb_in, nb_out, parameters, cwd, cell_timeout, deadline, kernels=own)
+    execute_notebook(nb_in, nb_out, parameters, cwd, cell_timeout, deadline, kernels=kernels)
 
 
 class _Progress:
@@ -202,7 +174,7 @@ class _Progress:
         self.run = run
         self.echo = echo
         self.on_record = on_record
-        self.seen = len(run.read_ledger())
+        self.offset = run.ledger_path.stat().st_size if run.ledger_path.exists() else 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -217,10 +189,9 @@ class _Progress:
 
     def _drain(self) -> None:
         try:
-            records = self.run.read_ledger()
-        except (OSError, ValueError):
+            new, self.offset = self.run.ledger.read_from(self.offset)  # only what was added since
+        except OSError:
             return
-        new, self.seen = records[self.seen:], len(records)
         for rec in new:
             if rec.get("kind") == "step":
                 self.echo("    " + text_line(rec))
@@ -330,30 +301,35 @@ def run_phase(
         if not (root / "notebooks" / nb).exists():
             raise UsageError(f"notebook notebooks/{nb} of phase {phase} is missing",
                              hint="restore it from git: git checkout -- notebooks/")
-    executed = root / "executed"
-    if resume:
-        run = _open_for_resume(executed, env_name, resume, phase)
-    else:
-        run = None
-    lock = EnvLock(executed, env_name)
-    lock.acquire(run.run_id if run else f"(starting) {env_name}-{phase}", resume_of=run)
-    try:
-        if phase == "cutover" and not dry_run and not resume:
-            blocked = _check_against_approved_plan(env, notebooks, root, executed, ov, echo)
-            if blocked is not None:
-                return blocked
-        if run is None:
-            run = RunFolder.create(executed, env_name, phase)
-            lock.rename(run.run_id)
-        return _run(env, phase, notebooks, run, root=root, dry_run=dry_run, with_reads=with_reads,
-                    overrides=ov, resume=bool(resume), confirm=confirm, waive=waive,
-                    rollback_on_failure=rollback_on_failure, echo=echo, status=status)
-    finally:
-        lock.release()
+    with Kernels(root, env=_KERNEL_ENV) as kernels, _exporter_pool() as exports:
+        kernels.prepare([root / "notebooks" / nb for nb in notebooks])  # boots while the checks below run
+        executed = root / "executed"
+        if resume:
+            run = _open_for_resume(executed, env_name, resume, phase)
+        else:
+            run = None
+        lock = EnvLock(executed, env_name)
+        lock.acquire(run.run_id if run else f"(starting) {env_name}-{phase}", resume_of=run)
+        try:
+            if phase == "cutover" and not dry_run and not resume:
+                blocked = _check_against_approved_plan(env, notebooks, root, executed, ov, echo, kernels)
+                if blocked is not None:
+                    return blocked
+            if run is None:
+                run = RunFolder.create(executed, env_name, phase)
+                lock.rename(run.run_id)
+            return _run(env, phase, notebooks, run, root=root, dry_run=dry_run, with_reads=with_reads,
+                        overrides=ov, resume=bool(resume), confirm=confirm, waive=waive,
+                        rollback_on_failure=rollback_on_failure, echo=echo, status=status, kernels=kernels,
+                        exports=exports)
+        finally:
+            lock.release()
 
 
 def _check_against_approved_plan(env: Environment, notebooks: list[str], root: Path, executed: Path,
-                                 overrides: dict[str, Any], echo: Callable[[str], None]) -> RunResult | None:
+                                 overrides: dict[str, Any], echo: Callable[[str], None],
+                                 kernels: Kernels | None = None,
+                                 exports: ThreadPoolExecutor | None = None) -> RunResult | None:
     """Before T0 mutates anything: when the plan gate was approved for a plan run (``cutover
     approve --gate plan --plan RUN_ID``), plan this run now and compare the commands.  Any
     difference stops the run (exit 3) naming the steps whose commands changed."""
@@ -369,7 +345,7 @@ def _check_against_approved_plan(env: Environment, notebooks: list[str], root: P
     check = RunFolder.create(executed, env.name, "cutover-plancheck")
     result = _run(env, "cutover", notebooks, check, root=root, dry_run=True, with_reads=False,
                   overrides=overrides, resume=False, confirm=(), waive=["all"], rollback_on_failure=False,
-                  echo=lambda s: None)
+                  echo=lambda s: None, kernels=kernels, exports=exports)
     now = check.read_manifest()
     if now.get("plan_digest") == plan["plan_digest"]:
         echo(f"commands match the approved plan (digest {plan['plan_digest'][:16]}…)")
@@ -413,8 +389,28 @@ def _open_for_resume(executed: Path, env: str, run_id: str, phase: str) -> RunFo
 def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, root: Path, dry_run: bool,
          with_reads: bool, overrides: dict[str, Any], resume: bool, confirm: Sequence[str],
          waive: Sequence[str], rollback_on_failure: bool, echo: Callable[[str], None],
-         status: Callable[[str], None] | None = None) -> RunResult:
+         status: Callable[[str], None] | None = None, kernels: Kernels | None = None,
+         exports: ThreadPoolExecutor | None = None) -> RunResult:
     started = utc_now()
+    done = {r["notebook"] for r in run.read_ledger() if r.get("kind") == "notebook-end" and r.get("outcome") == "passed"}
+    if kernels is None or exports is None:
+        with Kernels(root, env=_KERNEL_ENV) as own, _exporter_pool() as pool:
+            own.prepare([root / "notebooks" / nb for nb in notebooks if nb not in done])
+            return _run(env, phase, notebooks, run, root=root, dry_run=dry_run, with_reads=with_reads,
+                        overrides=overrides, resume=resume, confirm=confirm, waive=waive,
+                        rollback_on_failure=rollback_on_failure, echo=echo, status=status, kernels=own,
+                        exports=pool)
+    return _run_notebooks(env, phase, notebooks, run, root=root, dry_run=dry_run, with_reads=with_reads,
+                          overrides=overrides, resume=resume, confirm=confirm, waive=waive,
+                          rollback_on_failure=rollback_on_failure, echo=echo, status=status, started=started,
+                          done=done, kernels=kernels, exports=exports)
+
+
+def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, root: Path, dry_run: bool,
+                   with_reads: bool, overrides: dict[str, Any], resume: bool, confirm: Sequence[str],
+                   waive: Sequence[str], rollback_on_failure: bool, echo: Callable[[str], None],
+                   status: Callable[[str], None] | None, started: Any, done: set[str], kernels: Kernels,
+                   exports: ThreadPoolExecutor) -> RunResult:
     manifest = run.read_manifest() if resume else {}
     manifest.update({
         "run_id": run.run_id, "env": env.name, "tier": env.tier, "phase": phase, "release": env.release,
@@ -424,7 +420,6 @@ def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, 
         "notebooks": manifest.get("notebooks", []),
     })
     run.write_manifest(manifest)
-    done = {r["notebook"] for r in run.read_ledger() if r.get("kind") == "notebook-end" and r.get("outcome") == "passed"}
     run.append({"kind": "run-resume" if resume else "run-start", "env": env.name, "phase": phase,
                 "dry_run": dry_run, "operator": manifest["operator"], "params_sha256": manifest["params_sha256"],
                 "git_commit": manifest["git_commit"]})
@@ -435,6 +430,16 @@ def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, 
     params = {"env": env.name, "run_dir": str(run.path), "dry_run": dry_run, "resume": resume,
               "overrides": json.dumps(overrides) if overrides else "", "confirm": ",".join(confirm),
               "with_reads": with_reads, "root": str(root), "waive": ",".join(waive)}
+
+    pending: list[Future[None]] = []
+
+    def export(out: Path, nb: str) -> None:
+        """HTML of one executed notebook, in the background while the next one runs."""
+        try:
+            from ._report import export_notebook_html
+            export_notebook_html(out, run.path / "html" / f"{out.stem}.html")
+        except Exception as exc:  # noqa: BLE001 - a failed export must not lose the run
+            run.append({"kind": "note", "notebook": nb, "text": f"HTML export failed: {exc}"})
 
     def execute(nb_list: list[str], label: str) -> tuple[int, str]:
         for i, nb in enumerate(nb_list, start=1):
@@ -455,17 +460,14 @@ def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, 
             with _Progress(run, echo, _with_status(reporter.on_record, status, where)):
                 try:
                     _execute(root / "notebooks" / nb, out, {**params, "notebook": nb}, root,
-                             env.timeouts.notebook.total_seconds(), env.timeouts.notebook.total_seconds())
+                             env.timeouts.notebook.total_seconds(), env.timeouts.notebook.total_seconds(),
+                             kernels=kernels)
                 except Exception as exc:  # noqa: BLE001 - papermill/nbclient errors become a run outcome
                     code, msg = _notebook_failure(exc)
             if out.exists():
                 os.chmod(out, 0o600)
                 manifest["notebooks"].append(f"notebooks/{out.name}")
-                try:
-                    from ._report import export_notebook_html
-                    export_notebook_html(out, run.path / "html" / f"{out.stem}.html")
-                except Exception as exc:  # noqa: BLE001 - a failed export must not lose the run
-                    run.append({"kind": "note", "notebook": nb, "text": f"HTML export failed: {exc}"})
+                pending.append(exports.submit(export, out, nb))
             run.append({"kind": "notebook-end", "notebook": nb, "outcome": "passed" if code == 0 else "failed",
                         "error": _mask(msg)})
             if code:
@@ -491,6 +493,7 @@ def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, 
                      "duration_s": round((ended - started).total_seconds(), 3)})
     from ._report import index_sections, write_index
 
+    wait(pending)  # every notebook's HTML is in the folder before the index and the seal
     reporter.finish(outcome, message, run.path / "html" / "index.html")
     index = write_index(run, manifest, index_sections(run, env, root))
     run.seal(manifest)
