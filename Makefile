@@ -26,8 +26,18 @@ demo-rollback: $(STAMP)
 	@$(BIN)/python -m cutover_lib.demo --fault runtime.ingest_error
 
 ## make test: every test (unit, lab, notebooks, docker); starts and stops what it needs.
+## Two pytest runs side by side: the Docker engine tests (mostly waiting on containers) in one,
+## everything else on $(TEST_WORKERS) pytest-xdist workers in the other; the engine tests' output
+## follows the other's.  Prints the total duration; fails if either run fails.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	@start=$$(date +%s); log=$$(mktemp); \
+	$(BIN)/python -m pytest -p no:cacheprovider -m "docker and not benchmark" >"$$log" 2>&1 & docker_pid=$$!; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not docker and not benchmark"; rc=$$?; \
+	wait $$docker_pid; docker_rc=$$?; \
+	echo; echo "---- Docker engine tests (run alongside) ----"; cat "$$log"; rm -f "$$log"; \
+	echo "make test: $$(( $$(date +%s) - start )) s (exit $$rc, docker $$docker_rc)"; \
+	[ $$rc -eq 0 ] && [ $$docker_rc -eq 0 ]
 
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks -s -p no:cacheprovider -m benchmark

@@ -28,7 +28,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Kernels", "NotebookFailed", "execute_notebook", "warm_imports"]
+__all__ = ["KERNEL_ENV", "Kernels", "NotebookFailed", "execute_notebook", "warm_imports"]
+
+#: the run kernels' environment on top of the runner's: library warnings stay out of the record
+KERNEL_ENV = {"PYTHONWARNINGS": "ignore"}
 
 
 class NotebookFailed(Exception):
@@ -243,11 +246,11 @@ class Kernels:
         km.early_client.start_channels()
         return km
 
-    def prepare(self, notebooks: list[Path]) -> None:
-        """Start the kernel now, importing what ``notebooks`` import, while the caller does
-        other work."""
+    def prepare(self, notebook: Path) -> None:
+        """Start the kernel now, importing what ``notebook`` (the first to run) imports, while
+        the caller does other work."""
         if self._idle is None:
-            self._idle = self._start("\n".join(filter(None, (warm_imports(nb) for nb in notebooks))))
+            self._idle = self._start(warm_imports(notebook))
             self._used = False
 
     def take(self) -> Any:
@@ -258,6 +261,8 @@ class Kernels:
         if km is not None and self._used:
             kc = km.early_client  # the previous notebook's client, still connected
             try:
+                if not run_sync(km.is_alive)():
+                    raise RuntimeError("the kernel is gone")
                 reply = run_sync(kc.execute_interactive)(_RESET, silent=True, store_history=False, timeout=10,
                                                          output_hook=lambda msg: None)
                 if reply["content"]["status"] != "ok":
@@ -320,6 +325,7 @@ def execute_notebook(nb_in: Path, nb_out: Path, parameters: dict[str, Any], cwd:
     """
     if kernels is None:
         with Kernels(cwd) as own:
+            own.prepare(nb_in)
             return execute_notebook(nb_in, nb_out, parameters, cwd, cell_timeout, deadline, kernels=own)
     import papermill
     from papermill.exceptions import PapermillExecutionError

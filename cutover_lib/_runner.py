@@ -21,26 +21,21 @@ import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._errors import LockHeld, UsageError
 from ._evidence import RunFolder, atomic_write, iso, utc_now
-from ._kernels import Kernels, NotebookFailed, execute_notebook
+from ._kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
+from ._phases import PHASES
 from ._params import Environment, load_environment, params_digest
 from ._secrets import mask as _mask
 from ._steps import text_line
 
 __all__ = ["PHASES", "NotebookFailed", "RunResult", "run_phase"]
 
-PHASES: dict[str, list[str]] = {
-    "readiness": ["01_roles_and_timeline.ipynb", "02_readiness.ipynb"],
-    "rehearsal": ["03_rehearsal.ipynb"],
-    "cutover": ["04_preflight.ipynb", "05_apply.ipynb", "06_validation.ipynb", "07_smoke.ipynb"],
-    "rollback": ["08_rollback.ipynb"],
-    "post": ["09_post_cutover.ipynb", "10_rehearsal_log.ipynb"],
-}
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_GATE, EXIT_LOCK = 0, 1, 2, 3, 4
 _ENAME_EXIT = {"GateNotApproved": EXIT_GATE, "ParamsError": EXIT_USAGE, "SecretError": EXIT_USAGE,
@@ -141,19 +136,9 @@ class EnvLock:
 
 # ---------------------------------------------------------------------------- papermill
 
-#: the kernels' environment on top of the runner's: library warnings stay out of the record
-_KERNEL_ENV = {"PYTHONWARNINGS": "ignore"}
-
-
 def _exporter_pool() -> ThreadPoolExecutor:
-    """The thread that writes each notebook's HTML while the next notebook runs.  Loading
-    nbconvert and compiling its templates (about a second) starts at once, while the kernel
-    boots on the other core, so the last export is all that is left when the phase ends."""
-    from ._report import warm_exporter
-
-    pool = ThreadPoolExecutor(1, "cutover-html")
-    pool.submit(warm_exporter)
-    return pool
+    """The thread that writes each notebook's HTML while the next notebook runs."""
+    return ThreadPoolExecutor(1, "cutover-html")
 
 
 def _execute(nb_in: Path, nb_out: Path, parameters: dict[str, Any], cwd: Path, cell_timeout: float,
@@ -161,7 +146,7 @@ def _execute(nb_in: Path, nb_out: Path, parameters: dict[str, Any], cwd: Path, c
     """One notebook through papermill (see :mod:`._kernels`); past ``deadline`` seconds its
     kernel is killed and :class:`NotebookFailed` says why."""
     if kernels is None:
-        with Kernels(cwd, env=_KERNEL_ENV) as own:
+        with Kernels(cwd, env=KERNEL_ENV) as own:
             return execute_notebook(nb_in, nb_out, parameters, cwd, cell_timeout, deadline, kernels=own)
     execute_notebook(nb_in, nb_out, parameters, cwd, cell_timeout, deadline, kernels=kernels)
 
@@ -286,6 +271,7 @@ def run_phase(
     waive: Sequence[str] = (),
     echo: Callable[[str], None] = print,
     status: Callable[[str], None] | None = None,
+    kernels: Kernels | None = None,
 ) -> RunResult:
     """Run ``phase`` against ``env_name``; return the outcome (expected failures are results,
     not exceptions).  Raises :class:`CutoverError` only for problems found before the run
@@ -301,8 +287,11 @@ def run_phase(
         if not (root / "notebooks" / nb).exists():
             raise UsageError(f"notebook notebooks/{nb} of phase {phase} is missing",
                              hint="restore it from git: git checkout -- notebooks/")
-    with Kernels(root, env=_KERNEL_ENV) as kernels, _exporter_pool() as exports:
-        kernels.prepare([root / "notebooks" / nb for nb in notebooks])  # boots while the checks below run
+    with ExitStack() as stack:
+        if kernels is None:  # (the CLI starts one before it loads the runner)
+            kernels = stack.enter_context(Kernels(root, env=KERNEL_ENV))
+        kernels.prepare(root / "notebooks" / notebooks[0])  # boots while the checks below run
+        exports = stack.enter_context(_exporter_pool())
         executed = root / "executed"
         if resume:
             run = _open_for_resume(executed, env_name, resume, phase)
@@ -394,8 +383,10 @@ def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, 
     started = utc_now()
     done = {r["notebook"] for r in run.read_ledger() if r.get("kind") == "notebook-end" and r.get("outcome") == "passed"}
     if kernels is None or exports is None:
-        with Kernels(root, env=_KERNEL_ENV) as own, _exporter_pool() as pool:
-            own.prepare([root / "notebooks" / nb for nb in notebooks if nb not in done])
+        with Kernels(root, env=KERNEL_ENV) as own, _exporter_pool() as pool:
+            todo = [nb for nb in notebooks if nb not in done]
+            if todo:
+                own.prepare(root / "notebooks" / todo[0])
             return _run(env, phase, notebooks, run, root=root, dry_run=dry_run, with_reads=with_reads,
                         overrides=overrides, resume=resume, confirm=confirm, waive=waive,
                         rollback_on_failure=rollback_on_failure, echo=echo, status=status, kernels=own,
@@ -432,6 +423,15 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
               "with_reads": with_reads, "root": str(root), "waive": ",".join(waive)}
 
     pending: list[Future[None]] = []
+
+    # papermill is needed now; nbconvert (about a second to load, and its templates to compile)
+    # loads in the export thread while the first notebook runs, not while the kernel boots:
+    # the two would share one interpreter lock
+    import papermill  # noqa: F401
+
+    from ._report import warm_exporter
+
+    pending.append(exports.submit(warm_exporter))
 
     def export(out: Path, nb: str) -> None:
         """HTML of one executed notebook, in the background while the next one runs."""

@@ -14,9 +14,11 @@ from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# rich_markup_mode=None: plain click help and errors (rich costs ~50 ms to load, and the
+# top-level help is served without loading typer at all: see _entry.py)
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Run the Stella Ops launch cutover runbook and keep its evidence.")
-params_app = typer.Typer(no_args_is_help=True, help="Inspect and validate environment params.")
+params_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect and validate environment params.")
 app.add_typer(params_app, name="params")
 
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment: a file params/<env>.yaml.")]
@@ -105,17 +107,27 @@ def plan(
 def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Optional[list[str]],
              resume: Optional[str], confirm: Optional[list[str]], no_rollback: bool, root: Optional[Path],
              waive: Optional[list[str]] = None) -> None:
+    from ._kernels import KERNEL_ENV, Kernels
+    from ._phases import PHASES
+
+    base = _root(root)
+    kernels = Kernels(base, env=KERNEL_ENV)
     try:
-        from rich.console import Console
+        with kernels:
+            if phase in PHASES and (base / "notebooks" / PHASES[phase][0]).exists():
+                # the kernel boots on the other core while the runner and the params load
+                kernels.prepare(base / "notebooks" / PHASES[phase][0])
+            from rich.console import Console
 
-        from ._runner import run_phase
+            from ._runner import run_phase
 
-        console = Console(highlight=False, soft_wrap=True)
-        with console.status("starting", spinner="dots") as line:
-            result = run_phase(env, phase, root=_root(root), dry_run=dry_run, with_reads=with_reads,
-                               overrides=param or [], resume=resume, confirm=confirm or [],
-                               rollback_on_failure=not no_rollback, waive=waive or [],
-                               echo=lambda s: console.print(s, markup=False), status=line.update)
+            console = Console(highlight=False, soft_wrap=True)
+            with console.status("starting", spinner="dots") as line:
+                result = run_phase(env, phase, root=base, dry_run=dry_run, with_reads=with_reads,
+                                   overrides=param or [], resume=resume, confirm=confirm or [],
+                                   rollback_on_failure=not no_rollback, waive=waive or [],
+                                   echo=lambda s: console.print(s, markup=False), status=line.update,
+                                   kernels=kernels)
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc) from None
     raise typer.Exit(result.exit_code)

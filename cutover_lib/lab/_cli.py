@@ -20,11 +20,12 @@ __all__ = ["lab_app"]
 
 lab_app = typer.Typer(
     name="lab",
+    rich_markup_mode=None,
     help="The lab: a local stand-in Stella Ops stack (one process per service, on loopback).",
     no_args_is_help=True,
     add_completion=False,
 )
-fault_app = typer.Typer(help="Fault switches: make a lab service unhealthy, slow, down or wrong.",
+fault_app = typer.Typer(rich_markup_mode=None, help="Fault switches: make a lab service unhealthy, slow, down or wrong.",
                         no_args_is_help=True)
 lab_app.add_typer(fault_app, name="fault")
 

@@ -47,6 +47,7 @@ def figure() -> Callable[..., Figure]:
         fig = Figure(name, value, unit, goal, anchor)
         _FIGURES.append(fig)
         print("\n" + fig.line())
+        assert fig.met, fig.line()
         return fig
 
     return record

@@ -109,3 +109,4 @@ def clean_engines(docker_lab: DockerLab) -> Iterator[Callable[..., None]]:
     yield lambda host, **kw: _reset_engine(host, **kw)
     for host in docker_lab.engines.values():
         _reset_engine(host)
+

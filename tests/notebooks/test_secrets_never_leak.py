@@ -73,6 +73,9 @@ def test_canaries_never_reach_evidence_or_terminal(tmp_path, kube_api):  # noqa:
              "-p", f"backup.mongo.out_dir={tmp_path}/backups", "-p", "backup.object_store.source=minio/stellaops",
              "-p", "backup.object_store.target_prefix=minio-backup/stellaops-"]
     k8s = ["-p", "credentials.authority_client_secret=k8s:stellaops/stellaops-prod-core#authority-client-secret"]
+    # the broken bridge is retried once (not three times with backoff) and monitoring samples for
+    # 2 s: the leak paths are the same, the run is 30 s shorter
+    hook_env = ["-p", "bridge.webhook=env:BRIDGE_HOOK", "-p", "bridge.retries=1"]
     outputs: list[str] = []
 
     def run(*args: str, extra_env: dict[str, str] | None = None) -> int:
@@ -86,15 +89,16 @@ def test_canaries_never_reach_evidence_or_terminal(tmp_path, kube_api):  # noqa:
         # success paths: the file: secret (token) and env: secret (mongodump through the stand-in, which
         # prints its URI); the k8s: secret resolved through the Kubernetes API stand-in
         assert run("run", "--env", "local", "--phase", "cutover", *tools, *k8s) == 0, outputs[-1]
-        assert run("run", "--env", "local", "--phase", "post") == 0, outputs[-1]
+        assert run("run", "--env", "local", "--phase", "post", "-p", "monitoring.duration=2s",
+                   "-p", "monitoring.interval=1s") == 0, outputs[-1]
         # failure paths: the bridge answers 500 repeating its own URL (an HTTP error body that repeats
         # the credential); mongodump fails echoing the URI; a smoke test fails and rollback runs
-        assert run("run", "--env", "local", "--phase", "readiness", "-p", "bridge.webhook=env:BRIDGE_HOOK") == 1
-        assert run("run", "--env", "local", "--phase", "cutover", *tools, "-p", "bridge.webhook=env:BRIDGE_HOOK",
+        assert run("run", "--env", "local", "--phase", "readiness", *hook_env) == 1
+        assert run("run", "--env", "local", "--phase", "cutover", *tools, *hook_env,
                    extra_env={"STANDIN_FAIL": "1"}) == 1
         fault = json.dumps({"2025.09.2": {"runtime.ingest_error": True}})
         assert run("run", "--env", "local", "--phase", "cutover", *tools, "-p", f"deploy.lab.release_faults={fault}",
-                   "-p", "bridge.webhook=env:BRIDGE_HOOK") == 1
+                   *hook_env) == 1
         assert "outcome: rolled-back" in outputs[-1]
     finally:
         down(cfg)

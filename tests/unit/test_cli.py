@@ -70,6 +70,37 @@ def test_help_is_cheap():
     assert out.stdout.strip() == "[]"
 
 
+def test_top_level_help_is_typers_and_served_without_loading_it():
+    import subprocess
+    import sys
+
+    from cutover_lib._help import TOP_HELP, render
+
+    assert TOP_HELP == render(), "the commands changed: regenerate with .venv/bin/python -m cutover_lib._help"
+    probe = "import sys; sys.argv = ['cutover'] + sys.argv[1:]; from cutover_lib._entry import main; main()"
+    helped = subprocess.run([sys.executable, "-c", probe, "--help"], capture_output=True, text=True)
+    assert (helped.returncode, helped.stdout, helped.stderr) == (0, TOP_HELP, "")
+    bare = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert (bare.returncode, bare.stdout, bare.stderr) == (2, "", TOP_HELP)
+    code = ("import sys; sys.argv = ['cutover', '--help']; from cutover_lib import _entry\n"
+            "def leave(code):\n"
+            "    print(sorted(m for m in ('typer', 'click', 'rich', 'pydantic') if m in sys.modules))\n"
+            "    raise SystemExit(code)\n"
+            "_entry.os._exit = leave\n"
+            "_entry.main()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == TOP_HELP + "[]\n"
+
+
+def test_subcommand_help_still_comes_from_typer():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['cutover', 'run', '--help']; "
+                          "from cutover_lib._entry import main; main()"], capture_output=True, text=True)
+    assert res.returncode == 0 and "--phase" in res.stdout and "Usage: cutover run" in res.stdout
+
+
 def test_public_api_names():
     import cutover_lib
 

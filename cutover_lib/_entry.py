@@ -1,0 +1,33 @@
+"""The ``cutover`` console script.
+
+``cutover`` and ``cutover --help`` are answered from :mod:`._help` (the top-level help as typer
+renders it, kept in the source; a test compares the two) without loading typer, click or the
+library: an operator's first command answers in the time Python takes to start.  Everything
+else goes to :func:`cutover_lib.cli.main`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if args == ["--help"] or not args:
+        from ._help import TOP_HELP
+
+        # as click does it: --help on stdout, exit 0; no arguments on stderr, exit 2
+        stream = sys.stdout if args else sys.stderr
+        stream.write(TOP_HELP)
+        stream.flush()
+        os._exit(0 if args else 2)
+    from .cli import main as full
+
+    full()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""``cutover --help``, pre-rendered (see _entry.py).  Regenerate after changing the commands:
+
+    .venv/bin/python -m cutover_lib._help
+
+``tests/unit/test_cli.py`` fails, naming that command, when this text and typer's differ.
+"""
+
+TOP_HELP = (
+    'Usage: cutover [OPTIONS] COMMAND [ARGS]...\n'
+    '\n'
+    '  Run the Stella Ops launch cutover runbook and keep its evidence.\n'
+    '\n'
+    'Options:\n'
+    '  --help  Show this message and exit.\n'
+    '\n'
+    'Commands:\n'
+    "  run        Execute a phase's notebooks with papermill into a new evidence...\n"
+    '  plan       Dry-run a phase: every mutating action is recorded as planned...\n'
+    '  verify     Re-hash a run folder and check its ledger chain; exit 1 naming...\n'
+    '  timeline   Print the Section 2 timeline: the UTC time of every activity,...\n'
+    '  approve    Record an approval (or rejection) of a gate for the...\n'
+    "  approvals  List the approvals recorded for the environment's change, gate...\n"
+    '  unlock     Break a stale run lock (only when its process is gone); the...\n'
+    '  params     Inspect and validate environment params.\n'
+    '  lab        The local stand-in Stella Ops stack (a lab for rehearsals).\n'
+)
+
+
+def render() -> str:
+    """The top-level help exactly as typer prints it for ``cutover --help``."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from .cli import app
+
+    os.environ.pop("COLUMNS", None)
+    result = CliRunner().invoke(app, ["--help"], prog_name="cutover", env={"COLUMNS": "200"})
+    return result.output
+
+
+if __name__ == "__main__":
+    import pathlib
+    import re
+
+    path = pathlib.Path(__file__)
+    text = path.read_text()
+    body = "".join(f"    {line!r}\n" for line in render().splitlines(keepends=True))
+    text = re.sub(r"TOP_HELP = .*?\n\n\n", lambda m: f"TOP_HELP = (\n{body})\n\n\n", text, count=1, flags=re.S)
+    path.write_text(text)
+    print(f"wrote {path}")

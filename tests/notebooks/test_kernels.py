@@ -1,0 +1,107 @@
+"""One kernel serves a run's notebooks one after the other, with nothing carried over between
+them; a failed or lost kernel is replaced; the kernel's sockets live in a private folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cutover_lib._kernels import Kernels, NotebookFailed, execute_notebook, warm_imports
+
+pytestmark = pytest.mark.notebooks
+
+
+def notebook(path: Path, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell("x = 1")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+def outputs(path: Path) -> list[str]:
+    nb = nbformat.read(str(path), as_version=4)
+    return ["".join(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+PROBE = ("import os, json\n"
+         "print(json.dumps({'pid': os.getpid(), 'leftover': 'y' in dir(), 'env': os.environ.get('CUTOVER_TEST_FOO'),"
+         " 'cwd': os.getcwd(), 'count': get_ipython().execution_count}))")
+DIRTY = "import os\ny = 5\nos.environ['CUTOVER_TEST_FOO'] = 'bar'\nos.chdir('/')"
+
+
+def test_notebooks_share_a_kernel_and_nothing_else(tmp_path):
+    nb = notebook(tmp_path / "a.ipynb", PROBE, DIRTY)
+    with Kernels(tmp_path) as kernels:
+        kernels.prepare(nb)
+        seen = []
+        for i in range(3):
+            execute_notebook(nb, tmp_path / f"out{i}.ipynb", {"x": 2}, tmp_path, 60, 120, kernels=kernels)
+            seen.append(json.loads(outputs(tmp_path / f"out{i}.ipynb")[0]))
+    assert len({s["pid"] for s in seen}) == 1  # one kernel...
+    for s in seen:  # ...and every notebook starts as in a fresh one
+        assert s["leftover"] is False and s["env"] is None and s["cwd"] == str(tmp_path)
+        assert s["count"] == 4  # the same in every notebook: numbering restarts at 1
+    cells = nbformat.read(str(tmp_path / "out2.ipynb"), as_version=4).cells
+    assert [c.execution_count for c in cells if c.cell_type == "code"] == [1, 2, 3, 4]
+
+
+def test_a_failed_notebook_leaves_a_fresh_kernel_for_the_next(tmp_path):
+    bad = notebook(tmp_path / "bad.ipynb", PROBE, "raise RuntimeError('boom')")
+    good = notebook(tmp_path / "good.ipynb", PROBE)
+    with Kernels(tmp_path) as kernels:
+        with pytest.raises(NotebookFailed) as ei:
+            execute_notebook(bad, tmp_path / "bad.out.ipynb", {}, tmp_path, 60, 120, kernels=kernels)
+        assert (ei.value.ename, ei.value.evalue) == ("RuntimeError", "boom")
+        execute_notebook(good, tmp_path / "good.out.ipynb", {}, tmp_path, 60, 120, kernels=kernels)
+    first = json.loads(outputs(tmp_path / "bad.out.ipynb")[0])["pid"]
+    second = json.loads(outputs(tmp_path / "good.out.ipynb")[0])["pid"]
+    assert first != second
+    with pytest.raises(ProcessLookupError):
+        os.kill(first, 0)
+
+
+def test_a_kernel_lost_between_notebooks_is_replaced_at_once(tmp_path):
+    nb = notebook(tmp_path / "a.ipynb", PROBE)
+    with Kernels(tmp_path) as kernels:
+        execute_notebook(nb, tmp_path / "1.ipynb", {}, tmp_path, 60, 120, kernels=kernels)
+        pid = json.loads(outputs(tmp_path / "1.ipynb")[0])["pid"]
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        started = time.monotonic()
+        execute_notebook(nb, tmp_path / "2.ipynb", {}, tmp_path, 60, 120, kernels=kernels)
+        assert time.monotonic() - started < 8  # no wait for a reset reply that cannot come
+    assert json.loads(outputs(tmp_path / "2.ipynb")[0])["pid"] != pid
+
+
+def test_kernel_sockets_are_private_per_run_and_removed(tmp_path):
+    nb = notebook(tmp_path / "a.ipynb", "print(1)")
+    with Kernels(tmp_path) as one, Kernels(tmp_path) as two:
+        one.prepare(nb)
+        two.prepare(nb)
+        assert one._dir != two._dir
+        for k in (one, two):
+            assert k._dir.stat().st_mode & 0o777 == 0o700
+        execute_notebook(nb, tmp_path / "1.ipynb", {}, tmp_path, 60, 120, kernels=one)
+        execute_notebook(nb, tmp_path / "2.ipynb", {}, tmp_path, 60, 120, kernels=two)
+        sockets = [p for p in one._dir.iterdir() if stat.S_ISSOCK(p.stat().st_mode)]
+        assert sockets, "IPC sockets live in the run's private folder"
+        folders = [one._dir, two._dir]
+    assert not any(f.exists() for f in folders)
+    assert not list(tmp_path.glob("kernel-ipc*"))  # nothing in the working folder
+
+
+def test_warm_imports_are_the_notebooks_import_lines(tmp_path):
+    nb = notebook(tmp_path / "a.ipynb", "from cutover_lib import Runbook\nimport json\nx = json.dumps(1)",
+                  "%time import os", "import json", "def f():\n    import secrets\n")
+    assert warm_imports(nb) == "from cutover_lib import Runbook\nimport json"
+    assert warm_imports(tmp_path / "missing.ipynb") == ""
