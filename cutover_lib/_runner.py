@@ -20,7 +20,6 @@ import socket
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from ._errors import LockHeld, UsageError
 from ._evidence import RunFolder, atomic_write, iso, utc_now
 from ._kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
 from ._phases import PHASES
+from ._report import HtmlExports
 from ._params import Environment, load_environment, params_digest
 from ._secrets import mask as _mask
 from ._steps import text_line
@@ -135,11 +135,6 @@ class EnvLock:
 
 
 # ---------------------------------------------------------------------------- papermill
-
-def _exporter_pool() -> ThreadPoolExecutor:
-    """The thread that writes each notebook's HTML while the next notebook runs."""
-    return ThreadPoolExecutor(1, "cutover-html")
-
 
 def _execute(nb_in: Path, nb_out: Path, parameters: dict[str, Any], cwd: Path, cell_timeout: float,
              deadline: float, kernels: Kernels | None = None) -> None:
@@ -291,7 +286,7 @@ def run_phase(
         if kernels is None:  # (the CLI starts one before it loads the runner)
             kernels = stack.enter_context(Kernels(root, env=KERNEL_ENV))
         kernels.prepare(root / "notebooks" / notebooks[0])  # boots while the checks below run
-        exports = stack.enter_context(_exporter_pool())
+        exports = stack.enter_context(HtmlExports())
         executed = root / "executed"
         if resume:
             run = _open_for_resume(executed, env_name, resume, phase)
@@ -318,7 +313,7 @@ def run_phase(
 def _check_against_approved_plan(env: Environment, notebooks: list[str], root: Path, executed: Path,
                                  overrides: dict[str, Any], echo: Callable[[str], None],
                                  kernels: Kernels | None = None,
-                                 exports: ThreadPoolExecutor | None = None) -> RunResult | None:
+                                 exports: HtmlExports | None = None) -> RunResult | None:
     """Before T0 mutates anything: when the plan gate was approved for a plan run (``cutover
     approve --gate plan --plan RUN_ID``), plan this run now and compare the commands.  Any
     difference stops the run (exit 3) naming the steps whose commands changed."""
@@ -379,11 +374,11 @@ def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, 
          with_reads: bool, overrides: dict[str, Any], resume: bool, confirm: Sequence[str],
          waive: Sequence[str], rollback_on_failure: bool, echo: Callable[[str], None],
          status: Callable[[str], None] | None = None, kernels: Kernels | None = None,
-         exports: ThreadPoolExecutor | None = None) -> RunResult:
+         exports: HtmlExports | None = None) -> RunResult:
     started = utc_now()
     done = {r["notebook"] for r in run.read_ledger() if r.get("kind") == "notebook-end" and r.get("outcome") == "passed"}
     if kernels is None or exports is None:
-        with Kernels(root, env=KERNEL_ENV) as own, _exporter_pool() as pool:
+        with Kernels(root, env=KERNEL_ENV) as own, HtmlExports() as pool:
             todo = [nb for nb in notebooks if nb not in done]
             if todo:
                 own.prepare(root / "notebooks" / todo[0])
@@ -401,7 +396,7 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
                    with_reads: bool, overrides: dict[str, Any], resume: bool, confirm: Sequence[str],
                    waive: Sequence[str], rollback_on_failure: bool, echo: Callable[[str], None],
                    status: Callable[[str], None] | None, started: Any, done: set[str], kernels: Kernels,
-                   exports: ThreadPoolExecutor) -> RunResult:
+                   exports: HtmlExports) -> RunResult:
     manifest = run.read_manifest() if resume else {}
     manifest.update({
         "run_id": run.run_id, "env": env.name, "tier": env.tier, "phase": phase, "release": env.release,
@@ -422,24 +417,15 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
               "overrides": json.dumps(overrides) if overrides else "", "confirm": ",".join(confirm),
               "with_reads": with_reads, "root": str(root), "waive": ",".join(waive)}
 
-    pending: list[Future[None]] = []
 
-    # papermill is needed now; nbconvert (about a second to load, and its templates to compile)
-    # loads in the export thread while the first notebook runs, not while the kernel boots:
-    # the two would share one interpreter lock
-    import papermill  # noqa: F401
+    import papermill  # noqa: F401 - needed now; then nbconvert loads in the export thread
 
-    from ._report import warm_exporter
-
-    pending.append(exports.submit(warm_exporter))
+    exports.warm()
 
     def export(out: Path, nb: str) -> None:
-        """HTML of one executed notebook, in the background while the next one runs."""
-        try:
-            from ._report import export_notebook_html
-            export_notebook_html(out, run.path / "html" / f"{out.stem}.html")
-        except Exception as exc:  # noqa: BLE001 - a failed export must not lose the run
-            run.append({"kind": "note", "notebook": nb, "text": f"HTML export failed: {exc}"})
+        """HTML of one executed notebook, made while the next one runs."""
+        exports.submit(out, run.path / "html" / f"{out.stem}.html", lambda exc: run.append(
+            {"kind": "note", "notebook": nb, "text": f"HTML export failed: {exc}"}))
 
     def execute(nb_list: list[str], label: str) -> tuple[int, str]:
         for i, nb in enumerate(nb_list, start=1):
@@ -467,7 +453,7 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
             if out.exists():
                 os.chmod(out, 0o600)
                 manifest["notebooks"].append(f"notebooks/{out.name}")
-                pending.append(exports.submit(export, out, nb))
+                export(out, nb)
             run.append({"kind": "notebook-end", "notebook": nb, "outcome": "passed" if code == 0 else "failed",
                         "error": _mask(msg)})
             if code:
@@ -493,7 +479,7 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
                      "duration_s": round((ended - started).total_seconds(), 3)})
     from ._report import index_sections, write_index
 
-    wait(pending)  # every notebook's HTML is in the folder before the index and the seal
+    exports.wait()  # every notebook's HTML is in the folder before the index and the seal
     reporter.finish(outcome, message, run.path / "html" / "index.html")
     index = write_index(run, manifest, index_sections(run, env, root))
     run.seal(manifest)
