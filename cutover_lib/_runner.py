@@ -417,7 +417,6 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
               "overrides": json.dumps(overrides) if overrides else "", "confirm": ",".join(confirm),
               "with_reads": with_reads, "root": str(root), "waive": ",".join(waive)}
 
-
     import papermill  # noqa: F401 - needed now; then nbconvert loads in the export thread
 
     exports.warm()

@@ -19,21 +19,28 @@ Importing this package loads neither tornado nor cryptography; the servers do.
 
 from __future__ import annotations
 
-from ._config import DEFAULT_PORTS, FAULTS, SERVICES, LabConfig
-from ._control import clear_faults, down, list_faults, set_fault, status, up
-from ._errors import LabConfigError, LabError
+import importlib
+from typing import Any
 
-__all__ = [
-    "DEFAULT_PORTS",
-    "FAULTS",
-    "LabConfig",
-    "LabConfigError",
-    "LabError",
-    "SERVICES",
-    "clear_faults",
-    "down",
-    "list_faults",
-    "set_fault",
-    "status",
-    "up",
-]
+_EXPORTS = {
+    "DEFAULT_PORTS": "._config", "FAULTS": "._config", "SERVICES": "._config", "LabConfig": "._config",
+    "clear_faults": "._control", "down": "._control", "list_faults": "._control", "set_fault": "._control",
+    "status": "._control", "up": "._control",
+    "LabConfigError": "._errors", "LabError": "._errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Names load on first use: ``cutover --help`` and ``cutover params check`` register the
+    ``cutover lab`` commands without loading the lab's control code."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cutover_lib.lab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

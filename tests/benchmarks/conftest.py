@@ -63,6 +63,19 @@ def median_wall(argv: list[str], n: int = 5, **kwargs: object) -> float:
     return statistics.median(times)
 
 
+def trivial_notebook(path: Path) -> Path:
+    """A parameters cell (``x = 1``) and ``print(x + 1)``: the least a notebook run can do."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell("x = 1")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell("print(x + 1)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not _FIGURES:
         return

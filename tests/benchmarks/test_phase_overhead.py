@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import nbformat
 import pytest
 
+from conftest import trivial_notebook
 from nb_helpers import free_block, lab_config, make_project
 
 pytestmark = pytest.mark.benchmark
@@ -55,12 +55,7 @@ def _phase(root: Path, verb: str) -> tuple[float, float, int]:
 
 
 def _bare_papermill(tmp: Path) -> float:
-    nb = nbformat.v4.new_notebook()
-    p = nbformat.v4.new_code_cell("x = 1")
-    p.metadata["tags"] = ["parameters"]
-    nb.cells = [p, nbformat.v4.new_code_cell("print(x + 1)")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, str(tmp / "in.ipynb"))
+    trivial_notebook(tmp / "in.ipynb")
     cli = shutil.which("papermill", path=str(Path(sys.executable).parent))
     assert cli
     times = []

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import median_wall
+from conftest import median_wall, trivial_notebook
 
 pytestmark = pytest.mark.benchmark
 
@@ -32,20 +32,10 @@ def test_params_check_is_close_to_bare_python(figure):
            f"{checked * 1000:.0f} ms against {bare * 1000:.0f} ms")
 
 
-def _notebook(path: Path) -> Path:
-    nb = nbformat.v4.new_notebook()
-    p = nbformat.v4.new_code_cell("x = 1")
-    p.metadata["tags"] = ["parameters"]
-    nb.cells = [p, nbformat.v4.new_code_cell("print(x + 1)")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, str(path))
-    return path
-
-
 def test_one_notebook_through_the_runner_against_bare_papermill(tmp_path, figure):
     """The runner's path for a single notebook (kernel, papermill, deadline watchdog) against
     the papermill CLI doing the same: the tool must not be slower than its engine."""
-    src = _notebook(tmp_path / "in.ipynb")
+    src = trivial_notebook(tmp_path / "in.ipynb")
     papermill_cli = shutil.which("papermill", path=str(Path(sys.executable).parent))
     assert papermill_cli, "papermill's CLI is installed with papermill"
     bare = median_wall([papermill_cli, str(src), str(tmp_path / "bare.ipynb"), "-p", "x", "2", "--no-progress-bar"],

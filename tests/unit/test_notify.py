@@ -274,7 +274,9 @@ def test_heartbeat_survives_a_broken_status_fn_and_a_dead_bridge(closed_port: in
 
     bridge = fast(params(monkeypatch, f"http://127.0.0.1:{closed_port}/hooks/{TOKEN}", retries=0))
     hb = Heartbeat(bridge, env, "cutover", "rid", broken, interval=0.2).start()
-    time.sleep(0.7)
+    deadline = time.monotonic() + 10  # on a busy machine a refused connect can take a while
+    while len(hb.results) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     hb.stop()
     assert len(hb.results) >= 2 and not any(r.ok for r in hb.results)
 
