@@ -202,6 +202,21 @@ _cutover_reset()
 """
 
 
+def _remove_stale_socket_folders() -> None:
+    """Socket folders left by runs that were killed (kill -9 skips every clean-up): a folder
+    named after a process of this user that no longer exists is removed."""
+    for folder in Path(tempfile.gettempdir()).glob("cutover-k-*-*"):
+        try:
+            pid = int(folder.name.split("-")[2])
+            if folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, IndexError, OSError):
+            continue
+
+
 class Kernels:
     """The kernel a run's notebooks execute in.  Use as a context manager.
 
@@ -223,8 +238,9 @@ class Kernels:
         self._count = 0
 
     def __enter__(self) -> "Kernels":
+        _remove_stale_socket_folders()
         # short: a unix socket path has ~107 bytes
-        self._dir = Path(tempfile.mkdtemp(prefix="cutover-k-"))
+        self._dir = Path(tempfile.mkdtemp(prefix=f"cutover-k-{os.getpid()}-"))
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -100,6 +100,24 @@ def test_kernel_sockets_are_private_per_run_and_removed(tmp_path):
     assert not list(tmp_path.glob("kernel-ipc*"))  # nothing in the working folder
 
 
+def test_socket_folders_of_killed_runs_are_removed(tmp_path):
+    import subprocess
+    import sys
+    import tempfile
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = Path(tempfile.gettempdir()) / f"cutover-k-{int(gone.stdout)}-abc123"
+    stale.mkdir()
+    (stale / "k1.json").write_text("{}")
+    alive = Path(tempfile.mkdtemp(prefix=f"cutover-k-{os.getpid()}-"))  # this process: kept
+    try:
+        with Kernels(tmp_path):
+            pass
+        assert not stale.exists() and alive.exists()
+    finally:
+        alive.rmdir()
+
+
 def test_warm_imports_are_the_notebooks_import_lines(tmp_path):
     nb = notebook(tmp_path / "a.ipynb", "from cutover_lib import Runbook\nimport json\nx = json.dumps(1)",
                   "%time import os", "import json", "def f():\n    import secrets\n")
