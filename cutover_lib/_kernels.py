@@ -125,7 +125,7 @@ def _manager_class() -> type:
                 kc.stop_channels()
             self.clients, self.early_client = [], None
 
-    EarlyClientKernelManager.client_factory = ReadyClient
+    EarlyClientKernelManager.client_factory = ReadyClient  # type: ignore[assignment]  # a traitlets Type
     return EarlyClientKernelManager
 
 

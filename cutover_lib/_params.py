@@ -316,10 +316,10 @@ def _read_yaml(path: Path, label: str) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader, libyaml's when present
     except yaml.YAMLError:
-        exc = _pure_python_yaml_error(text)
-        mark = getattr(exc, "problem_mark", None)
+        error = _pure_python_yaml_error(text)
+        mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ParamsError([f"{label}: {where}malformed YAML: {problem}"],
                           hint="fix the YAML syntax at that position") from None
     if data is None:
