@@ -28,9 +28,9 @@ from typing import Any
 from ._errors import LockHeld, UsageError
 from ._evidence import RunFolder, atomic_write, iso, utc_now
 from ._kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
+from ._params import Environment, load_environment, params_digest
 from ._phases import PHASES
 from ._report import HtmlExports
-from ._params import Environment, load_environment, params_digest
 from ._secrets import mask as _mask
 from ._steps import text_line
 
