@@ -19,6 +19,7 @@ import re
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -87,8 +88,8 @@ class EnvLock:
             return json.loads(self.path.read_text())
         except FileNotFoundError:
             return None
-        except (json.JSONDecodeError, OSError):
-            return {"pid": None, "host": "?", "user": "?", "run_id": "? (unreadable lock file)"}
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            return {"pid": None, "host": "?", "user": "?", "run_id": "? (unreadable lock file)", "unreadable": True}
 
     def is_stale(self, holder: dict[str, Any]) -> bool:
         if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
@@ -120,8 +121,9 @@ class EnvLock:
         except FileExistsError:
             h = self.holder() or {}
             who = f"run {h.get('run_id')} (pid {h.get('pid')} on {h.get('host')}, user {h.get('user')}, since {h.get('since')})"
-            if self.is_stale(h):
-                raise LockHeld(f"environment {self.env} is locked by {who}, but that process is gone (stale lock)",
+            if self.is_stale(h) or h.get("unreadable"):
+                what = "the lock file is empty or unreadable" if h.get("unreadable") else "that process is gone"
+                raise LockHeld(f"environment {self.env} is locked by {who}, but {what} (stale lock)",
                                hint=f"if no run is active, break it with: cutover unlock --env {self.env}") from None
             raise LockHeld(f"environment {self.env} is locked by {who}: one run at a time",
                            hint="wait for it to finish") from None
@@ -357,6 +359,7 @@ def _plan_diff(approved: list[tuple[str, ...]], now: list[tuple[str, ...]]) -> l
 
 
 def _open_for_resume(executed: Path, env: str, run_id: str, phase: str) -> RunFolder:
+    _checked("run id", run_id, f"pass a run folder's name, e.g. --resume 20261027T140000Z-{env}-{phase}")
     path = executed / env / run_id
     if not path.is_dir():
         known = sorted(p.name for p in (executed / env).glob("*T*Z-*") if p.is_dir())[-3:]
@@ -509,17 +512,41 @@ def plan_digest(records: list[dict[str, Any]]) -> tuple[str, int]:
     return hashlib.sha256(json.dumps(cmds).encode()).hexdigest(), len(cmds)
 
 
+#: environment names and run ids: one path component inside executed/, never a path
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _checked(kind: str, value: str, hint: str) -> str:
+    if not _NAME.fullmatch(value or ""):
+        raise UsageError(f"{kind} {value!r} is not valid: letters, digits, '.', '_' and '-' only, starting with a "
+                         "letter or digit (a name, not a path)", hint=hint)
+    return value
+
+
 def break_lock(root: Path, env: str) -> str:
-    """Remove a stale lock (its process is gone on this host) and record the break."""
+    """Remove a stale lock (its process is gone on this host) and record the break.  An empty or
+    unreadable lock file (a crash while it was written) is set aside, not deleted."""
+    _checked("environment", env, "pass the name of a params/<env>.yaml, e.g. --env prod")
     lock = EnvLock(root / "executed", env)
     holder = lock.holder()
     if holder is None:
         return f"no lock held for {env}"
+    if holder.get("unreadable"):
+        try:
+            age = time.time() - lock.path.stat().st_mtime
+        except FileNotFoundError:
+            return f"no lock held for {env}"
+        if age < 10:
+            raise LockHeld(f"the lock of {env} is being written right now", hint="try again in a few seconds")
+        kept = lock.path.with_name(f".lock.unreadable-{utc_now():%Y%m%dT%H%M%SZ}")
+        os.replace(lock.path, kept)
+        return (f"cleared the unreadable lock of {env}; its content is kept as executed/{env}/{kept.name} "
+                "for the record")
     if not lock.is_stale(holder):
         raise LockHeld(f"environment {env} is locked by live run {holder.get('run_id')} (pid {holder.get('pid')} "
                        f"on {holder.get('host')}); refusing to break it", hint="wait for that run to finish")
     run_dir = root / "executed" / env / str(holder.get("run_id"))
-    if run_dir.is_dir():
+    if _NAME.fullmatch(str(holder.get("run_id"))) and run_dir.is_dir():
         RunFolder(run_dir).append({"kind": "lock-broken", "holder": holder, "by": getpass.getuser(),
                                    "host": socket.gethostname()})
     lock.path.unlink(missing_ok=True)

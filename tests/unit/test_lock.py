@@ -65,3 +65,37 @@ def test_lock_is_released_by_its_owner_only(tmp_path):
     lock.path.write_text(json.dumps({"pid": os.getpid() + 100000, "host": socket.gethostname()}))
     EnvLock(tmp_path, "stage").release()
     assert lock.path.exists()
+
+
+@pytest.mark.parametrize("name", ["../../etc", "/etc", "a/b", "..", ".hidden", "local\n", ""])
+def test_unlock_refuses_names_that_are_paths(project, name):
+    res = CliRunner().invoke(app, ["unlock", "--env", name, "--root", str(project)])
+    assert res.exit_code == 2, res.output
+    assert "is not valid: letters, digits" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("run_id", ["../../../tmp", "/tmp/x", "..", "20260101T000000Z-local-cutover/../../x"])
+def test_resume_refuses_run_ids_that_are_paths(project, run_id):
+    res = CliRunner().invoke(app, ["run", "--env", "local", "--phase", "cutover", "--resume", run_id,
+                                   "--root", str(project)])
+    assert res.exit_code == 2 and "run id" in res.output and "is not valid" in res.output, res.output
+    assert not (project / "executed" / "local").exists() or not any(
+        p.name != ".lock" for p in (project / "executed" / "local").iterdir())
+
+
+@pytest.mark.parametrize("content", [b"", b'{"pid": 12', b"\xff\xfe garbage"])
+def test_an_unreadable_lock_blocks_runs_until_unlock_sets_it_aside(project, content):
+    lock = project / "executed" / "local" / ".lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_bytes(content)
+    res = CliRunner().invoke(app, ["run", "--env", "local", "--phase", "readiness", "--root", str(project)])
+    assert res.exit_code == 4 and "empty or unreadable (stale lock)" in res.output
+    assert "cutover unlock --env local" in res.output
+    with pytest.raises(LockHeld, match="being written right now"):  # a lock file just created: hands off
+        break_lock(project, "local")
+    old = lock.stat().st_mtime - 60
+    os.utime(lock, (old, old))
+    res = CliRunner().invoke(app, ["unlock", "--env", "local", "--root", str(project)])
+    assert res.exit_code == 0 and "cleared the unreadable lock of local" in res.output
+    kept = list(lock.parent.glob(".lock.unreadable-*"))
+    assert not lock.exists() and len(kept) == 1 and kept[0].read_bytes() == content  # nothing lost
