@@ -11,6 +11,7 @@ never ran as completed after a timeout, the ledger only holds what really happen
 
 from __future__ import annotations
 
+import datetime
 import getpass
 import json
 import os
@@ -244,6 +245,14 @@ class _BridgeReporter:
         self.bridge.send(phase_finished(self.env, self.phase, self.run.run_id, outcome, message, counts, str(index)))
 
 
+def _json_default(value: Any) -> str:
+    """``-p`` values YAML reads as dates and times travel to the kernel as ISO text (the params
+    models parse it back); anything else that JSON cannot carry is an error."""
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime.datetime is a date
+        return value.isoformat()
+    raise TypeError(f"a -p value of type {type(value).__name__} cannot be passed to the notebooks")
+
+
 def _notebook_failure(exc: BaseException) -> tuple[int, str]:
     ename = getattr(exc, "ename", None) or type(exc).__name__
     evalue = getattr(exc, "evalue", None) or str(exc).strip().splitlines()[-1:] or [""]
@@ -417,7 +426,7 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
     reporter.start()
     exit_code, outcome, message = EXIT_PASSED, "passed", ""
     params = {"env": env.name, "run_dir": str(run.path), "dry_run": dry_run, "resume": resume,
-              "overrides": json.dumps(overrides) if overrides else "", "confirm": ",".join(confirm),
+              "overrides": json.dumps(overrides, default=_json_default) if overrides else "", "confirm": ",".join(confirm),
               "with_reads": with_reads, "root": str(root), "waive": ",".join(waive)}
 
     import papermill  # noqa: F401 - needed now; then nbconvert loads in the export thread

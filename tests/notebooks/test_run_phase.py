@@ -60,3 +60,18 @@ def test_second_run_gets_its_own_folder(project):
         assert cutover("run", "--env", "local", "--phase", "readiness", "--root", str(project),
                        cwd=project).returncode == 0
     assert len(set((project / "executed" / "local").glob("*-local-readiness*")) - before) == 2
+
+
+@pytest.mark.parametrize("override, shown", [("t0=2026-12-01T10:00:00Z", "2026-12-01 10:00"),
+                                             ("t0=2026-12-01 09:30:00+00:00", "2026-12-01 09:30")])
+def test_a_t0_override_reaches_the_notebooks(project, override, shown):
+    """YAML reads the value as a datetime; it travels to the kernel as ISO text and the notebook's
+    own timeline (computed in the kernel) and the report both use it."""
+    res = cutover("run", "--env", "local", "--phase", "readiness", "-p", override, "--root", str(project),
+                  cwd=project)
+    assert res.returncode == 0, res.stdout + res.stderr
+    run = Path(next(ln for ln in res.stdout.splitlines() if ln.startswith("evidence: ")).split(": ", 1)[1])
+    nb = json.loads((run / "notebooks" / "01_roles_and_timeline.ipynb").read_text())
+    outputs = json.dumps([c.get("outputs", []) for c in nb["cells"]])
+    assert shown in outputs
+    assert shown in (run / "html" / "index.html").read_text()
