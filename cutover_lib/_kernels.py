@@ -238,9 +238,14 @@ class Kernels:
         self._count = 0
 
     def __enter__(self) -> "Kernels":
+        from ._errors import UsageError
+
         _remove_stale_socket_folders()
-        # short: a unix socket path has ~107 bytes
-        self._dir = Path(tempfile.mkdtemp(prefix=f"cutover-k-{os.getpid()}-"))
+        try:  # short: a unix socket path has ~107 bytes
+            self._dir = Path(tempfile.mkdtemp(prefix=f"cutover-k-{os.getpid()}-"))
+        except OSError as exc:
+            raise UsageError(f"cannot create the kernel's socket folder in the temporary folder: {exc}",
+                             hint="set TMPDIR to a writable local folder") from None
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -123,3 +123,20 @@ def test_warm_imports_are_the_notebooks_import_lines(tmp_path):
                   "%time import os", "import json", "def f():\n    import secrets\n")
     assert warm_imports(nb) == "from cutover_lib import Runbook\nimport json"
     assert warm_imports(tmp_path / "missing.ipynb") == ""
+
+
+def test_no_writable_temporary_folder_is_one_clear_error(tmp_path, monkeypatch):
+    import tempfile
+
+    from cutover_lib._errors import UsageError
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    with pytest.raises(UsageError) as ei:
+        with Kernels(tmp_path):
+            pass
+    assert ei.value.exit_code == 2
+    assert ei.value.one_line() == ("cannot create the kernel's socket folder in the temporary folder: [Errno 30] "
+                                   "Read-only file system (set TMPDIR to a writable local folder)")
