@@ -28,13 +28,10 @@ TOP_HELP = (
 
 def render() -> str:
     """The top-level help exactly as typer prints it for ``cutover --help``."""
-    import os
-
     from typer.testing import CliRunner
 
     from .cli import app
 
-    os.environ.pop("COLUMNS", None)
     result = CliRunner().invoke(app, ["--help"], prog_name="cutover", env={"COLUMNS": "200"})
     return result.output
 

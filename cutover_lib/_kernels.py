@@ -66,12 +66,12 @@ def warm_imports(notebook: Path) -> str:
 
 @lru_cache(maxsize=1)
 def _manager_class() -> type:
-    """jupyter_client's async kernel manager, with a client made and connected at kernel start.
+    """jupyter_client's async kernel manager, with one client made and connected at kernel start.
 
     nbclient asks the manager for a client and waits until the kernel answers; a client
-    connected early (while the notebook before runs) is subscribed to IOPub long before it is
-    used, and its wait skips jupyter_client's closing 0.2 s IOPub flush (nbclient matches
-    every output to its request by parent id, so a startup message cannot land in a cell).
+    connected early is subscribed to IOPub long before it is used, and its wait skips
+    jupyter_client's closing 0.2 s IOPub flush (nbclient matches every output to its request
+    by parent id, so a startup message cannot land in a cell).
     """
     from queue import Empty
 
@@ -111,19 +111,20 @@ def _manager_class() -> type:
                     break
 
     class EarlyClientKernelManager(AsyncKernelManager):  # type: ignore[misc]
-        early_client: Any = None
+        """One client per kernel, made and connected when the kernel starts; it serves every
+        notebook the kernel runs (nbclient does not close a client it did not create)."""
+
+        _kc: Any = None
 
         def client(self, **kwargs: Any) -> Any:
-            kc, self.early_client = self.early_client, None
-            kc = kc if kc is not None else super().client(**kwargs)
-            if all(c is not kc for c in getattr(self, "clients", [])):
-                self.clients = [*getattr(self, "clients", []), kc]
-            return kc
+            if self._kc is None:
+                self._kc = super().client(**kwargs)
+            return self._kc
 
-        def close_clients(self) -> None:
-            for kc in {id(c): c for c in [*getattr(self, "clients", []), self.early_client] if c}.values():
-                kc.stop_channels()
-            self.clients, self.early_client = [], None
+        def close_client(self) -> None:
+            if self._kc is not None:
+                self._kc.stop_channels()
+                self._kc = None
 
     EarlyClientKernelManager.client_factory = ReadyClient  # type: ignore[assignment]  # a traitlets Type
     return EarlyClientKernelManager
@@ -263,8 +264,7 @@ class Kernels:
             lines.append(f"try:\n    exec(compile({warm!r}, '<warm-up>', 'exec'), {{}})\nexcept Exception:\n    pass")
         run_sync(km.start_kernel)(extra_arguments=[f"--IPKernelApp.exec_lines={json.dumps(lines)}"],
                                   cwd=str(self.cwd), env=self.env)
-        km.early_client = km.client()
-        km.early_client.start_channels()
+        km.client().start_channels()
         return km
 
     def prepare(self, notebook: Path) -> None:
@@ -280,7 +280,7 @@ class Kernels:
 
         km, self._idle = self._idle, None
         if km is not None and self._used:
-            kc = km.early_client  # the previous notebook's client, still connected
+            kc = km.client()  # the previous notebook's client, still connected
             try:
                 if not run_sync(km.is_alive)():
                     raise RuntimeError("the kernel is gone")
@@ -295,11 +295,6 @@ class Kernels:
 
     def release(self, km: Any) -> None:
         """A notebook finished cleanly in ``km``: keep it, and its connected client, for the next."""
-        clients = getattr(km, "clients", [])
-        km.early_client = clients[-1] if clients else None
-        for kc in clients[:-1]:
-            kc.stop_channels()
-        km.clients = []
         if self._idle is not None:
             self.stop(self._idle)
         self._idle, self._used = km, True
@@ -317,7 +312,7 @@ class Kernels:
     def stop(self, km: Any) -> None:
         """Kill a kernel now; reaping it and removing its files wait for :meth:`close`."""
         self.kill(km)
-        km.close_clients()
+        km.close_client()
         self._stopped.append(km)
 
     def close(self) -> None:
@@ -345,7 +340,7 @@ def execute_notebook(nb_in: Path, nb_out: Path, parameters: dict[str, Any], cwd:
     ``deadline`` seconds (the kernel is killed), or ``NotebookCrashed`` if the kernel died.
     """
     if kernels is None:
-        with Kernels(cwd) as own:
+        with Kernels(cwd, env=KERNEL_ENV) as own:
             own.prepare(nb_in)
             return execute_notebook(nb_in, nb_out, parameters, cwd, cell_timeout, deadline, kernels=own)
     import papermill

@@ -137,18 +137,6 @@ class EnvLock:
             self.path.unlink(missing_ok=True)
 
 
-# ---------------------------------------------------------------------------- papermill
-
-def _execute(nb_in: Path, nb_out: Path, parameters: dict[str, Any], cwd: Path, cell_timeout: float,
-             deadline: float, kernels: Kernels | None = None) -> None:
-    """One notebook through papermill (see :mod:`._kernels`); past ``deadline`` seconds its
-    kernel is killed and :class:`NotebookFailed` says why."""
-    if kernels is None:
-        with Kernels(cwd, env=KERNEL_ENV) as own:
-            return execute_notebook(nb_in, nb_out, parameters, cwd, cell_timeout, deadline, kernels=own)
-    execute_notebook(nb_in, nb_out, parameters, cwd, cell_timeout, deadline, kernels=kernels)
-
-
 class _Progress:
     """Terminal progress: notebook n/N and each step as the kernel records it in the ledger."""
 
@@ -456,9 +444,9 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
             code, msg = EXIT_PASSED, ""
             with _Progress(run, echo, _with_status(reporter.on_record, status, where)):
                 try:
-                    _execute(root / "notebooks" / nb, out, {**params, "notebook": nb}, root,
-                             env.timeouts.notebook.total_seconds(), env.timeouts.notebook.total_seconds(),
-                             kernels=kernels)
+                    execute_notebook(root / "notebooks" / nb, out, {**params, "notebook": nb}, root,
+                                     env.timeouts.notebook.total_seconds(), env.timeouts.notebook.total_seconds(),
+                                     kernels=kernels)
                 except Exception as exc:  # noqa: BLE001 - papermill/nbclient errors become a run outcome
                     code, msg = _notebook_failure(exc)
             if out.exists():

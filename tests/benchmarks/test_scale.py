@@ -98,12 +98,12 @@ def _steps_notebook(path: Path, cells: int, per_cell: int) -> None:
 def test_html_record_of_a_500_step_run(tmp_path, figure):
     from cutover_lib._params import load_environment
     from cutover_lib._report import export_notebook_html, index_sections, write_index
-    from cutover_lib._runner import _execute
+    from cutover_lib._kernels import execute_notebook
 
     run = RunFolder.create(tmp_path / "executed", "local", "cutover")
     _steps_notebook(tmp_path / "steps.ipynb", cells=50, per_cell=10)
     out = run.path / "notebooks" / "steps.ipynb"
-    _execute(tmp_path / "steps.ipynb", out, {"env": "local", "run_dir": str(run.path), "root": str(REPO)},
+    execute_notebook(tmp_path / "steps.ipynb", out, {"env": "local", "run_dir": str(run.path), "root": str(REPO)},
              REPO, 600, 600)
     env = load_environment("local", REPO / "params")
     manifest = {"run_id": run.run_id, "env": "local", "phase": "cutover", "outcome": "passed",

@@ -7,7 +7,8 @@ import time
 import nbformat
 import pytest
 
-from cutover_lib._runner import NotebookFailed, _execute, _notebook_failure
+from cutover_lib._kernels import execute_notebook
+from cutover_lib._runner import NotebookFailed, _notebook_failure
 
 pytestmark = pytest.mark.notebooks
 
@@ -24,7 +25,7 @@ def test_hung_notebook_is_stopped_at_its_deadline(tmp_path):
     nbformat.write(nb, str(src))
     started = time.monotonic()
     with pytest.raises(NotebookFailed) as ei:
-        _execute(src, tmp_path / "out.ipynb", {"x": 2}, tmp_path, cell_timeout=600, deadline=8)
+        execute_notebook(src, tmp_path / "out.ipynb", {"x": 2}, tmp_path, cell_timeout=600, deadline=8)
     assert time.monotonic() - started < 30
     code, message = _notebook_failure(ei.value)
     assert code == 1 and "NotebookDeadline: hung.ipynb exceeded its 8s deadline (timeouts.notebook)" in message
