@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 LAB_DIR ?= .lab
 export CUTOVER_LAB_DIR := $(abspath $(LAB_DIR))
 
-.PHONY: demo demo-rollback test test-docker docker-lab-up docker-lab-down lab-up lab-down notebooks benchmark
+.PHONY: demo demo-rollback test test-docker docker-lab-up docker-lab-down lab-up lab-down benchmark
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -47,9 +47,6 @@ lab-up: $(STAMP)
 
 lab-down: $(STAMP)
 	$(BIN)/cutover lab down
-
-notebooks: $(STAMP)
-	$(BIN)/python tools/nbgen.py
 
 ## make test-docker: the compose deploy mode against private Docker engines (started and stopped by the fixtures)
 test-docker: $(STAMP)

@@ -23,6 +23,7 @@ _defer()
 del _defer
 
 _EXPORTS = {
+    "ANY": "._expect",
     "CheckFailed": "._errors",
     "CommandFailed": "._errors",
     "CutoverError": "._errors",
@@ -40,8 +41,14 @@ _EXPORTS = {
     "ToolMissing": "._errors",
     "UsageError": "._errors",
     "load_environment": "._params",
+    "every_page_renders": "._verify",
+    "fresh_event": "._verify",
+    "oidc_discovery_complete": "._verify",
     "run_phase": "._runner",
+    "same_payload_as": "._verify",
+    "signed_dsse": "._verify",
     "verify_run": "._evidence",
+    "visible_by_query": "._verify",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -250,6 +250,39 @@ class Monitoring(_Model):
     interval: Duration = timedelta(minutes=1)
 
 
+class Tools(_Model):
+    """The runbook's CLIs run as commands whose program is set here (default: the runbook's names).
+
+    ``env`` is what the CLIs get in their environment: each value is a template over params
+    (``{services.scanner}``) or a secret reference (``env:NAME``, ``file:PATH``), resolved at use
+    and never shown.  ``path`` folders are appended to ``PATH`` for the runbook's commands (a lab
+    puts its stand-in executables there; a program earlier on ``PATH`` still wins).
+    """
+
+    stellaops_cli: str = "stellaops-cli"
+    profile: str | None = None  # stellaops-cli --profile; default: the environment's tier
+    env: dict[str, str] = Field(default_factory=dict)
+    path: list[str] = Field(default_factory=list)
+
+
+class Trust(_Model):
+    """What the smoke tests trust: the signer's public keys (PEM files) a DSSE must verify against."""
+
+    signer_keys: list[str] = Field(default_factory=list)
+
+
+class Smoke(_Model):
+    """Where the smoke tests look, per environment (the runbook names what, not where).
+
+    ``runtime_event_query``: the request (``GET ...``) that finds a runtime event by ``{id}``
+    ("record visible in Mongo ``runtime_events``"); ``web_pages``: each Web UI page to load and
+    the marker its HTML must contain ("dashboards render"; "policy views consistent").
+    """
+
+    runtime_event_query: str = "GET {services.runtime}/api/v1/runtime/events?eventId={id}"
+    web_pages: dict[str, str] = Field(default_factory=dict)
+
+
 class Environment(_Model):
     """One environment of the runbook (``params/<name>.yaml``)."""
 
@@ -271,6 +304,9 @@ class Environment(_Model):
     slo: Slo = Slo()
     timeouts: Timeouts = Timeouts()
     monitoring: Monitoring = Monitoring()
+    tools: Tools = Tools()
+    trust: Trust = Trust()
+    smoke: Smoke = Smoke()
     roles: list[Role] = Field(default_factory=list)
     offline_kit: str = "DEVOPS-OFFLINE-18-005"
     offline_kit_manifest: str | None = None
@@ -280,6 +316,18 @@ class Environment(_Model):
         "runtime_event": "samples/runtime/zastava-observer-event.json",
     })
     tls_verify: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cli_profile(cls, data: Any) -> Any:
+        """``tools.profile`` (stellaops-cli --profile) is the tier unless params say otherwise."""
+        if isinstance(data, dict) and isinstance(data.get("tier"), str):
+            tools = data.get("tools")
+            if tools is None:
+                data = {**data, "tools": {"profile": data["tier"]}}
+            elif isinstance(tools, dict) and tools.get("profile") is None:
+                data = {**data, "tools": {**tools, "profile": data["tier"]}}
+        return data
 
     @property
     def is_prod(self) -> bool:

@@ -1,14 +1,48 @@
-"""The phases: the notebooks each one runs, in order.  Light on purpose: the CLI reads it to
-start the first notebook's kernel before it loads anything else."""
+"""The phases: which notebooks each one runs, in order -- data in ``notebooks/phases.yaml``.
+
+Light on purpose: the CLI reads it to start the first notebook's kernel before it loads
+anything else.  Adding a notebook to a phase is one line in that file.
+"""
 
 from __future__ import annotations
 
-__all__ = ["PHASES"]
+import re
+from pathlib import Path
 
-PHASES: dict[str, list[str]] = {
-    "readiness": ["01_roles_and_timeline.ipynb", "02_readiness.ipynb"],
-    "rehearsal": ["03_rehearsal.ipynb"],
-    "cutover": ["04_preflight.ipynb", "05_apply.ipynb", "06_validation.ipynb", "07_smoke.ipynb"],
-    "rollback": ["08_rollback.ipynb"],
-    "post": ["09_post_cutover.ipynb", "10_rehearsal_log.ipynb"],
-}
+from ._errors import UsageError
+
+__all__ = ["PHASES_FILE", "load_phases"]
+
+PHASES_FILE = "notebooks/phases.yaml"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NOTEBOOK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.ipynb$")
+
+
+def load_phases(root: Path) -> dict[str, list[str]]:
+    """Phase name -> notebook file names (under ``notebooks/``), as ``notebooks/phases.yaml`` lists them."""
+    import yaml
+
+    path = root / PHASES_FILE
+    fix = f"restore it from git (git checkout -- {PHASES_FILE}) or fix it: a mapping of phase: [notebook, ...]"
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except FileNotFoundError:
+        raise UsageError(f"{PHASES_FILE} is missing in {root}", hint=fix) from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{PHASES_FILE} cannot be read: {first}", hint=fix) from None
+    if not isinstance(data, dict) or not data:
+        raise UsageError(f"{PHASES_FILE} is not a mapping of phase names to notebook lists", hint=fix)
+    phases: dict[str, list[str]] = {}
+    for name, notebooks in data.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise UsageError(f"{PHASES_FILE}: phase name {name!r} is not a plain name", hint=fix)
+        if not isinstance(notebooks, list) or not notebooks or \
+                not all(isinstance(nb, str) and _NOTEBOOK.match(nb) for nb in notebooks):
+            raise UsageError(f"{PHASES_FILE}: phase {name} must list notebook file names (NN_name.ipynb, "
+                             f"no folders)", hint=fix)
+        phases[name] = list(notebooks)
+    if "cutover" in phases and "rollback" not in phases:
+        raise UsageError(f"{PHASES_FILE}: phase cutover needs a rollback phase (a failed smoke test rolls back)",
+                         hint=fix)
+    return phases

@@ -10,7 +10,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from ._checks import _api
+from ._stella import api_for as _api
 from ._errors import CheckFailed
 from ._evidence import utc_now
 from ._steps import Runbook, StepContext

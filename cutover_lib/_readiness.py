@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ._approvals import require
-from ._checks import _api, _healthy
+from ._stella import api_for as _api, healthy as _healthy
 from ._errors import CheckFailed
 from ._params import SecretStore
 from ._steps import Runbook, StepContext

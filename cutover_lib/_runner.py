@@ -31,12 +31,12 @@ from ._errors import LockHeld, UsageError
 from ._evidence import RunFolder, atomic_write, iso, utc_now
 from ._kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
 from ._params import Environment, load_environment, params_digest
-from ._phases import PHASES
+from ._phases import load_phases
 from ._report import HtmlExports
 from ._secrets import mask as _mask
 from ._steps import text_line
 
-__all__ = ["PHASES", "NotebookFailed", "RunResult", "run_phase"]
+__all__ = ["NotebookFailed", "RunResult", "run_phase"]
 
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_GATE, EXIT_LOCK = 0, 1, 2, 3, 4
@@ -272,12 +272,13 @@ def run_phase(
     folder exists (params, unknown phase, lock)."""
     from ._params import parse_overrides
 
-    if phase not in PHASES:
-        raise UsageError(f"unknown phase {phase!r}", hint=f"choose one of: {', '.join(PHASES)}")
+    phases = load_phases(root)
+    if phase not in phases:
+        raise UsageError(f"unknown phase {phase!r}", hint=f"choose one of: {', '.join(phases)} (notebooks/phases.yaml)")
     ov = parse_overrides(list(overrides))
     env = load_environment(env_name, root / "params", ov)
-    notebooks = list(PHASES[phase])
-    for nb in notebooks + (PHASES["rollback"] if phase == "cutover" else []):
+    notebooks = list(phases[phase])
+    for nb in notebooks + (phases["rollback"] if phase == "cutover" else []):
         if not (root / "notebooks" / nb).exists():
             raise UsageError(f"notebook notebooks/{nb} of phase {phase} is missing",
                              hint="restore it from git: git checkout -- notebooks/")
@@ -466,7 +467,7 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
     if phase == "cutover" and decisions and decisions[-1].get("decision") == "rollback" and rollback_on_failure \
             and not dry_run:
         echo("smoke tests failed: running the rollback phase (Section 6)")
-        rb_code, rb_msg = execute(PHASES["rollback"], "rollback")
+        rb_code, rb_msg = execute(load_phases(root)["rollback"], "rollback")
         outcome = "rolled-back" if rb_code == 0 else "rollback-failed"
         message = message + (f"; rollback: {rb_msg}" if rb_msg else "; rolled back")
         exit_code = exit_code or EXIT_FAILED

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ._errors import CommandFailed, ToolMissing
 from ._secrets import mask
@@ -26,6 +27,7 @@ from ._secrets import mask
 __all__ = ["CommandResult", "render", "run_command"]
 
 TAIL_LINES = 40
+_MAX_CAPTURE = 32 * 1024 * 1024  # a parsed output larger than this is cut (and then fails to parse)
 
 
 def render(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
@@ -43,6 +45,7 @@ class CommandResult:
     tail: list[str] = field(default_factory=list)
     log_path: Path | None = None
     timed_out: bool = False
+    stdout: str | None = None  # the whole standard output, kept apart, when asked for (to parse it)
 
     @property
     def ok(self) -> bool:
@@ -62,12 +65,15 @@ def run_command(
     cwd: Path | None = None,
     check: bool = True,
     input_text: str | None = None,
+    capture_stdout: bool = False,
 ) -> CommandResult:
     """Run ``argv`` (never through a shell) with a hard timeout.
 
     ``env`` is added to the current environment.  On timeout the whole process group is
     killed.  With ``check`` a non-zero exit or a timeout raises :class:`CommandFailed`
-    whose message holds the masked command and the last output lines.
+    whose message holds the masked command and the last output lines.  With ``capture_stdout``
+    standard output is also kept whole and apart from standard error (``result.stdout``), for a
+    tool whose output is parsed (``--output json``); the log and the tail still get both.
     """
     argv = [str(a) for a in argv]
     shown = render(argv, {k: v for k, v in (env or {}).items() if k in ("DOCKER_HOST", "KUBECONFIG")})
@@ -85,7 +91,7 @@ def run_command(
     try:
         try:
             proc = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE if capture_stdout else subprocess.STDOUT,
                 stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
                 env=full_env, cwd=cwd, start_new_session=True, text=True, errors="replace", bufsize=1)
         except FileNotFoundError as exc:
@@ -94,17 +100,26 @@ def run_command(
         except PermissionError as exc:
             raise ToolMissing(f"{exe} is not executable", hint=f"chmod +x {exe}") from exc
 
-        def pump() -> None:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                line = mask(raw.rstrip("\n"))
-                tail.append(line)
-                if log:
-                    log.write(line + "\n")
-                    log.flush()
+        out_chunks: list[str] = []
+        log_lock = threading.Lock()
 
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
+        def pump(stream: Any, keep: list[str] | None) -> None:
+            for raw in stream:
+                if keep is not None and sum(map(len, keep)) < _MAX_CAPTURE:
+                    keep.append(raw)
+                line = mask(raw.rstrip("\n"))
+                with log_lock:
+                    tail.append(line)
+                    if log:
+                        log.write(line + "\n")
+                        log.flush()
+
+        readers = [threading.Thread(target=pump, args=(proc.stdout, out_chunks if capture_stdout else None),
+                                    daemon=True)]
+        if capture_stdout:
+            readers.append(threading.Thread(target=pump, args=(proc.stderr, None), daemon=True))
+        for reader in readers:
+            reader.start()
         if input_text is not None:
             assert proc.stdin is not None
             try:
@@ -122,16 +137,19 @@ def run_command(
             except ProcessLookupError:
                 pass
             proc.wait()
-        reader.join(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        for reader in readers:
+            reader.join(timeout=5)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
         duration = time.monotonic() - started
         if log:
             log.write(f"# exit {proc.returncode}{' (timed out)' if timed_out else ''} after {duration:.2f}s\n")
     finally:
         if log:
             log.close()
-    result = CommandResult(shown, proc.returncode, duration, list(tail), log_path, timed_out)
+    result = CommandResult(shown, proc.returncode, duration, list(tail), log_path, timed_out,
+                           "".join(out_chunks) if capture_stdout else None)
     if check and not result.ok:
         last = " | ".join(list(tail)[-3:]) or "(no output)"
         if timed_out:

@@ -30,6 +30,7 @@ from ._errors import CheckFailed, CutoverError, GateNotApproved, ParamsError, Se
 #: errors that mean the environment or its configuration is wrong, not the system under change:
 #: the step is recorded as failed and the error itself propagates (exit 2, not 1)
 _CONFIG_ERRORS = (SecretError, ToolMissing, ParamsError)
+from ._actions import Actions
 from ._evidence import RunFolder, iso, utc_now, write_new
 from ._params import Environment, load_environment, parse_overrides
 from ._secrets import mask
@@ -89,7 +90,8 @@ class StepContext:
         return path
 
     def sh(self, argv: Sequence[str], *, timeout: float | None = None, env: dict[str, str] | None = None,
-           cwd: Path | None = None, check: bool = True, log_name: str | None = None) -> CommandResult:
+           cwd: Path | None = None, check: bool = True, log_name: str | None = None,
+           capture_stdout: bool = False) -> CommandResult:
         """Run a command; its full output goes to ``artifacts/<log_name or step id>.log``."""
         log = self.rb.run.path / "artifacts" / (log_name or f"{self.step_id}.log")
         if log.name not in {Path(a).name for a in self.artifacts}:
@@ -98,7 +100,8 @@ class StepContext:
             self.artifacts.append(log.relative_to(self.rb.run.path).as_posix())
         self.commands.append(render(argv, {k: v for k, v in (env or {}).items() if k == "DOCKER_HOST"}))
         result = run_command(argv, timeout=timeout or self.rb.env.timeouts.command.total_seconds(),
-                             log_path=log, env=env, cwd=cwd or self.rb.root, check=check)
+                             log_path=log, env=env, cwd=cwd or self.rb.root, check=check,
+                             capture_stdout=capture_stdout)
         self.lines.extend(result.tail[-10:])
         return result
 
@@ -108,7 +111,7 @@ class StepContext:
             raise CheckFailed(f"expected {self.expect}; observed {mask(observed)}", step_id=self.step_id)
 
 
-class Runbook:
+class Runbook(Actions):
     """One notebook's view of a run: environment, evidence folder, dry-run and resume state."""
 
     def __init__(self, env: Environment, run: RunFolder, *, root: Path, dry_run: bool = False,

@@ -108,15 +108,20 @@ def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Op
              resume: Optional[str], confirm: Optional[list[str]], no_rollback: bool, root: Optional[Path],
              waive: Optional[list[str]] = None) -> None:
     from ._kernels import KERNEL_ENV, Kernels
-    from ._phases import PHASES
+    from ._errors import CutoverError
+    from ._phases import load_phases
 
     base = _root(root)
     kernels = Kernels(base, env=KERNEL_ENV)
     try:
         with kernels:
-            if phase in PHASES and (base / "notebooks" / PHASES[phase][0]).exists():
+            try:
+                first = load_phases(base).get(phase, [None])[0]
+            except CutoverError:
+                first = None  # the runner says what is wrong with notebooks/phases.yaml
+            if first and (base / "notebooks" / first).exists():
                 # the kernel boots on the other core while the runner and the params load
-                kernels.prepare(base / "notebooks" / PHASES[phase][0])
+                kernels.prepare(base / "notebooks" / first)
             from rich.console import Console
 
             from ._runner import run_phase

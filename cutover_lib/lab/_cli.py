@@ -124,6 +124,16 @@ def status(
         _print_status(rows)
 
 
+@lab_app.command()
+def standins(data_dir: DataDirOpt = Path(".lab"), port_base: PortBaseOpt = None) -> None:
+    """Write the lab's stand-in stellaops-cli and dotnet to DATA_DIR/bin (`lab up` does it too; the
+    compose lab, which `lab up` does not start, needs it once: params tools.path names that folder)."""
+    from ._standins import install_standins
+
+    written = _run(lambda: install_standins(_config(data_dir, port_base).bin_dir))
+    typer.echo("wrote: " + ", ".join(str(p) for p in written))
+
+
 def _parse_value(text: str) -> Any:
     try:
         return json.loads(text)

@@ -119,6 +119,16 @@ class LabConfig:
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
+    @property
+    def bin_dir(self) -> Path:
+        """The stand-in executables ``stellaops-cli`` and ``dotnet`` (written by ``up``)."""
+        return self.data_dir / "bin"
+
+    @property
+    def trusted_signer_key(self) -> Path:
+        """The signer's PUBLIC key PEM (written by ``up``), for params to pin as trusted."""
+        return self.data_dir / "keys" / "trusted" / "signer.pem"
+
     def pid_file(self, service: str) -> Path:
         return self.run_dir / f"{service}.pid"
 

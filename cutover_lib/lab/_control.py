@@ -6,7 +6,11 @@ away from the caller so a CLI or notebook can exit) and writes one pid file each
 ``down`` signals only processes whose pid file it finds *and* whose ``/proc`` command line
 is our serve module for this very data folder, so a recycled pid is never killed.
 
-Only the standard library is imported here (no tornado, no cryptography).
+``up`` also installs the stand-in executables (``stellaops-cli``, ``dotnet``) into
+``<data>/bin`` and writes the signer's public key to ``<data>/keys/trusted/signer.pem``.
+
+Only the standard library is imported at import time (no tornado, no cryptography; ``up``
+loads cryptography to read the signer key).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 from . import _store
 from ._config import SERVICES, LabConfig, fault_name
 from ._errors import LabConfigError, LabError
+from ._standins import install_standins
 
 __all__ = ["clear_faults", "down", "list_faults", "set_fault", "status", "up"]
 
@@ -173,9 +178,34 @@ def _child_env(config: LabConfig) -> dict[str, str]:
     return env
 
 
+def _write_trusted_signer_key(config: LabConfig) -> Path:
+    """Write the signer's PUBLIC key PEM to ``config.trusted_signer_key`` (mode 0644).
+
+    The private key (``<data>/keys/signer.pem``, 0600) is created here on first start if the
+    signer has not made it yet: the same exclusive create the signer uses, so whoever comes
+    first wins and both load the same key.
+    """
+    from ._keys import load_or_create_key, public_pem
+
+    key = load_or_create_key(config.data_dir / "keys" / "signer.pem")
+    target = config.trusted_signer_key
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(public_pem(key))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
 def up(config: LabConfig, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
     """Start every lab service that is not already running, wait for ``/healthz``.
 
+    Also (re)installs the stand-in executables into ``config.bin_dir`` and the signer's
+    public key at ``config.trusted_signer_key``, every time (even if all services run).
     Idempotent: running services are left alone. Raises :class:`LabError` if a port is
     taken by something else, a service exits during start, or ``timeout`` passes.
     Returns :func:`status`.
@@ -186,6 +216,11 @@ def up(config: LabConfig, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
     config.log_dir.mkdir(parents=True, exist_ok=True)
     provision(config)
     _store.connect(config.data_dir).close()  # schema + WAL once, before the servers race
+    try:
+        install_standins(config.bin_dir)
+        _write_trusted_signer_key(config)
+    except (OSError, ValueError) as exc:
+        raise LabError(f"could not prepare the lab folder {config.data_dir}: {exc}") from exc
 
     to_start: list[str] = []
     for service in SERVICES:

@@ -28,6 +28,7 @@ def project(tmp_path: Path, docker_host: str) -> Path:
     from cutover_lib.lab import LabConfig
     from cutover_lib.lab import _store
     from cutover_lib.lab._provision import provision
+    from cutover_lib.lab._standins import install_standins
 
     root = tmp_path / "project"
     for name in ("params", "notebooks", "samples", "deploy"):
@@ -38,6 +39,7 @@ def project(tmp_path: Path, docker_host: str) -> Path:
         cfg = LabConfig.from_port_base(root / ".lab", 18180)  # the compose lab's published ports
         provision(cfg)
         _store.connect(cfg.data_dir).close()
+        install_standins(cfg.bin_dir)  # the runbook's stellaops-cli on this host (params tools.path)
     finally:
         os.environ.clear()
         os.environ.update(env)

@@ -72,3 +72,30 @@ def approve_all(root: Path, env: str = "local") -> None:
         res = runner.invoke(app, ["approve", "--env", env, "--gate", gate, "--role", role, "--name", name,
                                   "--record", "CHG-TEST", "--root", str(root)])
         assert res.exit_code == 0, res.output
+
+
+def notebook_cells(notebook: str, root: Path = REPO) -> tuple[str, list[str]]:
+    """The committed notebook's import lines (its setup cell without ``Runbook.open``) and its code cells."""
+    import nbformat
+
+    nb = nbformat.read(str(root / "notebooks" / notebook), as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+    setup = "\n".join(line for line in code[0].splitlines() if line.startswith(("from ", "import ")))
+    return setup, code[1:]
+
+
+def run_cells(rb, notebook: str, *step_ids: str, root: Path = REPO) -> dict:
+    """Execute, with ``rb``, the committed cells of ``notebook`` that make the steps ``step_ids``, in
+    notebook order (plus any cell before them that they need, such as the one defining ``event``);
+    return the namespace.  What the test runs is what the notebook says, not a copy of it."""
+    setup, cells = notebook_cells(notebook, root)
+    ns: dict = {"rb": rb}
+    exec(compile(setup, f"{notebook}:setup", "exec"), ns)
+    def makes(cell: str, sid: str) -> bool:  # the step id is the first argument of a call in the cell
+        return re.search(r'\(\s*(?:rb,\s*)?"' + re.escape(sid) + '"', cell) is not None
+
+    wanted = [c for c in cells if any(makes(c, sid) for sid in step_ids)]
+    assert len(wanted) == len(step_ids), f"{notebook} has no cell for one of {step_ids}"
+    for src in wanted:
+        exec(compile(src, f"{notebook}:cell", "exec"), ns)
+    return ns

@@ -62,7 +62,11 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
         f"deploy.helm.deployments={json.dumps(DEPLOYMENTS)}", "deploy.helm.timeout=20s", "timeouts.health=20s",
         "backup.object_store.source=minio/stellaops", "backup.object_store.target_prefix=minio-backup/stellaops-",
         f"backup.mongo.out_dir={tmp_path}/backups", "monitoring.duration=2s", "monitoring.interval=1s",
-        "bridge.webhook=null"]
+        "bridge.webhook=null",
+        # the lab's stand-in stellaops-cli / dotnet (kubectl exec runs the latter through the kubectl stand-in),
+        # the lab signer's key pinned as prod would pin its own, the lab's web pages
+        f"tools.path=[{cfg.bin_dir}]", f"trust.signer_keys=[{cfg.trusted_signer_key}]",
+        """smoke.web_pages={"/": 'id="dashboard"', "/policy": 'id="policy-view"'}"""]
 
     def cutover(*args: str) -> subprocess.CompletedProcess[str]:
         extra = [] if args[0] in ("verify",) else ["--root", str(root)]

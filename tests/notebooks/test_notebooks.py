@@ -42,10 +42,23 @@ def test_committed_notebook_is_clean_with_a_parameters_cell(path):
         assert f"\n{name} = " in "\n" + src, f"{path.name}: parameter {name} missing"
 
 
-def test_every_phase_notebook_exists_and_every_notebook_is_in_a_phase():
-    from cutover_lib._runner import PHASES
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebook_is_a_valid_notebook(path):
+    """The notebooks are the one source (no generator): each must be a valid nbformat 4 notebook
+    with cell ids, so JupyterLab, papermill and nbdime read it as committed."""
+    import nbformat
 
-    in_phases = {nb for nbs in PHASES.values() for nb in nbs}
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4 and nb.nbformat_minor >= 5, "cell ids need nbformat 4.5"
+    ids = [c.get("id") for c in nb.cells]
+    assert all(ids) and len(set(ids)) == len(ids), f"{path.name}: missing or repeated cell ids"
+
+
+def test_every_phase_notebook_exists_and_every_notebook_is_in_a_phase():
+    from cutover_lib._phases import load_phases
+
+    in_phases = {nb for nbs in load_phases(REPO).values() for nb in nbs}
     assert in_phases == {p.name for p in NOTEBOOKS}
 
 
@@ -90,8 +103,8 @@ def test_smoke_failure_rolls_back_and_the_record_shows_why(tmp_path):
         run = run_dir_from(res.stdout)
         steps = steps_of(run)
         assert steps["5.runtime-event"]["outcome"] == "failed"
-        assert "expected /runtime/events responds 202 Accepted" in steps["5.runtime-event"]["message"]
-        assert "observed /runtime/events answered HTTP 500" in steps["5.runtime-event"]["message"]
+        assert steps["5.runtime-event"]["message"].startswith("expected HTTP 202; the record is visible")
+        assert "observed HTTP 500" in steps["5.runtime-event"]["message"]
         assert steps["5.decision"]["outcome"] == "failed"
         for sid in ("6.assess", "6.gate-rollback", "6.lab-rollback", "6.health-previous", "6.notify"):
             assert steps[sid]["outcome"] in ("passed", "skipped"), (sid, steps[sid])
@@ -101,6 +114,44 @@ def test_smoke_failure_rolls_back_and_the_record_shows_why(tmp_path):
         assert cutover(root, "verify", str(run)).returncode == 0
     finally:
         down(cfg)
+
+
+def test_the_runbooks_cli_runs_with_the_runbooks_arguments(lab_project, tmp_path):
+    """A recording stellaops-cli first on PATH (it then runs the lab's stand-in): the cutover phase
+    calls it exactly as the runbook does -- profile, --sbom samples/sbom/demo.json, --bundle, and
+    --uuid of the attestation the scan produced -- plus the output contract (--output json)."""
+    from cutover_lib.lab import LabConfig
+
+    approve_all(lab_project)
+    cfg: LabConfig = lab_config(lab_project)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    log = tmp_path / "argv.jsonl"
+    (fake / "stellaops-cli").write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        f"os.execv({str(cfg.bin_dir / 'stellaops-cli')!r}, ['stellaops-cli', *sys.argv[1:]])\n")
+    (fake / "stellaops-cli").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
+    res = subprocess.run([sys.executable, "-m", "cutover_lib.cli", "run", "--env", "local", "--phase", "cutover",
+                          "--root", str(lab_project)], cwd=lab_project, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    run = run_dir_from(res.stdout)
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    scan_out = json.loads((run / "artifacts" / "5.scan-submit.json").read_text())
+    uuid = scan_out["attestation"]["uuid"]
+    assert uuid and len(uuid) >= 8
+    assert calls == [
+        ["signer", "verify", "--base-url", cfg.url("signer"), "--bundle", "samples/dsse/demo.json", "--output", "json"],
+        ["scan", "submit", "--profile", "local", "--sbom", "samples/sbom/demo.json", "--output", "json"],
+        ["signer", "sign", "--bundle", "samples/dsse/demo.json", "--output", "json"],
+        ["attestor", "verify", "--uuid", uuid, "--output", "json"],
+    ]
+    steps = steps_of(run)
+    assert steps["5.attestor-verify"]["command"].endswith(f"attestor verify --uuid {uuid} --output json")
+    assert steps["5.scan-submit"]["command"].endswith(
+        "scan submit --profile local --sbom samples/sbom/demo.json --output json")
 
 
 def test_nbval_lax_runs_every_notebook(tmp_path):

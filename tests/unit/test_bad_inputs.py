@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cutover_lib import checks
 from cutover_lib._errors import CutoverError, EvidenceError, SecretError, StepFailed, ToolMissing
 from cutover_lib._evidence import RunFolder, atomic_write
 from cutover_lib._params import load_environment, parse_overrides
@@ -59,7 +58,7 @@ CLI_CASES = [
     ("bad-override", None, ["params", "check", "--env", "prod", "-p", "slo.scan"], 2,
      "-p slo.scan: expected KEY=VALUE with a dotted key"),
     ("unknown-phase", None, ["run", "--env", "local", "--phase", "launch"], 2,
-     "unknown phase 'launch' (choose one of: readiness, rehearsal, cutover, rollback, post)"),
+     "unknown phase 'launch' (choose one of: readiness, rehearsal, cutover, rollback, post (notebooks/phases.yaml))"),
     ("unknown-gate", None, ["approve", "--env", "prod", "--gate", "go", "--role", "cto", "--name", "A", "--record",
                             "CHG-1"], 2, "unknown gate 'go' for prod (gates: plan, t0, post-smoke, rollback)"),
     ("wrong-role", None, ["approve", "--env", "prod", "--gate", "plan", "--role", "intern", "--name", "A", "--record",
@@ -184,35 +183,47 @@ def stand() -> Iterator[http.server.ThreadingHTTPServer]:
     srv.server_close()
 
 
-def rb_for(tmp_path: Path, **services: str) -> Runbook:
-    ov = [f"services.{k}={v}" for k, v in services.items()] + ["timeouts.http=1s", "timeouts.health=1s"]
+def rb_for(tmp_path: Path, *extra: str, **services: str) -> Runbook:
+    """A run view on the local params with ``services`` moved, the lab's stand-in CLIs on the path."""
+    from cutover_lib.lab._standins import install_standins
+
+    install_standins(tmp_path / "bin")
+    ov = [f"services.{k}={v}" for k, v in services.items()] + [
+        "timeouts.http=1s", "timeouts.health=1s", f"tools.path=[{tmp_path / 'bin'}]", *extra]
     env = load_environment("local", REPO / "params", parse_overrides(ov))
     return Runbook(env, RunFolder.create(tmp_path / "executed", "local", "t"), root=REPO, notebook="t")
 
 
-def failed_message(rb: Runbook, fn) -> str:
+def failed_message(rb: Runbook, notebook: str, step_id: str) -> str:
+    """Run the committed notebook cell of ``step_id`` and return its failure message."""
+    from nb_helpers import run_cells
+
     try:
-        rec = fn(rb)
+        run_cells(rb, notebook, step_id)
     except StepFailed:
-        rec = rb.run.read_ledger()[-1]
+        pass
+    rec = [r for r in rb.run.read_ledger() if r.get("step_id") == step_id][-1]
     assert rec["outcome"] == "failed"
     return rec["message"]
 
 
+SMOKE, VALIDATION = "07_smoke.ipynb", "06_validation.ipynb"
+
+
 def test_unreachable_host(tmp_path, closed_port):
-    msg = failed_message(rb_for(tmp_path, scanner=f"http://127.0.0.1:{closed_port}"), checks.smoke_api_health)
-    assert msg.startswith('expected HTTP 200 with "status":"Healthy"; observed GET http://127.0.0.1:')
+    msg = failed_message(rb_for(tmp_path, scanner=f"http://127.0.0.1:{closed_port}"), SMOKE, "5.api-health")
+    assert msg.startswith('expected HTTP 200; json status = "Healthy"; observed GET http://127.0.0.1:')
     assert "connection refused (the service is down or the port is wrong)" in msg
 
 
 def test_dns_failure(tmp_path):
-    msg = failed_message(rb_for(tmp_path, scanner="http://scanner.nowhere.invalid"), checks.smoke_api_health)
+    msg = failed_message(rb_for(tmp_path, scanner="http://scanner.nowhere.invalid"), SMOKE, "5.api-health")
     assert "DNS lookup failed for scanner.nowhere.invalid (check the host name in services.*" in msg
 
 
 def test_tls_failure(tmp_path, stand):
-    msg = failed_message(rb_for(tmp_path, scanner=f"https://127.0.0.1:{stand.server_address[1]}"),
-                         checks.smoke_api_health)
+    msg = failed_message(rb_for(tmp_path, scanner=f"https://127.0.0.1:{stand.server_address[1]}"), SMOKE,
+                         "5.api-health")
     assert "TLS handshake failed" in msg
 
 
@@ -221,7 +232,8 @@ def test_timeout(tmp_path):
     s.bind(("127.0.0.1", 0))
     s.listen(1)  # accepts, never answers
     try:
-        msg = failed_message(rb_for(tmp_path, notify=f"http://127.0.0.1:{s.getsockname()[1]}"), checks.notify_legacy)
+        msg = failed_message(rb_for(tmp_path, notify=f"http://127.0.0.1:{s.getsockname()[1]}"), VALIDATION,
+                             "4.4.notify-legacy")
     finally:
         s.close()
     assert "no answer within 1s" in msg
@@ -229,33 +241,36 @@ def test_timeout(tmp_path):
 
 def test_non_json_health_body(tmp_path, stand):
     stand.mode = "html"
-    msg = failed_message(rb_for(tmp_path, scanner=f"http://127.0.0.1:{stand.server_address[1]}"),
-                         checks.smoke_api_health)
-    assert "answered HTTP 200 with a body that is not JSON: '<html>login</html>'" in msg
+    msg = failed_message(rb_for(tmp_path, scanner=f"http://127.0.0.1:{stand.server_address[1]}"), SMOKE,
+                         "5.api-health")
+    assert "observed no JSON in the answer (got '<html>login</html>')" in msg
 
 
 def test_http_500(tmp_path, stand):
-    msg = failed_message(rb_for(tmp_path, scanner=f"http://127.0.0.1:{stand.server_address[1]}"), checks.scanner_queue)
-    assert "expected health queue returns success; observed HTTP 500" in msg
+    msg = failed_message(rb_for(tmp_path, scanner=f"http://127.0.0.1:{stand.server_address[1]}"), VALIDATION,
+                         "4.4.scanner-queue")
+    assert msg.startswith("expected exit 0; observed exit 1 (last output: ")
+    assert "HTTP 500" in msg
 
 
 def test_wrong_issuer(tmp_path, stand):
     base = f"http://127.0.0.1:{stand.server_address[1]}"
-    msg = failed_message(rb_for(tmp_path, authority=base), checks.oidc_metadata)
-    assert f"observed issuer 'https://evil.example' but the base URL is '{base}'" in msg
+    msg = failed_message(rb_for(tmp_path, authority=base), VALIDATION, "4.4.oidc-metadata")
+    assert f'observed issuer is "https://evil.example", expected "{base}"' in msg
 
 
 def test_bad_signature(tmp_path, stand):
-    msg = failed_message(rb_for(tmp_path, signer=f"http://127.0.0.1:{stand.server_address[1]}"),
-                         checks.signer_verify_bundle)
-    assert "signer verify answered ok=False (signature does not verify)" in msg
+    msg = failed_message(rb_for(tmp_path, signer=f"http://127.0.0.1:{stand.server_address[1]}"), VALIDATION,
+                         "4.4.signer-verify")
+    assert "expected exit 0; json ok = true; observed exit 1; ok is false, expected true" in msg
 
 
-def test_missing_sample_file(tmp_path):
-    env = load_environment("local", REPO / "params", parse_overrides(["samples.sbom=samples/sbom/nope.json"]))
-    rb = Runbook(env, RunFolder.create(tmp_path / "executed", "local", "t"), root=REPO, notebook="t")
-    msg = failed_message(rb, checks.smoke_scan)
-    assert "sample file samples/sbom/nope.json is missing (restore it: git checkout -- samples/)" in msg
+def test_missing_sample_file(tmp_path, closed_port):
+    rb = rb_for(tmp_path, "samples.sbom=samples/sbom/nope.json", scanner=f"http://127.0.0.1:{closed_port}")
+    msg = failed_message(rb, SMOKE, "5.scan-submit")
+    assert msg.startswith("expected exit 0; json status = \"completed\", report.url present; within 5m; "
+                          "report.dsse is a DSSE signed by a trusted signer key; observed exit ")
+    assert "samples/sbom/nope.json" in msg
 
 
 @pytest.mark.parametrize("kind", ["env", "file"])
@@ -288,8 +303,12 @@ def test_compose_file_missing(tmp_path):
     rb = Runbook(env, RunFolder.create(tmp_path / "executed", "dev", "t"), root=tmp_path, notebook="t")
     from cutover_lib._compose_steps import ComposeSteps
 
-    msg = failed_message(rb, lambda r: ComposeSteps().validate_profile(r, "dev", "deploy/compose/nope.yaml"))
-    assert "deploy/compose/nope.yaml not found" in msg
+    try:
+        rec = ComposeSteps().validate_profile(rb, "dev", "deploy/compose/nope.yaml")
+    except StepFailed:
+        rec = rb.run.read_ledger()[-1]
+    assert rec["outcome"] == "failed"
+    assert "deploy/compose/nope.yaml not found" in rec["message"]
 
 
 def test_helm_missing(monkeypatch):

@@ -1,0 +1,253 @@
+"""Checks the runbook states in words, for a cell's ``then=[...]``.
+
+"Report accessible with signed DSSE", "Returns DSSE with matching SHA256", "record visible in
+``runtime_events``", "dashboards render": each is a small function named as the runbook says
+it, returning a check that :meth:`Runbook.sh` / :meth:`Runbook.http` run after the expected
+result matched.  A check gets the step and the :class:`~cutover_lib._actions.Result`, returns a
+short observation and raises :class:`CheckFailed` naming what it saw.  Where a check looks
+(trusted keys, queries, pages) comes from params, never from here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import CheckFailed, ParamsError
+from ._template import render_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._actions import Result
+    from ._steps import Runbook, StepContext
+
+__all__ = ["OIDC_REQUIRED", "every_page_renders", "fresh_event", "oidc_discovery_complete", "same_payload_as",
+           "signed_dsse", "trusted_signer_keys", "visible_by_query"]
+
+#: fields every OpenID Connect discovery document has (OpenID Connect Discovery 1.0, section 3)
+OIDC_REQUIRED = ("issuer", "jwks_uri", "token_endpoint", "authorization_endpoint", "response_types_supported",
+                 "subject_types_supported", "id_token_signing_alg_values_supported")
+_PEM_START = "-----BEGIN PUBLIC KEY-----"
+
+
+class _Check:
+    """A named check with the words the status card shows as part of *Expected*."""
+
+    def __init__(self, expect: str, fn: Any) -> None:
+        self.expect, self._fn = expect, fn
+
+    def __call__(self, ctx: "StepContext", result: "Result") -> str | None:
+        out: str | None = self._fn(ctx, result)
+        return out
+
+
+def _at(doc: Any, path: str) -> Any:
+    node = doc
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise CheckFailed(f"the answer has no {path}")
+        node = node[part]
+    return node
+
+
+def _pems_in(text: str) -> list[str]:
+    """PEM public keys in a file or an answer: the text itself, or string values of a JSON document."""
+    if text.lstrip().startswith(_PEM_START):
+        return [text]
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return []
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, str) and node.lstrip().startswith(_PEM_START):
+            found.append(node)
+        elif isinstance(node, Mapping):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(doc)
+    return found
+
+
+def trusted_signer_keys(rb: "Runbook") -> dict[str, str]:
+    """``trust.signer_keys`` of params, by DSSE key id: PEM files (pinned), or URLs whose answer
+    holds the PEM (weaker: the signer vouches for itself; fine for a lab)."""
+    from ._dsse import key_id
+
+    entries = rb.env.trust.signer_keys
+    if not entries:
+        raise ParamsError(["trust.signer_keys is empty: there is no key to verify a DSSE signature against"],
+                          hint="pin the signer's public key: trust.signer_keys: [path/to/signer.pem] in params")
+    keys: dict[str, str] = {}
+    for entry in entries:
+        where = render_text(entry, rb.env)
+        if where.startswith(("http://", "https://")):
+            r = rb._http_client().get(where)
+            if r.status != 200:
+                raise CheckFailed(f"trusted key from {where}: HTTP {r.status}")
+            text = r.text
+        else:
+            try:
+                text = rb.path(where).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ParamsError([f"trust.signer_keys: {where} cannot be read ({exc.__class__.__name__})"],
+                                  hint="point it at the signer's public key (PEM)") from None
+        pems = _pems_in(text)
+        if not pems:
+            raise ParamsError([f"trust.signer_keys: {where} holds no PEM public key"])
+        for pem in pems:
+            keys[key_id(pem)] = pem
+    return keys
+
+
+def signed_dsse(at: str) -> _Check:
+    """The DSSE envelope at ``at`` (a dotted path in the answer) verifies against a trusted signer key."""
+    def check(ctx: "StepContext", result: "Result") -> str:
+        from ._dsse import verify_envelope
+
+        envelope = _at(result.json, at)
+        if not isinstance(envelope, Mapping):
+            raise CheckFailed(f"{at} is not a DSSE envelope")
+        verdict = verify_envelope(envelope, trusted_signer_keys(ctx.rb))
+        if not verdict.ok:
+            raise CheckFailed(f"expected {ctx.expect}; observed {at}: {verdict.reason}")
+        return f"{at} signed by trusted key {str(verdict.keyid)[:12]}…"
+
+    return _Check(f"{at} is a DSSE signed by a trusted signer key", check)
+
+
+def same_payload_as(bundle: str, at: str) -> _Check:
+    """The payload SHA-256 of the envelope at ``at`` equals that of the file ``bundle`` (a template):
+    the bundle's own DSSE payload, or the file's bytes when it is not an envelope."""
+    def check(ctx: "StepContext", result: "Result") -> str:
+        from ._dsse import payload_sha256
+
+        path = ctx.rb.path(render_text(bundle, ctx.rb.env))
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            raise CheckFailed(f"{path} cannot be read", hint="restore it: git checkout -- samples/") from None
+        try:
+            want = payload_sha256(json.loads(raw))
+        except (ValueError, KeyError, TypeError):
+            want = hashlib.sha256(raw).hexdigest()
+        envelope = _at(result.json, at)
+        try:
+            got = payload_sha256(envelope)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckFailed(f"{at} is not a DSSE envelope ({exc})") from None
+        if got != want:
+            raise CheckFailed(f"expected {ctx.expect}; observed payload SHA256 {got[:16]}… but the bundle's is "
+                              f"{want[:16]}…")
+        return f"payload SHA256 {got[:16]}… matches the bundle"
+
+    return _Check(f"SHA256 of the payload matches {bundle}", check)
+
+
+def oidc_discovery_complete() -> _Check:
+    """The discovery document has the required OpenID Connect fields and its ``jwks_uri`` answers with keys."""
+    def check(ctx: "StepContext", result: "Result") -> str:
+        doc = result.json if isinstance(result.json, Mapping) else {}
+        missing = [f for f in OIDC_REQUIRED if f not in doc]
+        if missing:
+            raise CheckFailed(f"expected {ctx.expect}; observed discovery lacks {', '.join(missing)}")
+        ctx.artifact(f"{ctx.step_id}.openid-configuration.json", json.dumps(doc, indent=2))
+        r = ctx.rb._http_client().get(str(doc["jwks_uri"]))
+        keys: list[Any] = []
+        try:
+            keys = (json.loads(r.text) or {}).get("keys") or [] if r.status == 200 else []
+        except (ValueError, AttributeError):
+            keys = []
+        if not keys:
+            raise CheckFailed(f"expected {ctx.expect}; observed jwks_uri answered HTTP {r.status} without keys")
+        return f"{len(OIDC_REQUIRED)} required fields present; jwks has {len(keys)} key(s)"
+
+    return _Check("required OIDC fields present; jwks_uri reachable with keys", check)
+
+
+def fresh_event(rb: "Runbook", sample: str) -> dict[str, Any]:
+    """The fixture event ``sample`` (a template, e.g. ``{samples.runtime_event}``) with a new
+    ``eventId`` and time, so that this run's record is the one found afterwards."""
+    path = rb.path(render_text(sample, rb.env))
+    try:
+        event = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise CheckFailed(f"sample event {path} cannot be read",
+                          hint="restore it: git checkout -- samples/") from None
+    event["eventId"] = str(uuid.uuid4())
+    event["observedAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return event
+
+
+def visible_by_query(query: str, id: str) -> _Check:
+    """The record ``id`` is visible through ``query`` (a params template such as
+    ``{smoke.runtime_event_query}`` naming ``{id}``): HTTP 200 and the answer names the id."""
+    def check(ctx: "StepContext", result: "Result") -> str:
+        template = render_text(query, ctx.rb.env, {"id": "{id}"})
+        method, _, url = template.partition(" ")
+        url = render_text(url, ctx.rb.env, {"id": id})
+        r = ctx.rb._http_client().request(method.upper(), url)
+        if r.status != 200 or id not in r.text:
+            raise CheckFailed(f"expected {ctx.expect}; observed {method.upper()} {url} answered HTTP {r.status}"
+                              f"{'' if r.status != 200 else ' without the record'}")
+        return f"record {id} visible"
+
+    return _Check(f"the record is visible ({query})", check)
+
+
+def every_page_renders(within: str) -> _Check:
+    """Each page of ``smoke.web_pages`` loads within ``within`` and contains its marker; a headless
+    Chromium screenshot of the first is kept where Chromium is installed."""
+    def check(ctx: "StepContext", result: "Result") -> str:
+        from ._params import parse_duration
+
+        rb = ctx.rb
+        budget = parse_duration(render_text(within, rb.env)).total_seconds()
+        pages = rb.env.smoke.web_pages
+        if not pages:
+            raise ParamsError(["smoke.web_pages is empty: no page to check"],
+                              hint="list the Web UI pages and a marker each must contain under smoke.web_pages")
+        seen = []
+        for path, marker in pages.items():
+            url = rb.env.services.web + path
+            r = rb._http_client().get(url)
+            if r.status != 200 or r.elapsed_s > budget or marker not in r.text:
+                raise CheckFailed(f"expected {ctx.expect}; observed GET {url}: HTTP {r.status} in "
+                                  f"{r.elapsed_s:.2f}s{'' if marker in r.text else f', without {marker!r}'}")
+            seen.append(f"{path} {r.elapsed_s:.2f}s")
+        shot = _screenshot(ctx, rb.env.services.web + next(iter(pages)))
+        return ", ".join(seen) + (f" (< {budget:g}s)") + shot
+
+    return _Check(f"every page of smoke.web_pages renders within {within}", check)
+
+
+def _screenshot(ctx: "StepContext", url: str) -> str:
+    """A headless Chromium screenshot, kept as an artifact, where Chromium is installed."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        return ""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "page.png"
+        try:
+            subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                            "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp}/profile",
+                            f"--screenshot={out}", "--window-size=1280,800", url],
+                           capture_output=True, timeout=60, check=False)
+            data = out.read_bytes()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    ctx.artifact(f"{ctx.step_id}-screenshot.png", data)
+    return "; screenshot kept"
