@@ -41,6 +41,7 @@ _EXPORTS = {
     "ToolMissing": "._errors",
     "UsageError": "._errors",
     "load_environment": "._params",
+    "containers_healthy": "._compose_steps",
     "every_page_renders": "._verify",
     "fresh_event": "._verify",
     "oidc_discovery_complete": "._verify",

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json as _json
 import os
+import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import CheckFailed, ParamsError
+from ._errors import CheckFailed, ParamsError, StepFailed
 from ._expect import describe, mismatches
 from ._params import parse_duration
 from ._secrets import SecretRef, mask
@@ -57,6 +58,7 @@ class Result:
         self.text: str = ""  # stdout of a command, body of a response
         self.json: Any = None
         self.elapsed_s: float = 0.0
+        self.node: Any = None  # the compose node a per-node check is looking at
 
     @property
     def outcome(self) -> str:
@@ -102,6 +104,7 @@ class Actions:
         env: Environment
         root: Path
         run: RunFolder
+        dry_run: bool
 
         def step(self, step_id: str, title: str, *, owner: str, expect: str,
                  action: Callable[[StepContext], str | None] | None = None, command: str | None = None,
@@ -109,63 +112,127 @@ class Actions:
 
         def path(self, rel: str) -> Path: ...
 
+        def record(self, kind: str, **fields: Any) -> dict[str, Any]: ...
+
     # ------------------------------------------------------------------ commands
     def sh(self, step_id: str, command: str, *, title: str | None = None, owner: str | None = None,
            expect: Mapping[str, Any] | None = None, then: Sequence[Check] = (), mutating: bool = False,
            required: bool = True, env: Mapping[str, str] | None = None, vars: Mapping[str, Any] | None = None,
-           inside: str | None = None, timeout: str | None = None, parse: str | None = None) -> Result:
+           inside: str | None = None, parse: str | None = None, mode: str | None = None, on: str | None = None,
+           each: Mapping[str, Any] | None = None, after_change: bool = False, also_ok: str | None = None,
+           needs_files: Sequence[str] = (), on_failure: str | None = None, watch: str | None = None) -> Result:
         """Run the runbook's command ``command`` (a template over params) as step ``step_id``.
 
         ``expect`` (default ``{"exit": 0}``) may also hold ``json`` (with ``parse="json"``, a subset
         of the parsed standard output) and ``within`` (a duration: the command is stopped there).
         ``inside`` runs it inside that service's container (``docker exec`` in compose mode,
         ``kubectl exec`` in helm mode).  ``env`` adds environment variables (templates or secret
-        references).  ``vars`` fills names the template takes from earlier cells."""
+        references).  ``vars`` fills names the template takes from earlier cells.
+        ``mode`` (``"compose"``, ``"helm"``, ...) runs the cell only in that deploy mode (otherwise
+        it is recorded as not applicable); ``on="each node"`` runs it on every compose node
+        (``DOCKER_HOST`` per node, at most ``compose.parallelism`` at a time, in the compose
+        project folder); ``each={"name": "{params.list}"}`` runs it once per value.
+        ``after_change`` marks a read that checks what a mutating step changed: a dry run skips it.
+        ``also_ok`` is output that makes a failed exit pass (``docker network create``: "already
+        exists"); ``needs_files`` are files (templates) that must exist before anything runs;
+        ``on_failure="rollback"`` records the rollback decision when the step fails (Section 6).
+        ``watch`` (a duration) is for a command that runs until stopped (``kubectl get pods --watch``):
+        it is stopped after that long, which passes; ending early with a failed exit fails."""
         want = dict(expect or {"exit": 0})
         want.setdefault("exit", 0)
         if "json" in want:
             parse = parse or "json"
+        if on is not None and on != "each node":
+            raise ValueError(f'on={on!r}: only on="each node" (the compose nodes) is known')
+        mode = "compose" if on else mode
         result = Result(step_id)
         values = dict(vars or {})
+        not_here = f"deploy mode is {self.env.deploy.mode}, this is the {mode} path" \
+            if mode is not None and self.env.deploy.mode != mode else \
+            "dry run: nothing was changed, so there is nothing new to check" if after_change and self.dry_run else None
         try:
-            argv = render_args(command, self.env, values)
+            items = self._each(each, values)
+            argvs = [render_args(command, self.env, {**values, **item}) for item in items]
             prefix, prefix_env = self._inside(inside)
-            argv = prefix + argv
-            shown = render(argv, prefix_env)
+            argvs = [prefix + argv for argv in argvs]
+            nodes = self._nodes() if on else [None]
+            shown = " ; ".join(render(argv, {**prefix_env, **(_host(n) if n else {})}) for n in nodes for argv in argvs)
             within = self._duration(want.get("within"), values)
+            watched = self._duration(watch, values)
         except (ParamsError, CheckFailed) as exc:
+            if not_here:  # (another deploy mode's params need not be complete here)
+                return self._not_applicable(step_id, title, owner, want, command, result, not_here)
             return self._failed_step(step_id, title, owner, want, command, exc, mutating, required, result)
+        if not_here:
+            return self._not_applicable(step_id, title, owner, want, shown, result, not_here)
 
-        def act(ctx: "StepContext") -> str:
-            tool_env = {**self._tool_env(values, env), **prefix_env}
-            res = ctx.sh(argv, timeout=within or self.env.timeouts.command.total_seconds(), env=tool_env,
-                         check=False, capture_stdout=parse is not None)
-            result.exit, result.elapsed_s, result.text = res.returncode, res.duration_s, res.stdout or ""
+        def run_one(ctx: "StepContext", r: Result, node: Any, argv: list[str], log_name: str | None) -> list[str]:
+            tool_env = {**self._tool_env(values, env), **prefix_env, **(_host(node) if node else {})}
+            cwd = self.path(self.env.deploy.compose.project_dir) if node and self.env.deploy.compose else None
+            res = ctx.sh(argv, timeout=watched or within or self.env.timeouts.command.total_seconds(), env=tool_env,
+                         check=False, capture_stdout=parse is not None, cwd=cwd, log_name=log_name)
+            r.exit, r.elapsed_s, r.text = res.returncode, res.duration_s, res.stdout or ""
+            if res.timed_out and watched:
+                return [f"watched for {_seconds(watched)} ({len(res.tail)} lines kept)"]
             if res.timed_out:
                 limit = f"within {_seconds(within)}" if within else \
                     f"within timeouts.command ({_seconds(self.env.timeouts.command.total_seconds())})"
-                raise CheckFailed(f"expected {ctx.expect}; observed no result {limit}: stopped after "
-                                  f"{res.duration_s:.1f}s")
+                raise CheckFailed(_observed(ctx, node, f"no result {limit}: stopped after {res.duration_s:.1f}s"))
             seen = [f"exit {res.returncode} in {res.duration_s:.1f}s"]
             problems = [] if res.returncode == want["exit"] else [f"exit {res.returncode}"]
+            if problems and also_ok and any(also_ok in line for line in res.tail):
+                problems, seen = [], [f"exit {res.returncode}: {also_ok} (passes)"]
             if parse == "json":
                 try:
-                    result.json = self._parse_json(result.text)
-                    _keep(ctx, result)
+                    r.json = self._parse_json(r.text)
+                    _keep(ctx, r, node.name if node else None)
                 except CheckFailed:
                     if not problems:
                         raise
-            if not (problems and result.json is None):  # a failed tool without output: its exit says it
-                problems += self._compare(want, result, values, seen)
+            if problems and node is not None and argv[0] == "docker":
+                from ._compose import map_cli_failure  # engine down, compose plugin missing: named per node
+
+                raise map_cli_failure(node.name, node.docker_host, res.command, res.returncode, res.tail,
+                                      res.timed_out)
+            if not (problems and r.json is None):  # a failed tool without output: its exit says it
+                problems += self._compare(want, r, values, seen)
             if problems:
                 last = " | ".join(res.tail[-2:])
-                raise CheckFailed(f"expected {ctx.expect}; observed {'; '.join(problems)}"
-                                  + (f" (last output: {last})" if last and res.returncode != want["exit"] else ""))
-            return "; ".join(seen + self._then(ctx, result, then))
+                raise CheckFailed(_observed(ctx, node, "; ".join(problems) + (
+                    f" (last output: {last})" if last and res.returncode != want["exit"] else "")))
+            return seen
 
-        result.record = self.step(step_id, title or _title(step_id), owner=owner or self.owner,
-                                  expect=self._describe(want, then, values), command=shown, action=act,
-                                  mutating=mutating, required=required)
+        def on_target(ctx: "StepContext", node: Any) -> str:
+            r = result if node is None else Result(step_id)  # nodes run in parallel: one Result each
+            r.node = node
+            seen: list[str] = []
+            for i, argv in enumerate(argvs):
+                parts = [step_id, _safe(node.name) if node else "", _safe(_item_name(items[i])) if each else ""]
+                log_name = ".".join(p for p in parts if p) + ".log" if (node or each) else None
+                seen = run_one(ctx, r, node, argv, log_name)
+            if node is not None:
+                result.exit, result.text, result.json = r.exit, r.text, r.json  # (the last node's, for later cells)
+            return "; ".join(seen + self._then(ctx, r, then))
+
+        def act(ctx: "StepContext") -> str:
+            self._require_files(needs_files, values, bool(on))
+            if not on:
+                return on_target(ctx, None)
+            from ._compose_steps import run_on_nodes
+
+            return run_on_nodes(ctx, self.env.deploy.compose, lambda node: on_target(ctx, node))
+
+        expected = self._describe(want, then, values) + (f" (or the output says {also_ok!r})" if also_ok else "") \
+            + (f"; watched for {watch}, then stopped" if watch else "")
+        try:
+            result.record = self.step(step_id, title or _title(step_id), owner=owner or self.owner,
+                                      expect=expected, command=shown, action=act, mutating=mutating,
+                                      required=required)
+        except StepFailed as exc:
+            self._decide(on_failure, step_id, exc.message)
+            raise
+        if result.outcome == "failed":
+            self._decide(on_failure, step_id, str(result.record.get("message", "")))
         return self._restored(result)
 
     # ------------------------------------------------------------------ requests
@@ -244,6 +311,59 @@ class Actions:
     @owner.setter
     def owner(self, role: str) -> None:
         self._owner = role
+
+    def _not_applicable(self, step_id: str, title: str | None, owner: str | None, want: Mapping[str, Any],
+                        template: str, result: Result, why: str) -> Result:
+        from ._steps import NotApplicable
+
+        def act(ctx: "StepContext") -> str:
+            raise NotApplicable(why)
+
+        result.record = self.step(step_id, title or _title(step_id), owner=owner or self.owner,
+                                  expect=describe(want), command=template, action=act)
+        return result
+
+    def _decide(self, on_failure: str | None, step_id: str, why: str) -> None:
+        if on_failure is None:
+            return
+        if on_failure != "rollback":
+            raise ValueError(f"on_failure={on_failure!r}: only \"rollback\" is known")
+        self.record("decision", decision="rollback", reason=f"{step_id} failed: {why}", failed=[step_id])
+
+    def _require_files(self, files: Sequence[str], values: Mapping[str, Any], on_nodes: bool) -> None:
+        """Files a command reads on this host (compose files and env files are read by the docker CLI,
+        not on the node) must exist before anything runs: one clear line naming the params key."""
+        base = self.path(self.env.deploy.compose.project_dir) if on_nodes and self.env.deploy.compose else self.root
+        for template in files:
+            rel = render_text(template, self.env, values)
+            if not (base / rel).is_file():
+                raise CheckFailed(f"{rel} ({template.strip('{}')}) not found in {base}",
+                                  hint=f"fix {template.strip('{}')} in params, or the project folder")
+
+    def _nodes(self) -> list[Any]:
+        c = self.env.deploy.compose
+        if c is None:
+            raise ParamsError(["deploy.compose is missing: there are no compose nodes"])
+        return list(c.nodes)
+
+    def _each(self, each: Mapping[str, Any] | None, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``each={"service": "{compose.services}"}`` -> one set of values per list item."""
+        if not each:
+            return [{}]
+        ((name, source),) = each.items()
+        items = source
+        if isinstance(source, str):
+            m = _WHOLE.match(source.strip())
+            if not m:
+                raise ParamsError([f"each={{{name!r}: {source!r}}} must name one params list like "
+                                   f"\"{{compose.services}}\""])
+            try:
+                items = lookup(self.env, m.group(1), values)
+            except KeyError:
+                raise ParamsError([f"{source} (each) is not set in params"]) from None
+        if not isinstance(items, (list, tuple)) or not items:
+            raise ParamsError([f"each {name}: {source} is not a non-empty list"])
+        return [{name: item} for item in items]
 
     def _failed_step(self, step_id: str, title: str | None, owner: str | None, want: Mapping[str, Any],
                      template: str, error: Exception, mutating: bool, required: bool, result: Result) -> Result:
@@ -373,16 +493,35 @@ class Actions:
 
 
 _KEEP_BYTES = 64 * 1024
+_WHOLE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_.-]*)\}$")
 
 
-def _keep(ctx: "StepContext", result: Result) -> None:
+def _observed(ctx: "StepContext", node: Any, text: str) -> str:
+    """A step's failure names expected and observed; on a node, the node's part names only what it saw
+    (the step then says "expected ...; observed node NAME: ...")."""
+    return text if node is not None else f"expected {ctx.expect}; observed {text}"
+
+
+def _host(node: Any) -> dict[str, str]:
+    return {"DOCKER_HOST": node.docker_host}
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
+
+
+def _item_name(item: Mapping[str, Any]) -> str:
+    return "-".join(str(v) for v in item.values())
+
+
+def _keep(ctx: "StepContext", result: Result, node: str | None = None) -> None:
     """Parsed output goes into the step's record (masked, like all of it) when small enough, so a
-    resumed run can hand it on; always into an artifact."""
+    resumed run can hand it on; always into an artifact (one per node on compose nodes)."""
     if result.json is None:
         return
     text = _json.dumps(result.json, indent=2, default=str)
-    ctx.artifact(f"{ctx.step_id}.json", text)
-    if len(text) <= _KEEP_BYTES:
+    ctx.artifact(f"{ctx.step_id}{'.' + _safe(node) if node else ''}.json", text)
+    if len(text) <= _KEEP_BYTES and node is None:
         ctx.data["output"] = result.json
 
 

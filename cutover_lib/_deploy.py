@@ -6,14 +6,12 @@ turns the runbook's deploy actions into steps on the ``Runbook``:
 ================  ==========================================================  =========
 method            runbook                                                     mutating
 ================  ==========================================================  =========
-network           3 / 4.1 ``docker network create stellaops_frontdoor``       compose
 validate_profile  T-12h ``validate-profiles.sh`` for one profile               no
 stage_secrets     3 ``kubectl apply -f secrets/stage/*.yaml``                 yes
-apply             4.2 compose pull / up -d / ps / logs, or 4.3 helm upgrade    yes
-rollback          6 compose down + previous up -d, or helm rollback            yes
+apply             4.3 helm upgrade, or a plug-in mode's apply (compose: cells)  yes
+rollback          6 helm rollback, or a plug-in mode's (compose: cells)         yes
 ================  ==========================================================  =========
 
-(``compose``: mutating there; helm and lab record it as a read-only skipped step.)
 A method that does not apply to a mode records a ``skipped`` step saying why, so the
 evidence shows every runbook bullet either way.
 """
@@ -29,8 +27,6 @@ __all__ = ["DeployAdapter", "adapter_for", "register_deploy_mode"]
 
 
 class DeployAdapter(Protocol):
-    def network(self, rb: Runbook, section: str) -> None: ...
-
     def validate_profile(self, rb: Runbook, profile: str, path: str) -> None: ...
 
     def stage_secrets(self, rb: Runbook) -> None: ...
@@ -61,9 +57,6 @@ def adapter_for(rb: Runbook) -> Any:
 
 # ----------------------------------------------------------------------------- notebook calls
 
-def network(rb: Runbook, section: str = "4.1") -> None:
-    """``docker network create stellaops_frontdoor`` on each compose host (idempotent, real errors fail)."""
-    adapter_for(rb).network(rb, section)
 
 
 def stage_secrets(rb: Runbook) -> None:
@@ -98,12 +91,21 @@ def _helm_absent(rb: Runbook, profile: str, path: str) -> None:
             command=f"helm lint deploy/helm/stellaops -f {path}")
 
 
+#: deploy modes whose runbook lines are notebook cells (``rb.sh(..., on="each node")``)
+_IN_CELLS = {"compose"}
+
+
 def apply(rb: Runbook, section: str | None = None) -> None:
-    """4.2 (compose) or 4.3 (helm), or the lab restart; a failure records the rollback decision."""
+    """4.3 (helm), or a plug-in deploy mode's apply (the lab's restart); a failure records the
+    rollback decision.  In compose mode the cells of 4.2 are the path: nothing happens here."""
     from ._errors import StepFailed
 
     mode = rb.env.deploy.mode
-    sec = section or {"compose": "4.2", "helm": "4.3", "lab": "4.2"}[mode]
+    if mode in _IN_CELLS:
+        rb.show_html(f"<p>deploy mode <b>{mode}</b>: the cells above are this environment's path.</p>",
+                     f"deploy mode {mode}: the cells above are this environment's path")
+        return
+    sec = section or {"helm": "4.3"}.get(mode, "4.2")
     try:
         adapter_for(rb).apply(rb, sec)
     except StepFailed as exc:
@@ -113,5 +115,11 @@ def apply(rb: Runbook, section: str | None = None) -> None:
 
 
 def rollback(rb: Runbook) -> None:
-    """Section 6: compose down + previous release up -d, or helm rollback to the previous revision."""
+    """Section 6 in helm mode (helm rollback to the previous revision) or a plug-in deploy mode;
+    in compose mode the cells of Section 6 are the path."""
+    mode = rb.env.deploy.mode
+    if mode in _IN_CELLS:
+        rb.show_html(f"<p>deploy mode <b>{mode}</b>: the cells above are this environment's path.</p>",
+                     f"deploy mode {mode}: the cells above are this environment's path")
+        return
     adapter_for(rb).rollback(rb)

@@ -3,7 +3,6 @@
 ==================================  ==========================================================================
 step                                what runs
 ==================================  ==========================================================================
-``3.network`` / ``4.1.network``     skipped: helm deploy mode has no compose hosts
 ``2.t-12h.validate-<profile>``      ``helm lint CHART -f VALUES`` and ``helm template ...`` (output archived)
 ``3.stage-secrets``                 ``kubectl apply -f secrets/stage/*.yaml`` as a server-side apply; then the
                                     secrets ``values-stage.yaml`` names hold their keys
@@ -104,14 +103,6 @@ class HelmSteps:
     """The deploy-mode protocol of :mod:`cutover_lib._deploy` for Helm on Kubernetes."""
 
     # ------------------------------------------------------------------ 3 / 4.1
-    def network(self, rb: Runbook, section: str) -> None:
-        def act(ctx: StepContext) -> str:
-            raise NotApplicable("helm deploy mode (no compose hosts)")
-
-        rb.step(f"{section}.network", "External reverse proxy network stellaops_frontdoor", owner=OWNER,
-                expect="network present on each compose host", action=act,
-                command="docker network create stellaops_frontdoor")
-
     # ------------------------------------------------------------------ T-12h
     def validate_profile(self, rb: Runbook, profile: str, path: str) -> None:
         h = rb.env.deploy.helm

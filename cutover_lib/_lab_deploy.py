@@ -61,14 +61,6 @@ def _wait_release(ctx: StepContext, rb: Runbook, release: str) -> str:
 class LabSteps:
     """The deploy-mode protocol of ``_deploy`` for the lab."""
 
-    def network(self, rb: Runbook, section: str) -> None:
-        def act(ctx: StepContext) -> str:
-            raise NotApplicable("lab deploy mode runs processes on loopback; there is no compose host")
-
-        rb.step(f"{section}.network", "External reverse proxy network stellaops_frontdoor", owner="DevOps engineer",
-                expect="network present on each compose host", action=act,
-                command="docker network create stellaops_frontdoor")
-
     def validate_profile(self, rb: Runbook, profile: str, path: str) -> None:
         from ._compose_steps import ComposeSteps
 

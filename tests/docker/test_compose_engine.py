@@ -75,16 +75,22 @@ def _environ() -> dict[str, str]:
 
 # ------------------------------------------------------------------------------ network
 
+def network_cell(rb: Runbook, notebook: str = "04_preflight.ipynb", step_id: str = "4.1.network") -> None:
+    from nb_helpers import run_cells
+
+    run_cells(rb, notebook, step_id)
+
+
 def test_network_create_is_idempotent(docker_lab, clean_engines, tmp_path):
     host = docker_lab.engine("lab1")
     clean_engines(host, network=True)
     rb = make_rb(tmp_path, {"lab1": host})
-    ComposeSteps().network(rb, "4.1")
+    network_cell(rb)
     first = steps(rb)["4.1.network"]
-    assert first["outcome"] == "passed" and first["observed"] == "network stellaops_frontdoor created"
-    ComposeSteps().network(rb, "3")
+    assert first["outcome"] == "passed" and first["observed"].startswith("exit 0 in ")
+    network_cell(rb, "03_rehearsal.ipynb", "3.network")
     second = steps(rb)["3.network"]
-    assert second["outcome"] == "passed" and "already exists (HTTP 409: passes)" in second["observed"]
+    assert second["outcome"] == "passed" and "already exists (passes)" in second["observed"]
     assert second["commands"] == [f"DOCKER_HOST={host} docker network create stellaops_frontdoor"]
     with dc.engine_client("lab1", host) as client:
         assert [n.name for n in client.networks.list(names=["stellaops_frontdoor"])] == ["stellaops_frontdoor"]
@@ -94,11 +100,11 @@ def test_network_error_other_than_exists_fails(docker_lab, clean_engines, tmp_pa
     host = docker_lab.engine("lab1")
     rb = make_rb(tmp_path, {"lab1": host}, "deploy.compose.network=host")
     with pytest.raises(StepFailed):
-        ComposeSteps().network(rb, "4.1")
+        network_cell(rb)
     rec = steps(rb)["4.1.network"]
     assert rec["outcome"] == "failed"
-    assert "node lab1: docker engine of node lab1" in rec["message"]
-    assert "answered 403: operation is not permitted on predefined host network" in rec["message"]
+    assert "node lab1: `DOCKER_HOST=" in rec["message"] and "exited 1 on node lab1" in rec["message"]
+    assert "operation is not permitted on predefined host network" in rec["message"]
 
 
 # ------------------------------------------------------------------------------ T-12h
@@ -120,14 +126,26 @@ def test_validate_profiles_renders_every_profile(docker_lab, tmp_path):
 
 # ------------------------------------------------------------------------------ 4.2 and 6
 
+def apply_cells(rb: Runbook) -> None:
+    from nb_helpers import run_cells
+
+    run_cells(rb, "05_apply.ipynb", "4.2.pull", "4.2.up", "4.2.health", "4.2.logs")
+
+
+def rollback_cells(rb: Runbook) -> None:
+    from nb_helpers import run_cells
+
+    run_cells(rb, "08_rollback.ipynb", "6.logs", "6.compose-down", "6.compose-up-previous", "6.health-previous")
+
+
 def test_upgrade_from_previous_release(docker_lab, clean_engines, tmp_path):
     host = docker_lab.engine("lab1")
     rb = make_rb(tmp_path, {"lab1": host})
-    ComposeSteps().network(rb, "4.1")
+    network_cell(rb)
     bring_up_stage(host)
     assert {v for _, v in versions().values()} == {"2025.09.1"}
 
-    ComposeSteps().apply(rb, "4.2")
+    apply_cells(rb)
 
     s = steps(rb)
     assert [s[i]["outcome"] for i in ("4.2.pull", "4.2.up", "4.2.health", "4.2.logs")] == ["passed"] * 4
@@ -146,11 +164,11 @@ def test_unhealthy_release_fails_health_then_rollback_restores_previous(docker_l
     bad = env_file(tmp_path, "prod.env", STELLAOPS_LAB_FAULTS="'{\"scanner.unhealthy\": true}'",
                    STELLAOPS_HEALTH_START_PERIOD="1s")
     rb = make_rb(tmp_path, {"lab1": host}, f"deploy.compose.env_file={bad}", "deploy.compose.health_timeout=60s")
-    ComposeSteps().network(rb, "4.1")
+    network_cell(rb)
     bring_up_stage(host)
 
     with pytest.raises(StepFailed, match="4.2.health"):
-        ComposeSteps().apply(rb, "4.2")
+        apply_cells(rb)
     s = steps(rb)
     health = s["4.2.health"]
     assert health["outcome"] == "failed"
@@ -158,10 +176,12 @@ def test_unhealthy_release_fails_health_then_rollback_restores_previous(docker_l
     assert "scanner-web (stellaops-scanner-web) running/unhealthy" in health["message"]
     assert "last check: urllib.error.HTTPError: HTTP Error 503" in health["message"]
     assert "authority" not in health["message"].split("observed", 1)[1]  # only the unhealthy one is named
-    assert s["4.2.logs"]["outcome"] == "passed"  # logs kept even though health failed
+    decision = [r for r in rb.run.read_ledger() if r.get("kind") == "decision"][-1]
+    assert decision["decision"] == "rollback" and decision["failed"] == ["4.2.health"]
 
-    ComposeSteps().rollback(rb)
+    rollback_cells(rb)
     s = steps(rb)
+    assert s["6.logs"]["outcome"] == "passed"  # the failed release's logs, kept before it goes down
     assert [s[i]["outcome"] for i in ("6.compose-down", "6.compose-up-previous", "6.health-previous")] == \
         ["passed"] * 3
     assert s["6.compose-down"]["commands"] == [
@@ -179,11 +199,10 @@ def test_two_compose_nodes_updated_concurrently(docker_lab, clean_engines, tmp_p
     # each engine publishes on its own loopback address (dockerd --ip), like two hosts
     two = env_file(tmp_path, "prod.env", STELLAOPS_BIND_ADDRESS="")
     rb = make_rb(tmp_path, hosts, f"deploy.compose.env_file={two}", "deploy.compose.parallelism=2")
-    ComposeSteps().network(rb, "4.1")
+    network_cell(rb)
     t0 = time.monotonic()
-    ComposeSteps().apply(rb, "4.2")
+    apply_cells(rb)
     elapsed = time.monotonic() - t0
-
     s = steps(rb)
     for sid in ("4.1.network", "4.2.pull", "4.2.up", "4.2.health", "4.2.logs"):
         nodes = s[sid]["data"]["nodes"]

@@ -4,6 +4,7 @@ evidence.  Runs everywhere (no ``docker`` marker); the engine tests are in test_
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -60,11 +61,6 @@ def test_compose_argv_is_the_runbooks():
     assert dc.network_argv("stellaops_frontdoor") == ["docker", "network", "create", "stellaops_frontdoor"]
 
 
-def test_docker_binary_is_configurable(monkeypatch):
-    monkeypatch.setenv("CUTOVER_DOCKER", "/opt/docker/bin/docker")
-    assert dc.compose_argv("f.yaml", "e.env", "up", "-d")[:2] == ["/opt/docker/bin/docker", "compose"]
-
-
 def test_env_file_as_typed_or_next_to_the_compose_file(runbook_root: Path):
     f = "deploy/compose/docker-compose.prod.yaml"
     assert dc.resolve_env_file(runbook_root, f, "prod.env") == "prod.env"
@@ -72,14 +68,21 @@ def test_env_file_as_typed_or_next_to_the_compose_file(runbook_root: Path):
     assert dc.resolve_env_file(runbook_root, f, "missing.env") == "missing.env"
 
 
+def compose_cells(rb: Runbook) -> None:
+    """The compose lines of the committed notebooks: 4.1 network, 4.2, and Section 6 for compose."""
+    from nb_helpers import run_cells
+
+    run_cells(rb, "04_preflight.ipynb", "4.1.network")
+    run_cells(rb, "05_apply.ipynb", "4.2.pull", "4.2.up", "4.2.health", "4.2.logs")
+    run_cells(rb, "08_rollback.ipynb", "6.logs", "6.compose-down", "6.compose-up-previous", "6.health-previous")
+
+
 def test_dry_run_plans_every_node_with_the_exact_commands(runbook_root: Path, tmp_path: Path):
     rb = make_rb(runbook_root, tmp_path, "deploy.compose.env_file=prod.env",
+                 "deploy.compose.previous.env_file=deploy/compose/stage.env",
                  f"deploy.compose.nodes=[{{name: n1, docker_host: '{N1}'}}, {{name: n2, docker_host: '{N2}'}}]",
                  dry_run=True)
-    cs = ComposeSteps()
-    cs.network(rb, "4.1")
-    cs.apply(rb, "4.2")
-    cs.rollback(rb)
+    compose_cells(rb)  # (6.logs, a read, finds no engine here: it fails without stopping anything)
     s = steps(rb)
     base = "docker compose --env-file prod.env -f deploy/compose/docker-compose.prod.yaml"
     assert s["4.2.pull"]["outcome"] == "planned"
@@ -95,6 +98,16 @@ def test_dry_run_plans_every_node_with_the_exact_commands(runbook_root: Path, tm
     assert all(s[sid]["mutating"] for sid in ("4.1.network", "4.2.pull", "4.2.up", "6.compose-down",
                                               "6.compose-up-previous"))
     assert not s["4.2.health"]["mutating"]
+    assert s["4.2.logs"]["command"].startswith(f"DOCKER_HOST={N1} docker logs stellaops-authority --tail 50 ; ")
+
+
+def test_compose_cells_are_not_applicable_in_helm_mode(tmp_path: Path):
+    env = load_environment("prod", REPO / "params")
+    rb = Runbook(env, RunFolder.create(tmp_path / "executed", "prod", "t"), root=REPO, notebook="t")
+    compose_cells(rb)
+    for sid in ("4.1.network", "4.2.pull", "4.2.up", "4.2.health", "6.compose-down"):
+        rec = steps(rb)[sid]
+        assert rec["outcome"] == "skipped" and "deploy mode is helm, this is the compose path" in rec["observed"]
 
 
 def test_stage_secrets_is_not_applicable(runbook_root: Path, tmp_path: Path):
@@ -106,56 +119,105 @@ def test_stage_secrets_is_not_applicable(runbook_root: Path, tmp_path: Path):
 
 # ------------------------------------------------------------------------------ errors
 
-def test_missing_compose_file_is_one_line(runbook_root: Path, tmp_path: Path):
-    rb = make_rb(runbook_root, tmp_path, "deploy.compose.file=deploy/compose/docker-compose.nope.yaml")
+def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> Path:
+    """A stand-in ``docker`` CLI first on PATH (its messages are the real CLI's)."""
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "docker"
+    fake.write_text("#!/bin/sh\n" + script)
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return fake
+
+
+def run_pull(rb: Runbook) -> dict:
+    from nb_helpers import run_cells
+
     with pytest.raises(StepFailed):
-        ComposeSteps().apply(rb, "4.2")
-    rec = steps(rb)["4.2.pull"]
+        run_cells(rb, "05_apply.ipynb", "4.2.pull")
+    return steps(rb)["4.2.pull"]
+
+
+def test_missing_compose_file_is_one_line(runbook_root: Path, tmp_path: Path, monkeypatch):
+    fake_docker(tmp_path, monkeypatch, "echo ran >> \"$0.calls\"\n")
+    rb = make_rb(runbook_root, tmp_path, "deploy.compose.file=deploy/compose/docker-compose.nope.yaml")
+    rec = run_pull(rb)
     assert rec["outcome"] == "failed" and rec["commands"] == []
-    assert "compose file deploy/compose/docker-compose.nope.yaml not found" in rec["message"]
-    assert "deploy.compose.file" in rec["message"] and "\n" not in rec["message"]
+    assert "deploy/compose/docker-compose.nope.yaml (compose.file) not found" in rec["message"]
+    assert "fix compose.file in params" in rec["message"] and "\n" not in rec["message"]
+    assert not (tmp_path / "fakebin" / "docker.calls").exists()
 
 
-def test_unreachable_engine_names_the_docker_host(runbook_root: Path, tmp_path: Path):
-    pytest.importorskip("docker")
+def test_unreachable_engine_names_the_docker_host(runbook_root: Path, tmp_path: Path, monkeypatch):
+    fake_docker(tmp_path, monkeypatch, f"echo 'Cannot connect to the Docker daemon at {DEAD}. Is the docker daemon "
+                                       "running?' >&2\nexit 1\n")
     rb = make_rb(runbook_root, tmp_path, f"deploy.compose.nodes=[{{name: n1, docker_host: '{DEAD}'}}]")
+    from nb_helpers import run_cells
+
     with pytest.raises(StepFailed, match="node n1"):
-        ComposeSteps().network(rb, "4.1")
+        run_cells(rb, "04_preflight.ipynb", "4.1.network")
     rec = steps(rb)["4.1.network"]
     assert f"docker engine of node n1 not reachable at DOCKER_HOST={DEAD}" in rec["message"]
     assert "tools/dockerlab.sh start-engine" in rec["message"] and "\n" not in rec["message"]
     assert rec["data"]["nodes"]["n1"]["outcome"] == "failed"
 
 
-def test_a_failed_node_stops_the_nodes_not_yet_started(runbook_root: Path, tmp_path: Path):
-    pytest.importorskip("docker")
+def test_a_failed_node_stops_the_nodes_not_yet_started(runbook_root: Path, tmp_path: Path, monkeypatch):
+    fake_docker(tmp_path, monkeypatch, 'case "$DOCKER_HOST" in *no-such-engine*) echo "Cannot connect to the Docker '
+                                       'daemon at $DOCKER_HOST. Is the docker daemon running?" >&2; exit 1;; esac\n'
+                                       'echo "$DOCKER_HOST" >> "$0.calls"\n')
     rb = make_rb(runbook_root, tmp_path, "deploy.compose.parallelism=1",
                  f"deploy.compose.nodes=[{{name: dead, docker_host: '{DEAD}'}}, {{name: n2, docker_host: '{N2}'}}]")
+    from nb_helpers import run_cells
+
     with pytest.raises(StepFailed):
-        ComposeSteps().network(rb, "4.1")
+        run_cells(rb, "04_preflight.ipynb", "4.1.network")
     rec = steps(rb)["4.1.network"]
-    assert rec["message"].startswith("expected network stellaops_frontdoor present")
-    assert "node dead: docker engine of node dead not reachable" in rec["message"]
+    assert rec["message"].startswith("expected exit 0 (or the output says 'already exists'); observed node dead: "
+                                     "docker engine of node dead not reachable")
     assert "(not started: n2)" in rec["message"]
     assert rec["data"]["nodes"]["n2"]["outcome"] == "not started"
+    assert not (tmp_path / "fakebin" / "docker.calls").exists()
+
+
+def test_an_existing_network_passes_any_other_error_fails(runbook_root: Path, tmp_path: Path, monkeypatch):
+    from nb_helpers import run_cells
+
+    fake_docker(tmp_path, monkeypatch, "echo 'Error response from daemon: network with name stellaops_frontdoor "
+                                       "already exists' >&2\nexit 1\n")
+    rb = make_rb(runbook_root, tmp_path)
+    run_cells(rb, "04_preflight.ipynb", "4.1.network")
+    rec = steps(rb)["4.1.network"]
+    assert rec["outcome"] == "passed" and "already exists (passes)" in rec["observed"]
+    fake_docker(tmp_path, monkeypatch, "echo 'Error response from daemon: operation is not permitted on predefined "
+                                       "host network' >&2\nexit 1\n")
+    rb = make_rb(runbook_root, tmp_path, "deploy.compose.network=host")
+    with pytest.raises(StepFailed):
+        run_cells(rb, "04_preflight.ipynb", "4.1.network")
+    assert "operation is not permitted" in steps(rb)["4.1.network"]["message"]
 
 
 def test_docker_not_installed_is_tool_missing(runbook_root: Path, tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("CUTOVER_DOCKER", str(tmp_path / "no" / "docker"))
+    from cutover_lib._errors import ToolMissing
+    from nb_helpers import run_cells
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
     rb = make_rb(runbook_root, tmp_path, "deploy.compose.env_file=prod.env")
-    with pytest.raises(StepFailed):
-        ComposeSteps().apply(rb, "4.2")
-    assert "is not installed" in steps(rb)["4.2.pull"]["message"]
+    with pytest.raises(ToolMissing):
+        run_cells(rb, "05_apply.ipynb", "4.2.pull")
+    assert "docker is not installed" in steps(rb)["4.2.pull"]["message"]
 
 
 def test_compose_plugin_missing_is_tool_missing(runbook_root: Path, tmp_path: Path, monkeypatch):
-    fake = tmp_path / "docker"
-    fake.write_text("#!/bin/sh\necho \"docker: 'compose' is not a docker command.\" >&2\nexit 1\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("CUTOVER_DOCKER", str(fake))
+    from cutover_lib._errors import ToolMissing
+    from nb_helpers import run_cells
+
+    fake_docker(tmp_path, monkeypatch, "echo \"docker: 'compose' is not a docker command.\" >&2\nexit 1\n")
     rb = make_rb(runbook_root, tmp_path, "deploy.compose.env_file=prod.env")
-    with pytest.raises(StepFailed):
-        ComposeSteps().apply(rb, "4.2")
+    with pytest.raises(ToolMissing):
+        run_cells(rb, "05_apply.ipynb", "4.2.pull")
     msg = steps(rb)["4.2.pull"]["message"]
     assert "docker compose v2 is not installed" in msg and "tools/dockerlab.sh install" in msg
 

@@ -349,3 +349,42 @@ def test_mask_still_applies_to_tool_output(make_rb, fake_env, monkeypatch):
         if f.is_file():
             assert CANARY not in f.read_text(errors="replace"), f
     assert os.environ.get("STELLAOPS_CLIENT_SECRET") != CANARY
+
+
+def test_watch_stops_a_command_that_runs_until_stopped_and_passes(make_rb, fake_env, monkeypatch):
+    monkeypatch.setenv("FAKE_SLEEP", "30")
+    rb = make_rb(env=fake_env)
+    res = rb.sh("4.3.pods", "{tools.stellaops_cli} get pods --watch", watch="1s")
+    assert res.outcome == "passed" and res.record["observed"].startswith("watched for 1s")
+    assert res.record["duration_s"] < 10 and "watched for 1s, then stopped" in res.record["expect"]
+    monkeypatch.setenv("FAKE_SLEEP", "0")
+    monkeypatch.setenv("FAKE_RC", "1")
+    bad = rb.sh("4.3.pods", "{tools.stellaops_cli} get pods --watch", watch="5s", required=False)
+    assert bad.outcome == "failed" and "observed exit 1" in bad.record["message"]
+
+
+def test_on_failure_rollback_records_the_decision(make_rb, fake_env, monkeypatch):
+    monkeypatch.setenv("FAKE_RC", "3")
+    rb = make_rb(env=fake_env)
+    with pytest.raises(StepFailed):
+        rb.sh("4.3.helm-upgrade", "{tools.stellaops_cli} upgrade", mutating=True, on_failure="rollback")
+    decision = [r for r in rb.run.read_ledger() if r.get("kind") == "decision"][-1]
+    assert decision["decision"] == "rollback" and decision["failed"] == ["4.3.helm-upgrade"]
+    assert "exit 3" in decision["reason"]
+
+
+def test_mode_marks_the_other_paths_cells_not_applicable(make_rb, fake_env, tmp_path):
+    rb = make_rb(env=fake_env)  # local: deploy mode lab
+    res = rb.sh("4.3.helm-upgrade", "helm upgrade {helm.release} {helm.chart}", mode="helm", mutating=True)
+    assert res.outcome == "skipped" and res.record["observed"] == "not applicable: deploy mode is lab, this is the helm path"
+    assert res.record["command"] == "helm upgrade {helm.release} {helm.chart}"  # (lab params have no helm section)
+    assert calls(tmp_path) == []
+
+
+def test_each_runs_once_per_value_with_its_own_log(make_rb, fake_env, tmp_path):
+    env = fake_env.model_copy(update={"smoke": fake_env.smoke.model_copy(update={"web_pages": {"/a": "x", "/b": "y"}})})
+    rb = make_rb(env=env)
+    res = rb.sh("7.pages", "{tools.stellaops_cli} page {page}", each={"page": ["/a", "/b"]})
+    assert res.outcome == "passed"
+    assert [c["argv"] for c in calls(tmp_path)] == [["page", "/a"], ["page", "/b"]]
+    assert {"artifacts/7.pages._a.log", "artifacts/7.pages._b.log"} <= set(res.record["artifacts"])

@@ -235,10 +235,13 @@ def test_validate_profile_archives_lint_and_template(helm, make_rb):
 
 
 def test_network_is_skipped_in_helm_mode(make_rb):
+    from nb_helpers import run_cells
+
     rb = make_rb()
-    HelmSteps().network(rb, "4.1")
+    run_cells(rb, "04_preflight.ipynb", "4.1.network")
     rec = steps(rb)["4.1.network"]
-    assert rec["outcome"] == "skipped" and rec["observed"] == "not applicable: helm deploy mode (no compose hosts)"
+    assert rec["outcome"] == "skipped"
+    assert rec["observed"] == "not applicable: deploy mode is helm, this is the compose path"
 
 
 def test_helm_missing_fails_the_step_with_install_hint(kube_api, make_rb, monkeypatch, tmp_path):
