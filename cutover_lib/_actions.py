@@ -23,7 +23,8 @@ import json as _json
 import os
 import re
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ._errors import CheckFailed, ParamsError, StepFailed
@@ -31,7 +32,7 @@ from ._expect import describe, mismatches
 from ._params import parse_duration
 from ._secrets import SecretRef, mask
 from ._shell import render
-from ._template import Missing, lookup, render_args, render_text
+from ._template import Missing, NotNeeded, lookup, render_args, render_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -59,6 +60,8 @@ class Result:
         self.json: Any = None
         self.elapsed_s: float = 0.0
         self.node: Any = None  # the compose node a per-node check is looking at
+        self.values: dict[str, Any] = {}  # what a then-check derived for later cells (e.g. rollback_to)
+        self.vars: dict[str, Any] = {}  # the names the cell's template was filled with ({now}, vars=...)
 
     @property
     def outcome(self) -> str:
@@ -71,6 +74,8 @@ class Result:
     def __getitem__(self, path: str) -> Any:
         """A value of the parsed output by dotted path; :class:`Missing` (which fails any step that
         uses it, naming this one) when this step produced none."""
+        if path in self.values:
+            return self.values[path]
         node = self.json
         for part in path.split("."):
             if isinstance(node, Mapping) and part in node:
@@ -120,7 +125,8 @@ class Actions:
            required: bool = True, env: Mapping[str, str] | None = None, vars: Mapping[str, Any] | None = None,
            inside: str | None = None, parse: str | None = None, mode: str | None = None, on: str | None = None,
            each: Mapping[str, Any] | None = None, after_change: bool = False, also_ok: str | None = None,
-           needs_files: Sequence[str] = (), on_failure: str | None = None, watch: str | None = None) -> Result:
+           needs_files: Sequence[str] = (), on_failure: str | None = None, watch: str | None = None,
+           when: Mapping[str, Any] | None = None, secret_files: Mapping[str, str] | None = None) -> Result:
         """Run the runbook's command ``command`` (a template over params) as step ``step_id``.
 
         ``expect`` (default ``{"exit": 0}``) may also hold ``json`` (with ``parse="json"``, a subset
@@ -137,7 +143,12 @@ class Actions:
         exists"); ``needs_files`` are files (templates) that must exist before anything runs;
         ``on_failure="rollback"`` records the rollback decision when the step fails (Section 6).
         ``watch`` (a duration) is for a command that runs until stopped (``kubectl get pods --watch``):
-        it is stopped after that long, which passes; ending early with a failed exit fails."""
+        it is stopped after that long, which passes; ending early with a failed exit fails.
+        ``when={"backup.mode": "tools"}`` runs the cell only when those params have those values.
+        ``secret_files={"name": "uri: {backup.mongo.uri}"}`` writes a 0600 file (removed afterwards)
+        whose text may hold secrets, and passes its path as ``{name}``: how a secret reaches a tool
+        that reads a config file (``mongodump --config``), never through argv.
+        ``{now}`` (``date -Iseconds``, UTC) and ``{now_minute}`` (``date +%Y%m%d%H%M``) name the time."""
         want = dict(expect or {"exit": 0})
         want.setdefault("exit", 0)
         if "json" in want:
@@ -146,8 +157,14 @@ class Actions:
             raise ValueError(f'on={on!r}: only on="each node" (the compose nodes) is known')
         mode = "compose" if on else mode
         result = Result(step_id)
-        values = dict(vars or {})
-        not_here = f"deploy mode is {self.env.deploy.mode}, this is the {mode} path" \
+        values = {**_clock(), **dict(vars or {})}
+        files = {name: f"secret-file:{name}" for name in secret_files or {}}  # (a 0600 file at run time)
+        values.update(files)
+        result.vars = values
+        not_needed = next((v for v in values.values() if isinstance(v, NotNeeded)), None)
+        unmet = self._unmet(when)
+        not_here = not_needed.what if not_needed is not None else unmet if unmet else \
+            f"deploy mode is {self.env.deploy.mode}, this is the {mode} path" \
             if mode is not None and self.env.deploy.mode != mode else \
             "dry run: nothing was changed, so there is nothing new to check" if after_change and self.dry_run else None
         try:
@@ -167,7 +184,8 @@ class Actions:
             return self._not_applicable(step_id, title, owner, want, shown, result, not_here)
 
         def run_one(ctx: "StepContext", r: Result, node: Any, argv: list[str], log_name: str | None) -> list[str]:
-            tool_env = {**self._tool_env(values, env), **prefix_env, **(_host(node) if node else {})}
+            tool_env = {**self._tool_env(values, env, program=argv[len(prefix)]), **prefix_env,
+                        **(_host(node) if node else {})}
             cwd = self.path(self.env.deploy.compose.project_dir) if node and self.env.deploy.compose else None
             res = ctx.sh(argv, timeout=watched or within or self.env.timeouts.command.total_seconds(), env=tool_env,
                          check=False, capture_stdout=parse is not None, cwd=cwd, log_name=log_name)
@@ -204,15 +222,15 @@ class Actions:
 
         def on_target(ctx: "StepContext", node: Any) -> str:
             r = result if node is None else Result(step_id)  # nodes run in parallel: one Result each
-            r.node = node
+            r.node, r.vars = node, values
             seen: list[str] = []
-            for i, argv in enumerate(argvs):
-                parts = [step_id, _safe(node.name) if node else "", _safe(_item_name(items[i])) if each else ""]
-                log_name = ".".join(p for p in parts if p) + ".log" if (node or each) else None
-                seen = run_one(ctx, r, node, argv, log_name)
-            if node is not None:
-                result.exit, result.text, result.json = r.exit, r.text, r.json  # (the last node's, for later cells)
-            return "; ".join(seen + self._then(ctx, r, then))
+            with self._secret_files(secret_files, values) as paths:
+                runs = [[paths.get(a, a) for a in argv] for argv in argvs]
+                for i, argv in enumerate(runs):
+                    parts = [step_id, _safe(node.name) if node else "", _safe(_item_name(items[i])) if each else ""]
+                    log_name = ".".join(p for p in parts if p) + ".log" if (node or each) else None
+                    seen = run_one(ctx, r, node, argv, log_name)
+            return self._finish(ctx, r, result, node, seen, then)
 
         def act(ctx: "StepContext") -> str:
             self._require_files(needs_files, values, bool(on))
@@ -294,13 +312,59 @@ class Actions:
         return self._restored(result)
 
     # ------------------------------------------------------------------ helpers
+    def _finish(self, ctx: "StepContext", r: Result, result: Result, node: Any, seen: list[str],
+                then: Sequence[Check]) -> str:
+        if node is not None:
+            result.exit, result.text, result.json = r.exit, r.text, r.json  # (the last node's, for later cells)
+        notes = self._then(ctx, r, then)
+        if r.values:
+            result.values.update(r.values)
+            ctx.data["values"] = {k: v for k, v in r.values.items() if isinstance(v, (str, int, float, bool))}
+        return "; ".join(seen + notes)
+
+    def _unmet(self, when: Mapping[str, Any] | None) -> str | None:
+        """Why a ``when={"params.key": value}`` cell does not apply here (None: it does)."""
+        for key, want in (when or {}).items():
+            try:
+                have = lookup(self.env, key)
+            except KeyError:
+                have = None
+            if have != want:
+                return f"{key} is {_word(have)} here; this cell is for {key} = {_word(want)}"
+        return None
+
+    @contextmanager
+    def _secret_files(self, files: Mapping[str, str] | None, values: Mapping[str, Any]) -> Iterator[dict[str, str]]:
+        """Write each ``secret_files`` entry (a template whose secret references are resolved now)
+        to a 0600 file in a private folder; yield placeholder -> path; remove them afterwards."""
+        if not files:
+            yield {}
+            return
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="cutover-secret-")  # 0700
+        try:
+            paths: dict[str, str] = {}
+            for name, template in files.items():
+                text = _SECRET_FIELD.sub(lambda m: self._env_value(name, m.group(0), values), template)
+                path = os.path.join(folder, name)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(text if text.endswith("\n") else text + "\n")
+                paths[f"secret-file:{name}"] = path
+            yield paths
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def _restored(self, result: Result) -> Result:
         """A step skipped on resume (it passed in an earlier attempt) hands on that attempt's output."""
-        if result.outcome == "skipped" and result.json is None:
+        if result.outcome == "skipped" and result.json is None and not result.values:
             for rec in reversed(self.run.read_ledger()):
                 if rec.get("kind") == "step" and rec.get("step_id") == result.step_id \
                         and rec.get("outcome") == "passed":
                     result.json = (rec.get("data") or {}).get("output")
+                    result.values.update((rec.get("data") or {}).get("values") or {})
                     break
         return result
 
@@ -442,11 +506,16 @@ class Actions:
             raise CheckFailed(f"the tool printed no JSON on standard output (got {snippet!r})",
                               hint="check that the program in params (tools.*) supports --output json") from None
 
-    def _tool_env(self, values: Mapping[str, Any], extra: Mapping[str, str] | None) -> dict[str, str]:
-        """The tool's environment: ``tools.env`` and the cell's ``env``, secrets resolved now, and
-        ``tools.path`` appended to ``PATH``."""
+    def _tool_env(self, values: Mapping[str, Any], extra: Mapping[str, str] | None,
+                  program: str = "") -> dict[str, str]:
+        """The tool's environment: ``tools.env`` when the program is one of the Stella Ops CLIs
+        (``tools.env_for``), and the cell's ``env``, secrets resolved now; ``tools.path`` appended to
+        ``PATH``."""
+        tools = self.env.tools
+        ours = {os.path.basename(p) for p in (*tools.env_for, tools.stellaops_cli)}
         out: dict[str, str] = {}
-        for name, raw in {**self.env.tools.env, **(extra or {})}.items():
+        base = tools.env if os.path.basename(program) in ours else {}
+        for name, raw in {**base, **(extra or {})}.items():
             out[name] = self._env_value(name, raw, values)
         if self.env.tools.path:
             extra_path = os.pathsep.join(str(self.path(p)) for p in self.env.tools.path)
@@ -494,6 +563,22 @@ class Actions:
 
 _KEEP_BYTES = 64 * 1024
 _WHOLE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_.-]*)\}$")
+
+
+_SECRET_FIELD = re.compile(r"\{[A-Za-z_][A-Za-z0-9_.-]*\}")
+
+
+def _clock() -> dict[str, str]:
+    """The time names a cell may use: ``{now}`` as ``date -Iseconds`` (UTC), ``{now_minute}`` as
+    ``date +%Y%m%d%H%M`` (UTC)."""
+    import time
+
+    t = time.gmtime()
+    return {"now": time.strftime("%Y-%m-%dT%H:%M:%SZ", t), "now_minute": time.strftime("%Y%m%d%H%M", t)}
+
+
+def _word(value: Any) -> str:
+    return "true" if value is True else "false" if value is False else "unset" if value is None else str(value)
 
 
 def _observed(ctx: "StepContext", node: Any, text: str) -> str:

@@ -8,8 +8,8 @@ method            runbook                                                     mu
 ================  ==========================================================  =========
 validate_profile  T-12h ``validate-profiles.sh`` for one profile               no
 stage_secrets     3 ``kubectl apply -f secrets/stage/*.yaml``                 yes
-apply             4.3 helm upgrade, or a plug-in mode's apply (compose: cells)  yes
-rollback          6 helm rollback, or a plug-in mode's (compose: cells)         yes
+apply             a plug-in mode's apply (compose and helm: cells)              yes
+rollback          a plug-in mode's rollback (compose and helm: cells)           yes
 ================  ==========================================================  =========
 
 A method that does not apply to a mode records a ``skipped`` step saying why, so the
@@ -92,12 +92,12 @@ def _helm_absent(rb: Runbook, profile: str, path: str) -> None:
 
 
 #: deploy modes whose runbook lines are notebook cells (``rb.sh(..., on="each node")``)
-_IN_CELLS = {"compose"}
+_IN_CELLS = {"compose", "helm"}
 
 
 def apply(rb: Runbook, section: str | None = None) -> None:
-    """4.3 (helm), or a plug-in deploy mode's apply (the lab's restart); a failure records the
-    rollback decision.  In compose mode the cells of 4.2 are the path: nothing happens here."""
+    """A plug-in deploy mode's apply (the lab's restart); a failure records the rollback decision.
+    In compose and helm mode the cells of 4.2 / 4.3 are the path: nothing happens here."""
     from ._errors import StepFailed
 
     mode = rb.env.deploy.mode
@@ -105,7 +105,7 @@ def apply(rb: Runbook, section: str | None = None) -> None:
         rb.show_html(f"<p>deploy mode <b>{mode}</b>: the cells above are this environment's path.</p>",
                      f"deploy mode {mode}: the cells above are this environment's path")
         return
-    sec = section or {"helm": "4.3"}.get(mode, "4.2")
+    sec = section or "4.2"
     try:
         adapter_for(rb).apply(rb, sec)
     except StepFailed as exc:
@@ -115,8 +115,8 @@ def apply(rb: Runbook, section: str | None = None) -> None:
 
 
 def rollback(rb: Runbook) -> None:
-    """Section 6 in helm mode (helm rollback to the previous revision) or a plug-in deploy mode;
-    in compose mode the cells of Section 6 are the path."""
+    """Section 6 for a plug-in deploy mode (the lab's); in compose and helm mode the cells of
+    Section 6 are the path."""
     mode = rb.env.deploy.mode
     if mode in _IN_CELLS:
         rb.show_html(f"<p>deploy mode <b>{mode}</b>: the cells above are this environment's path.</p>",

@@ -1,33 +1,25 @@
-"""Helm adapter: the exact argv of every helm command the runbook runs, and reading ``helm history``.
+"""Helm adapter: T-12h's lint and template argv, and reading ``helm history`` for a rollback.
 
-Building an argv is pure (what a dry run plans is what a real run executes); running goes
-through :func:`cutover_lib._shell.run_command` or a step's ``ctx.sh``.  Every argv starts
-with ``helm`` exactly as the runbook reads; :func:`executable` swaps in the binary to run
-(``$CUTOVER_HELM``, default ``helm`` on PATH), so evidence shows the runbook's command::
-
-    helm upgrade stellaops deploy/helm/stellaops -f deploy/helm/stellaops/values-prod.yaml \
-        --atomic --timeout 15m --namespace stellaops --kube-context stellaops-prod
-    helm history stellaops -o json --namespace stellaops --kube-context stellaops-prod
-    helm rollback stellaops 7 --namespace stellaops --kube-context stellaops-prod
-
-The rollback target is read from ``helm history``, never guessed: see :func:`previous_revision`.
+The runbook's ``helm upgrade``, ``helm history`` and ``helm rollback`` lines are cells of the
+notebooks (``rb.sh(..., mode="helm")``); what they need from here is :func:`rollback_target`
+(the revision to roll back to, read from ``helm history -o json``, never guessed: see
+:func:`previous_revision`) and :func:`runs_release`.  T-12h's ``helm lint`` / ``helm template``
+run through :func:`run` (``$CUTOVER_HELM``, default ``helm`` on PATH).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._errors import CheckFailed, CommandFailed, ToolMissing
-from ._params import HelmDeploy, format_duration
+
 from ._shell import CommandResult, run_command
 
-__all__ = ["INSTALL_HINT", "current_revision", "executable", "helm_bin", "history", "history_argv",
-           "lint_argv", "parse_history", "previous_revision", "release_of", "rollback_argv", "run",
-           "template_argv", "upgrade_argv"]
+__all__ = ["INSTALL_HINT", "current_revision", "executable", "helm_bin", "lint_argv", "previous_revision", "release_of",
+           "rollback_target", "run", "runs_release", "template_argv"]
 
 INSTALL_HINT = ("install helm 3 (https://helm.sh/docs/intro/install/, e.g. `brew install helm` or "
                 "`curl -fsSL https://raw.githubusercontent.com/helm/helm/main/scripts/get-helm-3 | bash`), "
@@ -49,26 +41,6 @@ def executable(argv: Sequence[str]) -> list[str]:
 
 def _target(namespace: str, kube_context: str | None) -> list[str]:
     return ["--namespace", namespace, *(["--kube-context", kube_context] if kube_context else [])]
-
-
-def upgrade_argv(helm: HelmDeploy, *, values: str | None = None) -> list[str]:
-    """``helm [secrets] upgrade RELEASE CHART -f VALUES [--atomic] --timeout 15m --namespace NS [--kube-context C]``."""
-    argv = ["helm", *(["secrets"] if helm.secrets_plugin else []), "upgrade", helm.release, helm.chart,
-            "-f", values or helm.values]
-    if helm.atomic:
-        argv.append("--atomic")
-    return argv + ["--timeout", format_duration(helm.timeout), *_target(helm.namespace, helm.kube_context)]
-
-
-def history_argv(release: str, namespace: str, kube_context: str | None = None) -> list[str]:
-    return ["helm", "history", release, "-o", "json", *_target(namespace, kube_context)]
-
-
-def rollback_argv(release: str, revision: int, namespace: str, kube_context: str | None = None) -> list[str]:
-    """``helm rollback RELEASE REV --namespace NS [--kube-context C]`` (the runbook's Section 6 line)."""
-    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1:
-        raise ValueError(f"a helm revision is a positive integer, got {revision!r}")
-    return ["helm", "rollback", release, str(revision), *_target(namespace, kube_context)]
 
 
 def lint_argv(chart: str, values: str) -> list[str]:
@@ -119,40 +91,6 @@ def _lines(text: str) -> list[str]:
     return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("$ ", "# exit "))]
 
 
-def parse_history(text: str) -> list[dict[str, Any]]:
-    """The revisions of ``helm history -o json`` output, oldest first.
-
-    Lines that are not the JSON array (``$ cmd`` log headers, helm's ``WARNING:`` lines on
-    stderr) are skipped; no array at all is an error."""
-    for line in reversed(_lines(text)):
-        line = line.strip()
-        if line.startswith("["):
-            try:
-                rows = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rows, list) and all(isinstance(r, dict) and "revision" in r for r in rows):
-                return sorted(rows, key=lambda r: int(r["revision"]))
-    raise CheckFailed("`helm history -o json` printed no JSON history",
-                      hint="run it by hand; is this helm 3?")
-
-
-def history(helm: HelmDeploy, *, sh: Runner | None = None, timeout: float = 60, **kwargs: Any) -> list[dict[str, Any]]:
-    """The release's revisions, oldest first (``helm history RELEASE -o json``).  A release that
-    does not exist is a :class:`CheckFailed` naming release, namespace and context."""
-    argv = history_argv(helm.release, helm.namespace, helm.kube_context)
-    result = run(argv, sh=sh, timeout=timeout, check=False, **kwargs)
-    text = _output(result)
-    if not result.ok:
-        where = f"namespace {helm.namespace}" + (f", context {helm.kube_context}" if helm.kube_context else "")
-        if "release: not found" in text:
-            raise CheckFailed(f"helm release {helm.release} not found in {where}: it has no history",
-                              hint="check deploy.helm.release / namespace / kube_context in params")
-        last = " | ".join(_lines(text)[-3:]) or "(no output)"
-        raise CommandFailed(f"`{result.command}` exited {result.returncode}; last output: {last}")
-    return parse_history(text)
-
-
 def release_of(entry: dict[str, Any]) -> str:
     """The release a revision runs: its ``app_version``, else the chart's version suffix."""
     app = str(entry.get("app_version") or "")
@@ -192,3 +130,46 @@ def previous_revision(history: Sequence[dict[str, Any]], *, previous_release: st
                           hint="there is nothing safe to roll back to automatically; decide the revision by hand "
                                "from `helm history` with the DevOps lead")
     return int(max(candidates, key=lambda h: int(h["revision"]))["revision"])
+
+
+def rollback_target() -> Any:
+    """A check for the cell that reads ``helm history ... -o json`` before a rollback (Section 6):
+    which revision to roll back to -- the newest good one running ``previous_release`` -- handed to
+    the next cell as ``hist["rollback_to"]``.  When the current revision already runs the previous
+    release (``--atomic`` rolled back), the rollback is not needed; when no revision qualifies, the
+    step fails listing the history: the revision is never guessed."""
+    from ._template import NotNeeded
+    from ._verify import _Check
+
+    def check(ctx: Any, result: Any) -> str:
+        hist = result.json if isinstance(result.json, list) else []
+        previous = ctx.rb.env.previous_release
+        cur = current_revision(hist)
+        ctx.data["current"] = {k: cur.get(k) for k in ("revision", "status", "chart", "app_version", "description")}
+        if release_of(cur) == previous:
+            why = f"revision {cur['revision']} already runs {previous} ({cur.get('description')})"
+            result.values["rollback_to"] = NotNeeded(why)
+            return why + "; nothing to roll back"
+        prev = previous_revision(hist, previous_release=previous)
+        entry = next(e for e in hist if int(e["revision"]) == prev)
+        result.values["rollback_to"] = prev
+        return (f"current revision {cur['revision']} ({cur.get('chart')}, {cur.get('status')}); "
+                f"previous revision {prev} ({entry.get('chart')}, {entry.get('status')})")
+
+    return _Check("a previous revision running previous_release (never guessed)", check)
+
+
+def runs_release(release: str) -> Any:
+    """A check for ``helm history ... -o json`` after the rollback: the deployed revision runs ``release``
+    (a template such as ``{previous_release}``)."""
+    from ._template import render_text
+    from ._verify import _Check
+
+    def check(ctx: Any, result: Any) -> str:
+        want = render_text(release, ctx.rb.env)
+        cur = current_revision(result.json if isinstance(result.json, list) else [])
+        if release_of(cur) != want:
+            raise CheckFailed(f"revision {cur['revision']} runs {release_of(cur)}, not {want}")
+        return f"revision {cur['revision']} runs {want} ({cur.get('description')})"
+
+    return _Check(f"the deployed revision runs {release}", check)

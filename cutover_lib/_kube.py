@@ -1,4 +1,4 @@
-"""Kubernetes adapter: secret keys, staging secrets, rollout watch and pods, on the ``kubernetes`` client.
+"""Kubernetes adapter: secret keys and staging secrets, on the ``kubernetes`` client.
 
 The runbook's ``kubectl`` lines, done through the API:
 
@@ -8,9 +8,10 @@ runbook                                            here
 4.1 secrets "contain the keys referenced"          :func:`secret_keys` (key *names* only)
 secret refs ``k8s:NS/SECRET#KEY``                  :func:`read_secret_value`
 3 ``kubectl apply -f secrets/stage/*.yaml``        :func:`apply_secrets` (server-side apply)
-4.3 ``kubectl rollout status deployment/<svc>``    :func:`wait_rollout` (a watch, not a poll)
-4.3 ``kubectl get pods -n stellaops --watch``      :func:`list_pods` (evidence)
 =================================================  ===========================================
+
+4.3's ``kubectl rollout status`` and ``kubectl get pods --watch`` are cells of the notebooks
+(the ``kubectl`` CLI itself).
 
 Configuration: the kubeconfig named by ``KUBECONFIG`` (or ``~/.kube/config``) with the
 context from params (``deploy.helm.kube_context``); inside a pod without a kubeconfig, the
@@ -31,19 +32,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import os
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._errors import CheckFailed, CutoverError, ParamsError, SecretError
 
-__all__ = ["FIELD_MANAGER", "RolloutResult", "apply_secrets", "list_pods", "load_secret_manifests",
-           "read_secret_value", "secret_keys", "wait_rollout"]
+__all__ = ["FIELD_MANAGER", "apply_secrets", "load_secret_manifests", "read_secret_value", "secret_keys"]
 
 FIELD_MANAGER = "stellaops-cutover"
 _SA_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -323,196 +320,3 @@ def apply_secrets(paths: Sequence[Path], namespace: str, *, context: str | None 
             results.append((f"secret/{name}", "created" if have is None else "changed"))
             del have
     return results
-
-
-# --------------------------------------------------------------------------- rollout
-
-@dataclass
-class RolloutResult:
-    """What :func:`wait_rollout` saw.  ``not_converged`` maps each late deployment to its reasons."""
-
-    namespace: str
-    converged: list[str] = field(default_factory=list)
-    not_converged: dict[str, list[str]] = field(default_factory=dict)
-    status: dict[str, dict[str, Any]] = field(default_factory=dict)
-    lists: int = 0
-    watches: int = 0
-    events: int = 0
-    duration_s: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.not_converged
-
-    def summary(self) -> str:
-        done = ", ".join(f"{n} ({self.status[n]['updated']}/{self.status[n]['desired']})" for n in self.converged)
-        if self.ok:
-            return f"{len(self.converged)} deployments rolled out: {done}"
-        late = "; ".join(f"{n}: {', '.join(r)}" for n, r in self.not_converged.items())
-        return f"not converged after {self.duration_s:.0f}s: {late}" + (f" (rolled out: {done})" if done else "")
-
-
-def _dep_status(obj: dict[str, Any]) -> dict[str, Any]:
-    spec, st, meta = obj.get("spec") or {}, obj.get("status") or {}, obj.get("metadata") or {}
-    desired = spec.get("replicas", 1)
-    row = {"desired": desired, "replicas": st.get("replicas") or 0, "updated": st.get("updatedReplicas") or 0,
-           "available": st.get("availableReplicas") or 0, "generation": meta.get("generation") or 0,
-           "observed_generation": st.get("observedGeneration") or 0}
-    row["converged"] = (row["observed_generation"] >= row["generation"]
-                        and row["updated"] == desired == row["replicas"] == row["available"])
-    progressing: dict[str, Any] = next((c for c in st.get("conditions") or [] if c.get("type") == "Progressing"), {})
-    row["deadline_exceeded"] = progressing.get("reason") == "ProgressDeadlineExceeded"
-    row["selector"] = ",".join(f"{k}={v}" for k, v in ((spec.get("selector") or {}).get("matchLabels") or {}).items())
-    return row
-
-
-def _describe(row: dict[str, Any]) -> str:
-    text = (f"{row['updated']}/{row['desired']} updated, {row['available']} available, {row['replicas']} total, "
-            f"observedGeneration {row['observed_generation']} of {row['generation']}")
-    return text + (" (ProgressDeadlineExceeded)" if row["deadline_exceeded"] else "")
-
-
-def wait_rollout(namespace: str, deployments: Sequence[str], *, timeout: float, context: str | None = None,
-                 request_timeout: float = 10) -> RolloutResult:
-    """Watch deployments until each has ``updatedReplicas == replicas == availableReplicas`` (== spec)
-    and ``observedGeneration >= metadata.generation``, or ``timeout`` seconds pass.
-
-    One list, then a watch from its resourceVersion (re-listed on 410 Gone or when the server
-    ends the watch early).  Empty ``deployments``: every deployment in the namespace.  For each
-    deployment that did not converge, the reasons name its status and its pods' waiting reasons
-    (CrashLoopBackOff, ImagePullBackOff, ...)."""
-    from kubernetes import client, watch
-    from kubernetes.client import ApiException
-
-    started = time.monotonic()
-    deadline = started + timeout
-    result = RolloutResult(namespace)
-    objs: dict[str, dict[str, Any]] = {}
-    wanted = list(deployments)
-
-    def pending() -> list[str]:
-        names = wanted or sorted(objs)
-        return [n for n in names if n not in objs or not _dep_status(objs[n])["converged"]]
-
-    def hopeless(names: list[str]) -> bool:
-        return bool(names) and all(n in objs and _dep_status(objs[n])["deadline_exceeded"] for n in names)
-
-    with _client(context) as (api, server):
-        apps = client.AppsV1Api(api)
-
-        def fail(exc: BaseException) -> CutoverError:
-            return _failure(exc, what=f"watch deployments in namespace {namespace}", server=server,
-                            context=context, namespace=namespace, verb="watch", resource="deployments")
-
-        def relist() -> str:
-            try:
-                body = _raw(apps.list_namespaced_deployment, namespace, _request_timeout=float(request_timeout))
-            except _api_errors() as exc:
-                raise fail(exc) from exc
-            result.lists += 1
-            objs.clear()
-            objs.update({d["metadata"]["name"]: d for d in body.get("items") or []})
-            return str((body.get("metadata") or {}).get("resourceVersion") or "")
-
-        rv = relist()
-        while pending() and not hopeless(pending()) and (remaining := deadline - time.monotonic()) > 0:
-            w = watch.Watch(return_type="object")
-            result.watches += 1
-            stream = w.stream(apps.list_namespaced_deployment, namespace, resource_version=rv,
-                              timeout_seconds=max(1, math.ceil(remaining)),
-                              _request_timeout=(float(request_timeout), remaining + float(request_timeout)))
-            try:
-                for event in stream:
-                    obj = event["raw_object"]
-                    result.events += 1
-                    name = obj["metadata"]["name"]
-                    rv = str(obj["metadata"].get("resourceVersion") or rv)
-                    if event["type"] == "DELETED":
-                        objs.pop(name, None)
-                    else:
-                        objs[name] = obj
-                    left = pending()
-                    if not left or hopeless(left) or time.monotonic() >= deadline:
-                        break
-            except ApiException as exc:
-                if exc.status != 410:
-                    raise fail(exc) from exc
-                rv = relist()  # our resourceVersion expired: list again, watch from there
-            except _transport_errors() as exc:
-                if time.monotonic() < deadline - 1:
-                    raise fail(exc) from exc
-            finally:
-                stream.close()
-
-        for name in wanted or sorted(objs):
-            if name not in objs:
-                result.not_converged[name] = [f"deployment {name} not found in namespace {namespace}"]
-                continue
-            row = _dep_status(objs[name])
-            result.status[name] = {k: v for k, v in row.items() if k != "selector"}
-            if row["converged"]:
-                result.converged.append(name)
-                continue
-            reasons = [_describe(row)]
-            try:
-                pods = _pods(api, namespace, row["selector"] or None, request_timeout)
-            except _api_errors() as exc:
-                reasons.append(f"pods not listed ({_reason(exc) if not isinstance(exc, ApiException) else exc.status})")
-                pods = []
-            for pod in pods:
-                if pod["reasons"] or not pod["ready_all"]:
-                    why = ", ".join(pod["reasons"]) or f"not ready ({pod['phase']})"
-                    reasons.append(f"pod {pod['name']}: {why} ({pod['restarts']} restarts)")
-            result.not_converged[name] = reasons
-    result.duration_s = round(time.monotonic() - started, 3)
-    return result
-
-
-# --------------------------------------------------------------------------- pods
-
-def _pod_row(pod: dict[str, Any]) -> dict[str, Any]:
-    st, spec = pod.get("status") or {}, pod.get("spec") or {}
-    statuses = st.get("containerStatuses") or []
-    reasons: list[str] = []
-    for cs in statuses:
-        state, last = cs.get("state") or {}, cs.get("lastState") or {}
-        for kind in ("waiting", "terminated"):
-            reason = (state.get(kind) or {}).get("reason")
-            if reason and reason not in reasons:
-                reasons.append(reason)
-        last_reason = (last.get("terminated") or {}).get("reason")
-        if cs.get("restartCount") and last_reason and f"last exit: {last_reason}" not in reasons:
-            reasons.append(f"last exit: {last_reason}")
-    for cond in st.get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason"):
-            reasons.append(cond["reason"])
-    if st.get("reason"):
-        reasons.append(st["reason"])
-    ready = sum(1 for cs in statuses if cs.get("ready"))
-    total = len(spec.get("containers") or statuses)
-    return {"name": pod["metadata"]["name"], "phase": st.get("phase") or "Unknown", "ready": f"{ready}/{total}",
-            "ready_all": total > 0 and ready == total,
-            "restarts": sum(int(cs.get("restartCount") or 0) for cs in statuses), "reasons": reasons,
-            "image": ", ".join(c.get("image", "") for c in spec.get("containers") or []),
-            "node": spec.get("nodeName")}
-
-
-def _pods(api: Any, namespace: str, selector: str | None, timeout: float) -> list[dict[str, Any]]:
-    from kubernetes import client
-
-    kwargs: dict[str, Any] = {"_request_timeout": float(timeout)}
-    if selector:
-        kwargs["label_selector"] = selector
-    body = _raw(client.CoreV1Api(api).list_namespaced_pod, namespace, **kwargs)
-    return [_pod_row(p) for p in body.get("items") or []]
-
-
-def list_pods(namespace: str, *, context: str | None = None, label_selector: str | None = None,
-              timeout: float = 10) -> list[dict[str, Any]]:
-    """Pods for evidence: ``name``, ``phase``, ``ready`` (``"1/1"``), ``restarts``, ``reasons``, ``image``."""
-    with _client(context) as (api, server):
-        try:
-            return _pods(api, namespace, label_selector, timeout)
-        except _api_errors() as exc:
-            raise _failure(exc, what=f"list pods in namespace {namespace}", server=server, context=context,
-                           namespace=namespace, verb="list", resource="pods") from exc

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError,
-                      field_validator, model_validator)
+                      computed_field, field_validator, model_validator)
 
 from ._errors import ParamsError
 from ._secrets import SecretRef
@@ -136,11 +136,23 @@ class HelmDeploy(_Model):
     values: str
     namespace: str = "stellaops"
     timeout: Duration = timedelta(minutes=15)
-    atomic: bool = True
+    watch: Duration = timedelta(seconds=30)  # how long 4.3 watches `kubectl get pods --watch`
     secrets_plugin: bool = False
     kube_context: str | None = None
     deployments: list[str] = Field(default_factory=list)
     stage_secrets: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def kube_args(self) -> list[str]:
+        """``--kube-context C`` for helm when params name a context, else nothing (cells: ``{helm.kube_args}``)."""
+        return ["--kube-context", self.kube_context] if self.kube_context else []
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def kubectl_args(self) -> list[str]:
+        """``--context C`` for kubectl when params name a context, else nothing."""
+        return ["--context", self.kube_context] if self.kube_context else []
 
 
 class LabDeploy(_Model):
@@ -253,15 +265,17 @@ class Monitoring(_Model):
 class Tools(_Model):
     """The runbook's CLIs run as commands whose program is set here (default: the runbook's names).
 
-    ``env`` is what the CLIs get in their environment: each value is a template over params
-    (``{services.scanner}``) or a secret reference (``env:NAME``, ``file:PATH``), resolved at use
-    and never shown.  ``path`` folders are appended to ``PATH`` for the runbook's commands (a lab
+    ``env`` is what the Stella Ops CLIs (the programs of ``env_for``) get in their environment:
+    each value is a template over params (``{services.scanner}``) or a secret reference
+    (``env:NAME``, ``file:PATH``), resolved at use and never shown.  ``path`` folders are appended to ``PATH`` for the runbook's commands (a lab
     puts its stand-in executables there; a program earlier on ``PATH`` still wins).
     """
 
     stellaops_cli: str = "stellaops-cli"
     profile: str | None = None  # stellaops-cli --profile; default: the environment's tier
     env: dict[str, str] = Field(default_factory=dict)
+    #: the programs ``env`` goes to (and ``stellaops_cli``); helm, kubectl, docker never get it
+    env_for: list[str] = Field(default_factory=lambda: ["stellaops-cli", "dotnet"])
     path: list[str] = Field(default_factory=list)
 
 

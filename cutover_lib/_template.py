@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from ._errors import CheckFailed, ParamsError
 from ._secrets import SecretRef
 
-__all__ = ["ALIASES", "Missing", "lookup", "render_args", "render_text", "render_value"]
+__all__ = ["ALIASES", "Missing", "NotNeeded", "lookup", "render_args", "render_text", "render_value"]
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)\}")
 
@@ -45,6 +45,11 @@ class Missing:
         return f"<missing: {self.what}>"
 
 
+class NotNeeded(Missing):
+    """A value an earlier step decided is not needed: the step that would use it does not apply
+    (e.g. no helm revision to roll back to because ``--atomic`` already rolled back)."""
+
+
 def lookup(root: Any, name: str, values: Mapping[str, Any] | None = None) -> Any:
     """The value of ``name`` (dotted) in ``values``, then in ``root`` (params).  ``KeyError`` if absent."""
     head, _, rest = name.partition(".")
@@ -59,7 +64,8 @@ def lookup(root: Any, name: str, values: Mapping[str, Any] | None = None) -> Any
             if part not in node:
                 raise KeyError(name)
             node = node[part]
-        elif isinstance(node, BaseModel) and part in type(node).model_fields:
+        elif isinstance(node, BaseModel) and (part in type(node).model_fields
+                                              or part in type(node).model_computed_fields):
             node = getattr(node, part)
         else:
             raise KeyError(name)

@@ -116,7 +116,7 @@ def test_unhealthy_release_fails_the_phase_and_rollback_restores_previous(docker
     res = cutover(root, "run", "--env", "lab-compose", "--phase", "cutover",
                   "-p", "deploy.compose.env_file=deploy/compose/prod-bad.env", "-p", "deploy.compose.health_timeout=40s")
     assert res.returncode == 1, res.stdout[-6000:] + res.stderr[-2000:]
-    assert "outcome: rolled-back" in res.stdout
+    assert "outcome: rolled-back" in res.stdout, res.stdout[-6000:]
     st = steps(run_of(res.stdout))
     assert st["4.2.health"]["outcome"] == "failed" and "scanner-web" in st["4.2.health"]["message"]
     for sid in ("6.assess", "6.gate-rollback", "6.compose-down", "6.compose-up-previous", "6.health-previous"):

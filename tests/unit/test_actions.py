@@ -388,3 +388,38 @@ def test_each_runs_once_per_value_with_its_own_log(make_rb, fake_env, tmp_path):
     assert res.outcome == "passed"
     assert [c["argv"] for c in calls(tmp_path)] == [["page", "/a"], ["page", "/b"]]
     assert {"artifacts/7.pages._a.log", "artifacts/7.pages._b.log"} <= set(res.record["artifacts"])
+
+
+def test_secret_files_reach_the_tool_never_argv(make_rb, fake_env, tmp_path, monkeypatch):
+    """mongodump --config FILE: the secret is in a 0600 file for the tool, masked everywhere, gone after."""
+    monkeypatch.setenv("MONGO_URI_TEST", f"mongodb://backup:{CANARY}@db:27017/x")
+    env = fake_env.model_copy(update={"backup": fake_env.backup.model_copy(update={"mongo": fake_env.backup.mongo.model_copy(
+        update={"uri": __import__("cutover_lib._secrets", fromlist=["SecretRef"]).SecretRef("env:MONGO_URI_TEST")})})})
+    prog = tmp_path / "bin" / "fake-cli"
+    prog.write_text(f"""#!{sys.executable}
+import json, os, stat, sys
+cfg = sys.argv[sys.argv.index("--config") + 1]
+mode = stat.S_IMODE(os.stat(cfg).st_mode)
+open(os.environ["FAKE_LOG"], "a").write(json.dumps({{"argv": sys.argv[1:], "config": open(cfg).read(),
+                                                     "mode": mode, "path": cfg}}) + "\\n")
+""")
+    rb = make_rb(env=env)
+    res = rb.sh("4.1.backup-mongo", "{tools.stellaops_cli} --config {mongo_config} --out {backup.mongo.out_dir}/launch-{now}",
+                secret_files={"mongo_config": "uri: {backup.mongo.uri}"}, mutating=True)
+    assert res.outcome == "passed", res.record["message"]
+    (call,) = calls(tmp_path)
+    assert call["config"] == f"uri: mongodb://backup:{CANARY}@db:27017/x\n" and call["mode"] == 0o600
+    assert all(CANARY not in a for a in call["argv"])  # never in argv (ps)
+    assert not Path(call["path"]).exists()  # removed afterwards
+    assert "--config secret-file:mongo_config --out .lab/backups/launch-" in res.record["command"]
+    for f in rb.run.path.rglob("*"):
+        if f.is_file():
+            assert CANARY not in f.read_text(errors="replace")
+
+
+def test_when_runs_a_cell_only_for_those_params(make_rb, fake_env, tmp_path):
+    rb = make_rb(env=fake_env)  # local: backup.mode lab
+    res = rb.sh("4.1.backup-mongo", "{tools.stellaops_cli} dump", when={"backup.mode": "tools"}, mutating=True)
+    assert res.outcome == "skipped"
+    assert res.record["observed"] == "not applicable: backup.mode is lab here; this cell is for backup.mode = tools"
+    assert calls(tmp_path) == []

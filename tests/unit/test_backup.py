@@ -19,13 +19,16 @@ from typing import Any
 import pytest
 
 from cutover_lib import _backup
+from cutover_lib._lab_backup import LabBackup
 from cutover_lib._errors import StepFailed, ToolMissing
 from cutover_lib._evidence import RunFolder
 from cutover_lib._steps import Runbook
 
-STANDINS = Path(__file__).resolve().parents[1] / "standins" / "bin"
+REPO = Path(__file__).resolve().parents[2]
+STANDINS = REPO / "tests" / "standins" / "bin"
 CANARY_PW = "CanaryPw-9d8e7f6a5b"
 URI = f"mongodb://stellaops:{CANARY_PW}@db.example:27017/stellaops?authSource=admin"
+LAB = LabBackup()
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 
@@ -65,28 +68,49 @@ def tools(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dic
     return {"overrides": overrides, "out": out, "s3": tmp_path / "s3"}
 
 
+def cells(rb: Runbook, notebook: str, *step_ids: str) -> list[dict[str, Any]]:
+    """Run the committed cells of ``step_ids``; their records (failed ones too)."""
+    from nb_helpers import run_cells
+
+    try:
+        run_cells(rb, notebook, *step_ids, root=REPO)
+    except (StepFailed, ToolMissing):
+        pass
+    recs = {r["step_id"]: r for r in rb.run.read_ledger() if r.get("kind") == "step"}
+    return [recs[sid] for sid in step_ids if sid in recs]
+
+
+def backup_cells(rb: Runbook) -> list[dict[str, Any]]:
+    return cells(rb, "04_preflight.ipynb", "4.1.backup-mongo", "4.1.mirror-minio")
+
+
+def restore_cells(rb: Runbook) -> list[dict[str, Any]]:
+    return cells(rb, "08_rollback.ipynb", "6.restore-mongo", "6.restore-minio")
+
+
 def test_mongodump_exact_argv_masked_evidence_and_verified_listing(project: Path, tmp_path: Path,
                                                                    tools: dict[str, Any],
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     rb = open_rb(project, tools["overrides"])
-    rec = _backup.backup_mongo(rb)
+    (rec,) = cells(rb, "04_preflight.ipynb", "4.1.backup-mongo")
     assert rec["outcome"] == "passed", rec["message"]
     path = rec["data"]["path"]
     assert re.fullmatch(re.escape(str(tools["out"])) + f"/launch-{TS}", path)
-    assert argv_log(tmp_path) == [["mongodump", "--uri", URI, "--out", path]]
-    assert rec["command"] == f'mongodump --uri "$MONGO_BACKUP_URI" --out {path}'
-    assert rec["commands"] == [f"mongodump --uri '***' --out {path}"]
+    (call,) = argv_log(tmp_path)
+    assert call[:2] == ["mongodump", "--config"] and call[3:] == ["--out", path]
+    assert URI not in json.dumps(call) and CANARY_PW not in json.dumps(call)  # never in argv (ps)
+    assert rec["command"] == f"mongodump --config secret-file:mongo_config --out {path}"
     assert rec["data"]["data_files"] == 2 and rec["data"]["data_bytes"] > 0
     listing = (rb.run.path / "artifacts" / "4.1.backup-mongo.listing.txt").read_text()
     assert "stellaops/runtime_events.bson" in listing and "stellaops/scans.metadata.json" in listing
     assert "artifacts/4.1.backup-mongo.listing.txt" in rec["artifacts"]
-    # the stand-in echoed the URI: it reached the log only as ***
+    # the stand-in read the URI from the config file and echoed it: it reached the log only as ***
     assert "connected to: ***" in (rb.run.path / "artifacts" / "4.1.backup-mongo.log").read_text()
     out = capsys.readouterr()
     for blob in (evidence_text(rb), out.out, out.err):
         assert CANARY_PW not in blob and URI not in blob
     # the rollback finds it in the ledger
-    found = _backup.find_backup(rb)
+    found = _backup.find_backup(rb, "4.1.backup-mongo")
     assert found is not None and found.location == path and found.run_id == rb.run.run_id
 
 
@@ -97,21 +121,17 @@ def test_mongodump_output_that_is_empty_fails_the_step(project: Path, tools: dic
                                                        observed: str) -> None:
     monkeypatch.setenv(knob, "1")
     rb = open_rb(project, tools["overrides"])
-    with pytest.raises(StepFailed) as err:
-        _backup.backup_mongo(rb)
-    rec = rb.results[-1]
+    (rec,) = cells(rb, "04_preflight.ipynb", "4.1.backup-mongo")
     assert rec["outcome"] == "failed" and observed in rec["message"]
-    assert rec["message"].startswith("expected a snapshot folder")
-    assert "4.1.backup-mongo" in str(err.value)
+    assert rec["message"].startswith("expected exit 0; a snapshot folder")
     assert (rb.run.path / "artifacts" / "4.1.backup-mongo.listing.txt").exists()  # evidence before the failure
 
 
 def test_mongodump_failure_is_masked(project: Path, tools: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STANDIN_FAIL", "1")
     rb = open_rb(project, tools["overrides"])
-    with pytest.raises(StepFailed):
-        _backup.backup_mongo(rb)
-    assert "exited 1" in rb.results[-1]["message"]
+    (rec,) = cells(rb, "04_preflight.ipynb", "4.1.backup-mongo")
+    assert "observed exit 1" in rec["message"]
     assert CANARY_PW not in evidence_text(rb)
 
 
@@ -120,31 +140,30 @@ def test_missing_tool_is_one_clear_line(project: Path, tools: dict[str, Any], tm
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     rb = open_rb(project, tools["overrides"])
-    with pytest.raises(ToolMissing) as err:
-        _backup.backup_mongo(rb)
-    assert err.value.one_line().startswith("mongodump is not installed")
-    assert "\n" not in rb.results[-1]["message"] and CANARY_PW not in rb.results[-1]["message"]
+    (rec,) = cells(rb, "04_preflight.ipynb", "4.1.backup-mongo")
+    assert rec["message"].startswith("mongodump is not installed")
+    assert "\n" not in rec["message"] and CANARY_PW not in rec["message"]
 
 
 def test_dry_run_plans_without_running_or_resolving(project: Path, tools: dict[str, Any], tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MONGO_BACKUP_URI")
     rb = open_rb(project, tools["overrides"], dry_run=True)
-    recs = [_backup.backup_mongo(rb), _backup.mirror_object_store(rb)]
+    recs = backup_cells(rb)
     assert [r["outcome"] for r in recs] == ["planned", "planned"]
-    assert recs[0]["command"].startswith('mongodump --uri "$MONGO_BACKUP_URI" --out ')
+    assert recs[0]["command"].startswith("mongodump --config secret-file:mongo_config --out ")
     assert re.fullmatch(r"mc mirror --overwrite minio/stellaops minio-backup/stellaops-\d{12}", recs[1]["command"])
     assert argv_log(tmp_path) == []
 
 
 def test_mc_mirror_exact_argv_and_verification(project: Path, tools: dict[str, Any], tmp_path: Path) -> None:
     rb = open_rb(project, tools["overrides"])
-    rec = _backup.mirror_object_store(rb)
+    (rec,) = cells(rb, "04_preflight.ipynb", "4.1.mirror-minio")
     assert rec["outcome"] == "passed", rec["message"]
     target = rec["data"]["target"]
     assert re.fullmatch(r"minio-backup/stellaops-\d{12}", target)
-    assert argv_log(tmp_path) == [["mc", "ls", "--recursive", "--json", "minio/stellaops"],
-                                  ["mc", "mirror", "--overwrite", "minio/stellaops", target],
+    assert argv_log(tmp_path) == [["mc", "mirror", "--overwrite", "minio/stellaops", target],
+                                  ["mc", "ls", "--recursive", "--json", "minio/stellaops"],
                                   ["mc", "ls", "--recursive", "--json", target]]
     assert rec["command"] == f"mc mirror --overwrite minio/stellaops {target}"
     assert (rec["data"]["files"], rec["data"]["source_files"]) == (2, 2)
@@ -157,68 +176,58 @@ def test_mc_mirror_of_an_empty_bucket_fails(project: Path, tools: dict[str, Any]
     for p in sorted((tools["s3"] / "minio" / "stellaops").rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
     rb = open_rb(project, tools["overrides"])
-    with pytest.raises(StepFailed):
-        _backup.mirror_object_store(rb)
-    assert "is empty (0 object(s), 0 bytes)" in rb.results[-1]["message"]
+    (rec,) = cells(rb, "04_preflight.ipynb", "4.1.mirror-minio")
+    assert rec["outcome"] == "failed" and "is empty (0 object(s), 0 bytes)" in rec["message"]
 
 
 def test_tools_restores_skip_unless_requested(project: Path, tools: dict[str, Any], tmp_path: Path) -> None:
     rb = open_rb(project, tools["overrides"])
-    _backup.backup_mongo(rb)
-    _backup.mirror_object_store(rb)
+    backup_cells(rb)
     before = len(argv_log(tmp_path))
-    recs = [_backup.restore_mongo(rb), _backup.restore_object_store(rb)]
+    recs = restore_cells(rb)
     assert [r["outcome"] for r in recs] == ["skipped", "skipped"]
-    assert "no data inconsistency reported" in recs[0]["observed"]
-    assert all("-p backup.restore_on_rollback=true" in r["observed"] for r in recs)
+    assert all("backup.restore_on_rollback is false here" in r["observed"] for r in recs)
     assert len(argv_log(tmp_path)) == before
 
 
-def test_tools_restores_when_requested_from_an_earlier_run(project: Path, tools: dict[str, Any], tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def requested(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {**overrides, "backup": {**overrides["backup"], "restore_on_rollback": True}}
+
+
+def test_tools_restores_when_requested_from_an_earlier_run(project: Path, tools: dict[str, Any], tmp_path: Path) -> None:
     pre = open_rb(project, tools["overrides"])
-    path = _backup.backup_mongo(pre)["data"]["path"]
-    target = _backup.mirror_object_store(pre)["data"]["target"]
-    monkeypatch.setattr(_backup, "_restore_requested", lambda rb: True)
-    rb = open_rb(project, tools["overrides"], phase="rollback")
+    path, target = (r["data"][k] for r, k in zip(backup_cells(pre), ("path", "target")))
+    rb = open_rb(project, requested(tools["overrides"]), phase="rollback")
     start = len(argv_log(tmp_path))
-    rec = _backup.restore_mongo(rb)
+    rec, obj = restore_cells(rb)
     assert rec["outcome"] == "passed", rec["message"]
-    assert rec["command"] == f'mongorestore --uri "$MONGO_BACKUP_URI" --drop {path}'
-    assert rec["data"]["source_run"] == pre.run.run_id and rec["data"]["restored"] is True
-    assert "5 document(s) restored" in rec["observed"]
-    obj = _backup.restore_object_store(rb)
+    assert rec["command"] == f"mongorestore --config secret-file:mongo_config --drop {path}"
+    assert "5 document(s) restored, 0 failed" in rec["observed"]
     assert obj["outcome"] == "passed", obj["message"]
     assert obj["command"] == f"mc mirror {target} minio/stellaops"
-    assert argv_log(tmp_path)[start:] == [["mongorestore", "--uri", URI, "--drop", path],
-                                          ["mc", "ls", "--recursive", "--json", target],
-                                          ["mc", "mirror", target, "minio/stellaops"],
-                                          ["mc", "ls", "--recursive", "--json", "minio/stellaops"]]
+    calls = argv_log(tmp_path)[start:]
+    assert calls[0][:2] == ["mongorestore", "--config"] and calls[0][3:] == ["--drop", path]
+    assert calls[1:] == [["mc", "mirror", target, "minio/stellaops"],
+                         ["mc", "ls", "--recursive", "--json", target],
+                         ["mc", "ls", "--recursive", "--json", "minio/stellaops"]]
     assert CANARY_PW not in evidence_text(rb)
 
 
 def test_mongorestore_with_failed_documents_fails(project: Path, tools: dict[str, Any],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    pre = open_rb(project, tools["overrides"])
-    _backup.backup_mongo(pre)
-    monkeypatch.setattr(_backup, "_restore_requested", lambda rb: True)
+    backup_cells(open_rb(project, tools["overrides"]))
     monkeypatch.setenv("STANDIN_MONGORESTORE_FAILED", "2")
-    rb = open_rb(project, tools["overrides"], phase="rollback")
-    with pytest.raises(StepFailed):
-        _backup.restore_mongo(rb)
-    assert "2 document(s) failed to restore" in rb.results[-1]["message"]
+    rb = open_rb(project, requested(tools["overrides"]), phase="rollback")
+    rec = restore_cells(rb)[0]
+    assert rec["outcome"] == "failed" and "2 document(s) failed to restore" in rec["message"]
 
 
-def test_requested_restore_without_a_backup_fails(project: Path, tools: dict[str, Any],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_backup, "_restore_requested", lambda rb: True)
-    rb = open_rb(project, tools["overrides"], phase="rollback")
+def test_requested_restore_without_a_backup_fails(project: Path, tools: dict[str, Any]) -> None:
+    rb = open_rb(project, requested(tools["overrides"]), phase="rollback")
     assert rb.results == []
-    with pytest.raises(StepFailed):
-        _backup.restore_mongo(rb)
-    rec = rb.results[-1]
-    assert "no passed 4.1.backup-mongo step" in rec["message"]
-    assert rec["command"].endswith("/launch-<timestamp>")
+    rec = restore_cells(rb)[0]
+    assert rec["outcome"] == "failed"
+    assert "no passed 4.1.backup-mongo step in this run or in executed/local/" in rec["message"]
 
 
 # --------------------------------------------------------------------------- lab mode (real SQLite + folders)
@@ -246,7 +255,7 @@ def _events(data: Path) -> int:
 
 def test_lab_snapshot_and_mirror(project: Path, lab: Path) -> None:
     rb = open_rb(project)
-    rec = _backup.backup_mongo(rb)
+    rec = LAB.snapshot(rb)
     assert rec["outcome"] == "passed", rec["message"]
     assert re.fullmatch(f".lab/backups/launch-{TS}", rec["data"]["path"])
     assert rec["data"]["runtime_events"] == 5 and rec["title"].endswith("(lab stand-in: SQLite copy)")
@@ -258,7 +267,7 @@ def test_lab_snapshot_and_mirror(project: Path, lab: Path) -> None:
     assert sorted(p.name for p in snap.rglob("*") if p.is_file()) == ["lab.sqlite3", "runtime_events.jsonl"]
     assert (snap / "lab.sqlite3").stat().st_mode & 0o077 == 0
 
-    mir = _backup.mirror_object_store(rb)
+    mir = LAB.mirror(rb)
     assert mir["outcome"] == "passed", mir["message"]
     assert re.fullmatch(r"\.lab/minio-backup/stellaops-\d{12}", mir["data"]["target"])
     assert mir["data"]["files"] == mir["data"]["source_files"] == 3
@@ -268,16 +277,16 @@ def test_lab_snapshot_and_mirror(project: Path, lab: Path) -> None:
 def test_lab_snapshot_without_a_lab_fails_with_a_hint(project: Path) -> None:
     rb = open_rb(project)
     with pytest.raises(StepFailed):
-        _backup.backup_mongo(rb)
+        LAB.snapshot(rb)
     assert "cutover lab up" in rb.results[-1]["message"]
 
 
 def test_lab_restores_skip_when_consistent(project: Path, lab: Path) -> None:
     pre = open_rb(project)
-    _backup.backup_mongo(pre)
-    _backup.mirror_object_store(pre)
+    LAB.snapshot(pre)
+    LAB.mirror(pre)
     rb = open_rb(project, phase="rollback")
-    mongo, obj = _backup.restore_mongo(rb), _backup.restore_object_store(rb)
+    mongo, obj = LAB.restore_mongo(rb), LAB.restore_object_store(rb)
     assert (mongo["outcome"], obj["outcome"]) == ("skipped", "skipped")
     assert "no data inconsistency detected (integrity ok, runtime_events 5 row(s) (snapshot 5))" in mongo["observed"]
     assert "present and unchanged" in obj["observed"]
@@ -286,12 +295,12 @@ def test_lab_restores_skip_when_consistent(project: Path, lab: Path) -> None:
 
 def test_lab_restore_mongo_when_rows_are_lost(project: Path, lab: Path) -> None:
     pre = open_rb(project)
-    _backup.backup_mongo(pre)
+    LAB.snapshot(pre)
     with closing(sqlite3.connect(lab / "lab.sqlite3")) as db:
         db.execute("DELETE FROM runtime_events WHERE id > 2")
         db.commit()
     rb = open_rb(project, phase="rollback")
-    rec = _backup.restore_mongo(rb)
+    rec = LAB.restore_mongo(rb)
     assert rec["outcome"] == "passed", rec["message"]
     assert any("fewer than the 5 in the snapshot" in line for line in rec["output_tail"])
     assert rec["data"]["restored"] is True and _events(lab) == 5
@@ -299,12 +308,12 @@ def test_lab_restore_mongo_when_rows_are_lost(project: Path, lab: Path) -> None:
 
 def test_lab_restore_mongo_when_the_database_is_corrupt(project: Path, lab: Path) -> None:
     pre = open_rb(project)
-    _backup.backup_mongo(pre)
+    LAB.snapshot(pre)
     for suffix in ("-wal", "-shm"):
         (lab / f"lab.sqlite3{suffix}").unlink(missing_ok=True)
     (lab / "lab.sqlite3").write_bytes(b"this is not a database" * 100)
     rb = open_rb(project, phase="rollback")
-    rec = _backup.restore_mongo(rb)
+    rec = LAB.restore_mongo(rb)
     assert rec["outcome"] == "passed", rec["message"]
     assert _events(lab) == 5
     assert [p.name for p in lab.glob("lab.sqlite3.corrupt-*")]  # the broken file is kept, not destroyed
@@ -312,13 +321,13 @@ def test_lab_restore_mongo_when_the_database_is_corrupt(project: Path, lab: Path
 
 def test_lab_restore_object_store_when_objects_changed(project: Path, lab: Path) -> None:
     pre = open_rb(project)
-    _backup.mirror_object_store(pre)
+    LAB.mirror(pre)
     policy = lab / "minio" / "stellaops" / "policies" / "default.rego"
     original = policy.read_text()
     policy.write_text("tampered\n")
     (lab / "minio" / "stellaops" / "bundles" / "offline-kit-2025.09.2.manifest.json").unlink()
     rb = open_rb(project, phase="rollback")
-    rec = _backup.restore_object_store(rb)
+    rec = LAB.restore_object_store(rb)
     assert rec["outcome"] == "passed", rec["message"]
     assert sorted(rec["data"]["changed"]) == ["bundles/offline-kit-2025.09.2.manifest.json", "policies/default.rego"]
     assert policy.read_text() == original
@@ -326,9 +335,9 @@ def test_lab_restore_object_store_when_objects_changed(project: Path, lab: Path)
 
 def test_restore_finds_the_newest_backup_across_runs(project: Path, lab: Path) -> None:
     first = open_rb(project)
-    _backup.backup_mongo(first)
+    LAB.snapshot(first)
     second = open_rb(project)
-    newest = _backup.backup_mongo(second)["data"]["path"]
+    newest = LAB.snapshot(second)["data"]["path"]
     rb = open_rb(project, phase="rollback")
-    found = _backup.find_backup(rb)
+    found = _backup.find_backup(rb, "4.1.lab-backup-mongo")
     assert found is not None and (found.run_id, found.location) == (second.run.run_id, newest)

@@ -1,5 +1,5 @@
-"""Helm adapter: exact argv of every helm command, history parsing, previous-revision choice,
-and running through the stand-in ``helm`` (tests/standins/helm -- a stand-in, not helm)."""
+"""Helm adapter: lint/template argv, the previous-revision choice a rollback relies on, and running
+through the stand-in ``helm`` (tests/standins/helm -- a stand-in, not helm)."""
 
 import json
 import shutil
@@ -9,7 +9,7 @@ import pytest
 
 from cutover_lib import _helm
 from cutover_lib._errors import CheckFailed, CommandFailed, ToolMissing
-from cutover_lib._params import HelmDeploy, load_environment
+from cutover_lib._params import HelmDeploy
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "tests" / "standins" / "helm"
@@ -19,39 +19,10 @@ def h(**kw):
     return HelmDeploy(values="deploy/helm/stellaops/values-prod.yaml", **kw)
 
 
-def test_upgrade_argv_reads_like_the_runbook():
-    assert _helm.upgrade_argv(h()) == (
-        "helm upgrade stellaops deploy/helm/stellaops -f deploy/helm/stellaops/values-prod.yaml "
-        "--atomic --timeout 15m --namespace stellaops").split()
-
-
-def test_upgrade_argv_from_prod_params_adds_kube_context():
-    prod = load_environment("prod", REPO / "params").deploy.helm
-    assert _helm.upgrade_argv(prod) == [
-        "helm", "upgrade", "stellaops", "deploy/helm/stellaops", "-f", "deploy/helm/stellaops/values-prod.yaml",
-        "--atomic", "--timeout", "15m", "--namespace", "stellaops", "--kube-context", "stellaops-prod"]
-
-
-def test_upgrade_argv_stage_values_secrets_plugin_and_no_atomic():
-    stage = load_environment("stage", REPO / "params").deploy.helm
-    assert _helm.upgrade_argv(stage)[:6] == ["helm", "upgrade", "stellaops", "deploy/helm/stellaops", "-f",
-                                            "deploy/helm/stellaops/values-stage.yaml"]
-    assert _helm.upgrade_argv(h(secrets_plugin=True, timeout="90s"))[:3] == ["helm", "secrets", "upgrade"]
-    assert "--timeout" in (a := _helm.upgrade_argv(h(timeout="90s"))) and a[a.index("--timeout") + 1] == "90s"
-    assert "--atomic" not in _helm.upgrade_argv(h(atomic=False))
-    assert _helm.upgrade_argv(h(timeout="1h"))[-3] == "1h"
-
-
-def test_history_rollback_lint_template_argv():
-    assert _helm.history_argv("stellaops", "stellaops") == "helm history stellaops -o json --namespace stellaops".split()
-    assert _helm.history_argv("stellaops", "stellaops", "stellaops-prod")[-2:] == ["--kube-context", "stellaops-prod"]
-    assert _helm.rollback_argv("stellaops", 7, "stellaops") == "helm rollback stellaops 7 --namespace stellaops".split()
-    assert _helm.rollback_argv("stellaops", 7, "stellaops", "c")[-2:] == ["--kube-context", "c"]
-    with pytest.raises(ValueError):
-        _helm.rollback_argv("stellaops", 0, "stellaops")
-    assert _helm.lint_argv("deploy/helm/stellaops", "v.yaml") == ["helm", "lint", "deploy/helm/stellaops", "-f", "v.yaml"]
+def test_lint_and_template_argv():
+    assert _helm.lint_argv("deploy/helm/stellaops", "v.yaml") == "helm lint deploy/helm/stellaops -f v.yaml".split()
     assert _helm.template_argv("stellaops", "c", "v.yaml", "ns") == \
-        ["helm", "template", "stellaops", "c", "-f", "v.yaml", "--namespace", "ns"]
+        "helm template stellaops c -f v.yaml --namespace ns".split()
 
 
 def test_executable_uses_cutover_helm(monkeypatch):
@@ -108,15 +79,6 @@ def test_no_deployed_revision_at_all():
         _helm.previous_revision([rev(1, "superseded"), rev(2, "pending-rollback")])
 
 
-def test_parse_history_skips_headers_and_warnings():
-    text = ("$ helm history stellaops -o json --namespace stellaops\n"
-            "WARNING: Kubernetes configuration file is group-readable. This is insecure.\n"
-            + json.dumps([rev(2, "deployed"), rev(1, "superseded")]) + "\n# exit 0 after 0.10s\n")
-    assert [r["revision"] for r in _helm.parse_history(text)] == [1, 2]
-    with pytest.raises(CheckFailed, match="no JSON history"):
-        _helm.parse_history("Error: something\n")
-
-
 # --------------------------------------------------------------------------- through the stand-in
 
 @pytest.fixture
@@ -136,51 +98,18 @@ def helm_standin(tmp_path, monkeypatch):
             "argv": lambda: [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []}
 
 
-def test_standin_upgrade_history_rollback_round_trip(helm_standin):
-    hd = h()
-    _helm.run(_helm.upgrade_argv(hd), timeout=30, cwd=REPO)
-    hist = _helm.history(hd, timeout=30)
-    assert [(r["revision"], r["status"], r["app_version"]) for r in hist] == \
-        [(1, "superseded", "2025.09.1"), (2, "deployed", "2025.09.2")]
-    assert set(hist[0]) == {"revision", "updated", "status", "chart", "app_version", "description"}
-    prev = _helm.previous_revision(hist, previous_release="2025.09.1")
-    _helm.run(_helm.rollback_argv("stellaops", prev, "stellaops"), timeout=30)
-    after = _helm.history(hd, timeout=30)
-    assert _helm.current_revision(after)["description"] == "Rollback to 1"
-    assert helm_standin["argv"]() == [
-        _helm.upgrade_argv(hd)[1:], _helm.history_argv("stellaops", "stellaops")[1:],
-        ["rollback", "stellaops", "1", "--namespace", "stellaops"], _helm.history_argv("stellaops", "stellaops")[1:]]
-
-
-def test_history_of_unknown_release_is_check_failed(helm_standin):
-    with pytest.raises(CheckFailed, match="helm release other not found in namespace stellaops"):
-        _helm.history(HelmDeploy(values="v.yaml", release="other"), timeout=30)
-
-
-def test_atomic_upgrade_failure_is_command_failed(helm_standin, monkeypatch):
-    monkeypatch.setenv("HELM_STANDIN_FAIL_UPGRADE", "1")
-    with pytest.raises(CommandFailed, match="rolled back due to atomic"):
-        _helm.run(_helm.upgrade_argv(h()), timeout=30, cwd=REPO)
-    hist = _helm.history(h(), timeout=30)
-    assert [(r["revision"], r["status"]) for r in hist] == [(1, "superseded"), (2, "failed"), (3, "deployed")]
-    assert _helm.previous_revision(hist) == 1
-
-
 def test_tool_missing_says_how_to_install_helm(monkeypatch, tmp_path):
     monkeypatch.setenv("CUTOVER_HELM", str(tmp_path / "no-such-helm"))
     with pytest.raises(ToolMissing) as ei:
         _helm.run(["helm", "version"], timeout=10)
     assert "helm is not installed" in ei.value.message and "https://helm.sh/docs/intro/install/" in ei.value.hint
-    monkeypatch.delenv("CUTOVER_HELM")
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ToolMissing, match="helm is not installed"):
-        _helm.history(h(), timeout=10)
 
 
 def test_missing_helm_secrets_plugin_is_tool_missing(helm_standin, monkeypatch):
     monkeypatch.setenv("HELM_STANDIN_NO_SECRETS", "1")
     with pytest.raises(ToolMissing) as ei:
-        _helm.run(_helm.upgrade_argv(h(secrets_plugin=True)), timeout=30, cwd=REPO)
+        _helm.run(["helm", "secrets", "upgrade", "stellaops", "deploy/helm/stellaops", "-f",
+                   "deploy/helm/stellaops/values-stage.yaml"], timeout=30, cwd=REPO)
     assert "helm plugin install https://github.com/jkroepke/helm-secrets" in ei.value.hint
 
 

@@ -1,18 +1,18 @@
-"""HelmSteps driven through a real ``Runbook`` against the named stand-ins: the stand-in
+"""The helm cells of the notebooks (and HelmSteps) driven through a real ``Runbook`` against the named stand-ins: the stand-in
 ``helm`` (tests/standins/helm) and the stand-in Kubernetes API (tests/standins/kube_api.py)."""
 
 import base64
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from cutover_lib import _deploy
 from cutover_lib._errors import StepFailed, ToolMissing
 from cutover_lib._evidence import RunFolder
 from cutover_lib._helm_steps import HelmSteps, secret_store_keys
-from cutover_lib._params import load_environment
+from cutover_lib._params import load_environment, parse_overrides
 from cutover_lib._steps import Runbook
 from standins.kube_api import kube_api  # noqa: F401 - fixture
 
@@ -37,6 +37,8 @@ def helm(tmp_path, monkeypatch):
     state.write_text(json.dumps({"stellaops/stellaops": [rev(1, "deployed", "2025.09.1", "Install complete")]}))
     for k, v in {"CUTOVER_HELM": str(exe), "HELM_STANDIN_LOG": str(log), "HELM_STANDIN_STATE": str(state)}.items():
         monkeypatch.setenv(k, v)
+    # the cells run `helm` and `kubectl` from PATH: the stand-ins first
+    monkeypatch.setenv("PATH", f"{exe.parent}:{REPO / 'tests' / 'standins' / 'bin'}:{os.environ['PATH']}")
     monkeypatch.delenv("HELM_STANDIN_FAIL_UPGRADE", raising=False)
 
     class H:
@@ -58,9 +60,11 @@ def make_rb(tmp_path):
     shutil.copytree(REPO / "deploy" / "helm", root / "deploy" / "helm")
     shutil.copytree(REPO / "secrets" / "stage", root / "secrets" / "stage")
 
-    def make(env="prod", **kw):
-        overrides = {"timeouts": {"health": "2s"}, "deploy": {"helm": {"deployments": DEPLOYMENTS}}}
-        environment = load_environment(env, REPO / "params", overrides)
+    def make(env="prod", overrides=(), **kw):
+        ov = {"timeouts": {"health": "2s"}, "deploy": {"helm": {"deployments": DEPLOYMENTS, "watch": "1s"}}}
+        for key, value in parse_overrides(list(overrides)).items():
+            ov["deploy"]["helm"].update(value["helm"]) if key == "deploy" else ov.update({key: value})
+        environment = load_environment(env, REPO / "params", ov)
         run = RunFolder.create(tmp_path / "executed", env, "t")
         return Runbook(environment, run, root=root, notebook="nb.ipynb", **kw)
 
@@ -83,23 +87,39 @@ PROD_UPGRADE = ("helm upgrade stellaops deploy/helm/stellaops -f deploy/helm/ste
                 "--atomic --timeout 15m --namespace stellaops --kube-context stellaops-prod")
 
 
+def apply_cells(rb):
+    from nb_helpers import run_cells
+
+    run_cells(rb, "05_apply.ipynb", "4.3.helm-upgrade", "4.3.pods", "4.3.rollout-status")
+
+
+def rollback_cells(rb):
+    from nb_helpers import run_cells
+
+    return run_cells(rb, "08_rollback.ipynb", "6.helm-history", "6.helm-rollback", "6.rollout-status",
+                     "6.helm-release")
+
+
 def test_apply_upgrades_and_watches_rollout(kube_api, helm, make_rb):
     for name in DEPLOYMENTS:
         kube_api.add_deployment(name, converge_after=2)
     rb = make_rb()
-    _deploy.apply(rb)  # the notebook call: helm mode -> section 4.3
+    apply_cells(rb)
     s = steps(rb)
     up = s["4.3.helm-upgrade"]
     assert up["outcome"] == "passed" and up["mutating"] and up["command"] == PROD_UPGRADE
-    assert "revision 2 deployed (stellaops-2025.09.2" in up["observed"]
     assert helm.argv()[0] == PROD_UPGRADE.split()[1:]
+    pods = s["4.3.pods"]
+    assert pods["outcome"] == "passed" and pods["observed"].startswith("watched for 1s")
+    assert pods["command"] == "kubectl get pods -n stellaops --watch --context stellaops-prod"
     ro = s["4.3.rollout-status"]
     assert ro["outcome"] == "passed" and not ro["mutating"]
+    assert ro["command"].split(" ; ") == [
+        f"kubectl rollout status deployment/{name} -n stellaops --timeout 15m --context stellaops-prod"
+        for name in DEPLOYMENTS]
     for name in DEPLOYMENTS:
-        assert name in ro["observed"]
-    assert "artifacts/4.3.pods.json" in ro["artifacts"]
-    pods = json.loads((rb.run.path / "artifacts" / "4.3.pods.json").read_text())["pods"]
-    assert {p["name"].rsplit("-7d9c5b", 1)[0] for p in pods} == set(DEPLOYMENTS)
+        log = rb.run.path / "artifacts" / f"4.3.rollout-status.{name}.log"
+        assert f'deployment "{name}" successfully rolled out' in log.read_text()
     assert kube_api.requests.count("GET", "/apis/apps/v1/namespaces/stellaops/deployments", watch=True) >= 1
 
 
@@ -107,30 +127,33 @@ def test_rollout_not_converged_fails_then_rollback_uses_history(kube_api, helm, 
     kube_api.add_deployment("stellaops-authority", converge_after=1)
     kube_api.add_deployment("stellaops-web", converge_after=1)
     kube_api.add_deployment("stellaops-scanner-web", converge_after=None, stuck_reason="CrashLoopBackOff")
-    rb = make_rb()
+    rb = make_rb(overrides=["deploy.helm.timeout=3s"])
     with pytest.raises(StepFailed) as ei:
-        HelmSteps().apply(rb, "4.3")
+        apply_cells(rb)
     assert ei.value.step_id == "4.3.rollout-status"
     s = steps(rb)
     assert s["4.3.helm-upgrade"]["outcome"] == "passed"
     ro = s["4.3.rollout-status"]
-    assert ro["outcome"] == "failed" and "stellaops-scanner-web" in ro["message"]
-    assert "CrashLoopBackOff" in ro["message"] and "stellaops-web" not in ro["message"].split("observed", 1)[1]
-    assert (rb.run.path / "artifacts" / "4.3.pods.json").exists()
-    assert ro["data"]["rollout"]["converged"] == ["stellaops-authority", "stellaops-web"]
+    assert ro["outcome"] == "failed" and "timed out waiting for the condition" in ro["message"]
+    assert "stellaops-web" not in ro["message"].split("observed", 1)[1]  # only the late one is named
+    late = (rb.run.path / "artifacts" / "4.3.rollout-status.stellaops-scanner-web.log").read_text()
+    assert 'Waiting for deployment "stellaops-scanner-web" rollout to finish' in late
+    decision = [r for r in rb.run.read_ledger() if r.get("kind") == "decision"][-1]
+    assert decision["decision"] == "rollback" and decision["failed"] == ["4.3.rollout-status"]
 
     # the stand-ins are not wired to each other: script what the rollback does to the cluster
     kube_api.add_deployment("stellaops-scanner-web", converge_after=1)
-    HelmSteps().rollback(rb)
+    rollback_cells(rb)
     s = steps(rb)
     assert s["6.helm-history"]["outcome"] == "passed"
-    assert s["6.rollout-status"]["outcome"] == "passed"
     assert "previous revision 1 (stellaops-2025.09.1, superseded)" in s["6.helm-history"]["observed"]
     rb_rec = s["6.helm-rollback"]
     assert rb_rec["outcome"] == "passed" and rb_rec["mutating"]
     assert rb_rec["command"] == "helm rollback stellaops 1 --namespace stellaops --kube-context stellaops-prod"
     assert ["rollback", "stellaops", "1", "--namespace", "stellaops", "--kube-context", "stellaops-prod"] in helm.argv()
     assert helm.history()[-1]["description"] == "Rollback to 1"
+    assert s["6.rollout-status"]["outcome"] == "passed"
+    assert s["6.helm-release"]["outcome"] == "passed" and "runs 2025.09.1 (Rollback to 1)" in s["6.helm-release"]["observed"]
     assert json.loads((rb.run.path / "artifacts" / "6.helm-history.json").read_text())[0]["revision"] == 1
 
 
@@ -138,7 +161,7 @@ def test_rollback_without_previous_revision_never_guesses(kube_api, helm, make_r
     helm.seed([rev(1, "failed", "2025.09.1", "Install failed"), rev(2, "deployed", "2025.09.2", "Upgrade complete")])
     rb = make_rb()
     with pytest.raises(StepFailed) as ei:
-        HelmSteps().rollback(rb)
+        rollback_cells(rb)
     assert ei.value.step_id == "6.helm-history"
     s = steps(rb)
     assert "no earlier good revision running 2025.09.1" in s["6.helm-history"]["message"]
@@ -150,20 +173,20 @@ def test_atomic_failure_then_rollback_is_not_needed(kube_api, helm, make_rb, mon
     monkeypatch.setenv("HELM_STANDIN_FAIL_UPGRADE", "1")
     rb = make_rb()
     with pytest.raises(StepFailed):
-        _deploy.apply(rb)
+        apply_cells(rb)
     s = steps(rb)
     assert s["4.3.helm-upgrade"]["outcome"] == "failed"
-    assert "--atomic rolled the release back (now revision 3" in s["4.3.helm-upgrade"]["message"]
+    assert "rolled back due to atomic" in s["4.3.helm-upgrade"]["message"]
     assert "4.3.rollout-status" not in s
     decision = [r for r in rb.run.read_ledger() if r.get("kind") == "decision"]
     assert decision and decision[0]["failed"] == ["4.3.helm-upgrade"]
-    kube_api.add_deployment("stellaops-authority", converge_after=0)
-    kube_api.add_deployment("stellaops-web", converge_after=0)
-    kube_api.add_deployment("stellaops-scanner-web", converge_after=0)
-    HelmSteps().rollback(rb)
+    for name in DEPLOYMENTS:
+        kube_api.add_deployment(name, converge_after=0)
+    rollback_cells(rb)
     s = steps(rb)
     assert "revision 3 already runs 2025.09.1 (Rollback to 1)" in s["6.helm-history"]["observed"]
     assert s["6.helm-rollback"]["outcome"] == "skipped"
+    assert "revision 3 already runs 2025.09.1" in s["6.helm-rollback"]["observed"]
     assert s["6.rollout-status"]["outcome"] == "passed"
     assert not [a for a in helm.argv() if a[0] == "rollback"]
 
@@ -171,8 +194,8 @@ def test_atomic_failure_then_rollback_is_not_needed(kube_api, helm, make_rb, mon
 def test_dry_run_plans_exact_commands_and_reads_history(kube_api, helm, make_rb):
     helm.seed([rev(1, "superseded", "2025.09.1", "Install complete"), rev(2, "deployed", "2025.09.2", "Upgrade complete")])
     rb = make_rb(dry_run=True)
-    HelmSteps().apply(rb, "4.3")
-    HelmSteps().rollback(rb)
+    apply_cells(rb)
+    rollback_cells(rb)
     s = steps(rb)
     assert s["4.3.helm-upgrade"]["outcome"] == "planned" and s["4.3.helm-upgrade"]["command"] == PROD_UPGRADE
     assert s["4.3.rollout-status"]["outcome"] == "skipped"
@@ -195,12 +218,14 @@ def test_stage_section_3_secrets_and_upgrade(kube_api, helm, make_rb):
                                          "-f secrets/stage/ --context stellaops-stage")
     for name in DEPLOYMENTS:
         kube_api.add_deployment(name, converge_after=1)
-    HelmSteps().apply(rb, "3")
+    from nb_helpers import run_cells
+
+    run_cells(rb, "03_rehearsal.ipynb", "3.helm-upgrade", "3.rollout-status")
     s = steps(rb)
-    assert s["3.helm-upgrade"]["command"].startswith(
-        "helm upgrade stellaops deploy/helm/stellaops -f deploy/helm/stellaops/values-stage.yaml --atomic")
+    assert s["3.helm-upgrade"]["command"] == ("helm upgrade stellaops deploy/helm/stellaops -f "
+                                              "deploy/helm/stellaops/values-stage.yaml --namespace stellaops "
+                                              "--kube-context stellaops-stage")
     assert s["3.rollout-status"]["outcome"] == "passed"
-    assert (rb.run.path / "artifacts" / "3.pods.json").exists()
 
 
 def test_secret_store_keys_never_leak_values(kube_api, helm, make_rb):
@@ -244,11 +269,15 @@ def test_network_is_skipped_in_helm_mode(make_rb):
     assert rec["observed"] == "not applicable: deploy mode is helm, this is the compose path"
 
 
-def test_helm_missing_fails_the_step_with_install_hint(kube_api, make_rb, monkeypatch, tmp_path):
-    monkeypatch.setenv("CUTOVER_HELM", str(tmp_path / "absent" / "helm"))
+def test_helm_missing_is_tool_missing(kube_api, make_rb, monkeypatch, tmp_path):
+    from nb_helpers import run_cells
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
     rb = make_rb()
     with pytest.raises(ToolMissing) as ei:
-        HelmSteps().apply(rb, "4.3")
-    assert "https://helm.sh/docs/intro/install/" in ei.value.hint
+        run_cells(rb, "05_apply.ipynb", "4.3.helm-upgrade")
+    assert "install helm or put it on PATH" in ei.value.hint
     rec = steps(rb)["4.3.helm-upgrade"]
     assert rec["outcome"] == "failed" and "helm is not installed" in rec["message"]

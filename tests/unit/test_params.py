@@ -31,8 +31,8 @@ def test_available_environments_excludes_bases():
 def test_prod_is_helm_as_the_runbook_says():
     env = load_environment("prod", REPO / "params")
     h = env.deploy.helm
-    assert (env.deploy.mode, h.release, h.chart, h.namespace, h.atomic) == (
-        "helm", "stellaops", "deploy/helm/stellaops", "stellaops", True)
+    assert (env.deploy.mode, h.release, h.chart, h.namespace, h.kube_args) == (
+        "helm", "stellaops", "deploy/helm/stellaops", "stellaops", ["--kube-context", "stellaops-prod"])
     assert h.values == "deploy/helm/stellaops/values-prod.yaml"
     assert format_duration(h.timeout) == "15m"
     assert set(env.secret_stores) == {"stellaops-prod-core", "stellaops-prod-mongo", "stellaops-prod-minio",
@@ -87,11 +87,11 @@ def test_bad_duration_names_file_path_and_value(tmp_path):
 
 
 def test_unknown_key_and_wrong_type_are_each_one_line(tmp_path):
-    d = _prod_with(tmp_path, "atomic: true", "atomic: maybe\n    atomik: true")
+    d = _prod_with(tmp_path, "kube_context: stellaops-prod", "kube_context: stellaops-prod\n    secrets_plugin: maybe\n    atomik: true")
     with pytest.raises(ParamsError) as ei:
         load_environment("prod", d)
     probs = ei.value.problems
-    assert any(p.startswith("params/prod.yaml: deploy.helm.atomic:") for p in probs)
+    assert any(p.startswith("params/prod.yaml: deploy.helm.secrets_plugin:") for p in probs)
     assert "params/prod.yaml: deploy.helm.atomik: unknown key (remove it or check its spelling)" in probs
 
 
