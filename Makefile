@@ -9,21 +9,21 @@ export CUTOVER_LAB_DIR := $(abspath $(LAB_DIR))
 
 .PHONY: demo demo-rollback test test-docker docker-lab-up docker-lab-down lab-up lab-down benchmark
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml lab/pyproject.toml
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	@$(PY) -m venv --help >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq python3-venv)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -e ./lab
 	@touch $(STAMP)
 
 ## make demo: lab up, then readiness, rehearsal and cutover on `local`; prints the report path.
 demo: $(STAMP)
-	@$(BIN)/python -m cutover_lib.demo
+	@$(BIN)/python -m stellaops_lab.demo
 
 ## make demo-rollback: the same with a lab fault that fails a smoke test, so rollback runs.
 demo-rollback: $(STAMP)
-	@$(BIN)/python -m cutover_lib.demo --fault runtime.ingest_error
+	@$(BIN)/python -m stellaops_lab.demo --fault runtime.ingest_error
 
 ## make test: every test (unit, lab, notebooks, docker); starts and stops what it needs.
 ## Two pytest runs side by side: the Docker engine tests (mostly waiting on containers) in one,

@@ -24,6 +24,7 @@ del _defer
 
 _EXPORTS = {
     "ANY": "._expect",
+    "above_zero": "._verify",
     "CheckFailed": "._errors",
     "CommandFailed": "._errors",
     "CutoverError": "._errors",

@@ -269,10 +269,10 @@ class Actions:
         result = Result(step_id)
         values = dict(vars or {})
         try:
-            method, _, url_template = request.strip().partition(" ")
-            if method.upper() not in ("GET", "POST", "PUT", "DELETE", "HEAD", "PATCH") or not url_template.strip():
+            method, _, url = render_text(request.strip(), self.env, values).partition(" ")
+            url = url.strip()
+            if method.upper() not in ("GET", "POST", "PUT", "DELETE", "HEAD", "PATCH") or not url:
                 raise ParamsError([f"`{request}` is not a request like `GET {{services.scanner}}/healthz`"])
-            url = render_text(url_template.strip(), self.env, values)
             _no_credentials_in(url, request)
             within = self._duration(want.get("within"), values)
         except (ParamsError, CheckFailed) as exc:

@@ -39,13 +39,14 @@ __all__ = ["Listing", "by_plugin", "find_backup", "last_backup", "list_tree", "m
            "objects_present", "register_backup_mode", "restored_without_failures", "snapshot_holds"]
 
 _BSON = (".bson", ".bson.gz")
-# backup.mode -> "module:Class" of a plug-in (imported when used); "tools" is the cells themselves
-_MODES: dict[str, str] = {"lab": "cutover_lib._lab_backup:LabBackup"}
+# backup.mode -> "module:Class" registered in this process; other modes are plug-ins found by entry
+# point (group stellaops_cutover.backup_modes); "tools" is the cells themselves
+_MODES: dict[str, str] = {}
 
 
 def register_backup_mode(mode: str, target: str) -> None:
-    """Plug in a backup mode: ``target`` is ``"package.module:ClassName"`` with ``backup(rb)`` and
-    ``restore(rb)``."""
+    """Plug in a backup mode in this process: ``target`` is ``"package.module:ClassName"`` with
+    ``backup(rb)`` and ``restore(rb)``."""
     _MODES[mode] = target
 
 
@@ -56,8 +57,14 @@ def by_plugin(rb: "Runbook", action: str) -> None:
         rb.show_html("<p>backup mode <b>tools</b>: the cells above are this environment's path.</p>",
                      "backup mode tools: the cells above are this environment's path")
         return
-    module_name, attr = _MODES[mode].split(":")
-    getattr(getattr(importlib.import_module(module_name), attr)(), action)(rb)
+    if mode in _MODES:
+        module_name, attr = _MODES[mode].split(":")
+        plugin = getattr(importlib.import_module(module_name), attr)
+    else:
+        from ._plugins import load
+
+        plugin = load("backup", mode)
+    getattr(plugin(), action)(rb)
 
 
 # --------------------------------------------------------------------------- listings

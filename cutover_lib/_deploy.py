@@ -36,23 +36,27 @@ class DeployAdapter(Protocol):
     def rollback(self, rb: Runbook) -> None: ...
 
 
-# mode -> "module:attribute" (imported lazily: docker and kubernetes are heavy)
+# mode -> "module:attribute" (imported lazily: docker and kubernetes are heavy); other modes are
+# plug-ins, found by entry point (group stellaops_cutover.deploy_modes, see _plugins.py)
 _REGISTRY: dict[str, str] = {
     "compose": "cutover_lib._compose_steps:ComposeSteps",
     "helm": "cutover_lib._helm_steps:HelmSteps",
-    "lab": "cutover_lib._lab_deploy:LabSteps",
 }
 
 
 def register_deploy_mode(mode: str, target: str) -> None:
-    """Plug in a deploy mode: ``target`` is ``"package.module:ClassName"``."""
+    """Plug in a deploy mode in this process: ``target`` is ``"package.module:ClassName"``."""
     _REGISTRY[mode] = target
 
 
 def adapter_for(rb: Runbook) -> Any:
     mode = rb.env.deploy.mode
-    module_name, attr = _REGISTRY[mode].split(":")
-    return getattr(importlib.import_module(module_name), attr)()
+    if mode in _REGISTRY:
+        module_name, attr = _REGISTRY[mode].split(":")
+        return getattr(importlib.import_module(module_name), attr)()
+    from ._plugins import load
+
+    return load("deploy", mode)()
 
 
 # ----------------------------------------------------------------------------- notebook calls

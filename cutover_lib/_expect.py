@@ -4,7 +4,7 @@
 
     expect={"status": 200, "json": {"status": "Healthy"}}           # an HTTP request
     expect={"exit": 0, "json": {"status": "completed"}}             # a command with --output json
-    expect={"status": 200, "within": "{slo.ui}", "contains": 'id="dashboard"'}
+    expect={"status": 200, "within": "{slo.ui}", "contains": "<title>Stella Ops"}
 
 ``json`` is matched as a subset (every key named must be there with that value; :data:`ANY`
 accepts any value that is present); strings in ``expect`` are templates over params.

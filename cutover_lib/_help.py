@@ -22,7 +22,7 @@ TOP_HELP = (
     "  approvals  List the approvals recorded for the environment's change, gate...\n"
     '  unlock     Break a stale run lock (only when its process is gone); the...\n'
     '  params     Inspect and validate environment params.\n'
-    '  lab        The local stand-in Stella Ops stack (a lab for rehearsals).\n'
+    '  lab        The lab: a local stand-in Stella Ops stack (one process per...\n'
 )
 
 

@@ -155,32 +155,41 @@ class HelmDeploy(_Model):
         return ["--context", self.kube_context] if self.kube_context else []
 
 
-class LabDeploy(_Model):
-    """Deploy mode ``lab``: the local stand-in stack, "deployed" by restarting its processes
-    on the target release.  A named stand-in for compose/helm where neither can run."""
-
-    data_dir: str = ".lab"
-    port_base: int = Field(18080, ge=1024, le=65000)
-    #: faults baked into a release, e.g. {"2025.09.2": {"runtime.ingest_error": true}}
-    release_faults: dict[str, dict[str, Any]] = Field(default_factory=dict)
-
-
 class Deploy(_Model):
-    mode: Literal["compose", "helm", "lab"]
+    """``mode``: ``compose`` or ``helm`` (the runbook's two paths, cells of the notebooks), or a
+    deploy mode a plug-in adds (the lab's ``lab``), whose own settings live under ``deploy.<mode>``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    mode: str
     compose: ComposeDeploy | None = None
     helm: HelmDeploy | None = None
-    lab: LabDeploy | None = None
     profiles: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _mode_has_section(self) -> "Deploy":
+        from ._plugins import names
+
+        plugins = names("deploy")
+        for key, value in (self.model_extra or {}).items():
+            if key not in plugins:
+                raise ValueError(f"deploy.{key}: unknown key (remove it or check its spelling; a plug-in deploy "
+                                 f"mode's settings need the plug-in installed)")
+            if not isinstance(value, dict):
+                raise ValueError(f"deploy.{key}: expected a mapping of the {key} deploy mode's settings")
         if self.mode == "compose" and self.compose is None:
             raise ValueError("mode is compose but deploy.compose is missing")
         if self.mode == "helm" and self.helm is None:
             raise ValueError("mode is helm but deploy.helm is missing")
-        if self.mode == "lab" and self.lab is None:
-            raise ValueError("mode is lab but deploy.lab is missing")
+        if self.mode not in ("compose", "helm") and self.mode not in plugins:
+            raise ValueError(f"deploy.mode {self.mode!r} is not compose, helm or an installed plug-in's deploy mode "
+                             f"(installed: {', '.join(plugins) or 'none'})")
         return self
+
+    def settings(self, mode: str | None = None) -> dict[str, Any]:
+        """A plug-in deploy mode's own settings (``deploy.<mode>``), as a plain mapping."""
+        value = (self.model_extra or {}).get(mode or self.mode)
+        return dict(value) if isinstance(value, dict) else {}
 
 
 class SecretStore(_Model):
@@ -204,14 +213,24 @@ class ObjectStoreBackup(_Model):
 
 
 class Backup(_Model):
-    """``tools``: real mongodump / mc mirror.  ``lab``: the lab's stand-in stores (its SQLite
-    database and object-store folder) copied with the same layout and verification."""
+    """``tools``: the runbook's mongodump / mc mirror (cells of the notebooks); another mode is a
+    plug-in's (the lab's stand-in stores)."""
 
-    mode: Literal["tools", "lab"] = "tools"
+    mode: str = "tools"
     #: Section 6 restores run only when asked (tools mode) -- the lab checks consistency itself
     restore_on_rollback: bool = False
     mongo: MongoBackup
     object_store: ObjectStoreBackup
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        from ._plugins import names
+
+        if value != "tools" and value not in names("backup"):
+            raise ValueError(f"{value!r} is not tools or an installed plug-in's backup mode "
+                             f"(installed: {', '.join(names('backup')) or 'none'})")
+        return value
 
 
 class Gate(_Model):
@@ -258,8 +277,26 @@ class Role(_Model):
 
 
 class Monitoring(_Model):
+    """Section 7's heightened monitoring: how long, how often, and where latency, error rate and
+    queue depth are read (a Prometheus text endpoint per service; metric names per platform)."""
+
     duration: Duration = timedelta(hours=4)
     interval: Duration = timedelta(minutes=1)
+    metrics_path: str = "/metrics"
+    requests_metric: str = "http_requests_total"
+    errors_metric: str = "http_errors_total"
+    #: the request whose JSON answer holds the queue depth, and the field (unset: depth not sampled)
+    queue_query: str | None = None
+    queue_depth_field: str = "depth"
+
+
+class Audit(_Model):
+    """Section 7 "confirm audit trails": per trail, the request (a template over params) and the JSON
+    field that must be above zero.  Unset here: each platform says where its audit trails are."""
+
+    tokens_issued: str | None = None
+    scan_events: str | None = None
+    submissions: str | None = None
 
 
 class Tools(_Model):
@@ -293,7 +330,7 @@ class Smoke(_Model):
     the marker its HTML must contain ("dashboards render"; "policy views consistent").
     """
 
-    runtime_event_query: str = "GET {services.runtime}/api/v1/runtime/events?eventId={id}"
+    runtime_event_query: str | None = None
     web_pages: dict[str, str] = Field(default_factory=dict)
 
 
@@ -318,6 +355,7 @@ class Environment(_Model):
     slo: Slo = Slo()
     timeouts: Timeouts = Timeouts()
     monitoring: Monitoring = Monitoring()
+    audit: Audit = Audit()
     tools: Tools = Tools()
     trust: Trust = Trust()
     smoke: Smoke = Smoke()

@@ -1,17 +1,17 @@
-"""What Sections 2 (T-30m) and 7 still ask the platform over HTTP: health, queue depth, audit.
+"""What Sections 2 (T-30m) and 7 still ask the platform over HTTP: each service's ``/healthz``.
 
-The smoke tests and Section 4.4 are notebook cells now (``rb.http`` / ``rb.sh`` with the
-runbook's own requests and CLIs); this small client remains for the go/no-go health sweep and
-the post-cutover review until those become cells over params-set queries too.
+The smoke tests, Section 4.4 and the audit trails are notebook cells (``rb.http`` / ``rb.sh`` with
+the runbook's own requests and CLIs); this small client remains for the go/no-go health sweep and
+the monitoring samples.
 """
 
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._http import Http, Response
+from ._http import Http
 from ._params import Environment
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,14 +34,6 @@ class StellaApi:
 
     def url(self, service: str, path: str) -> str:
         return str(getattr(self.env.services, service)) + path
-
-    def queue_health(self) -> Response:
-        return self.http.get(self.url("scanner", "/api/v1/queue/health"))
-
-    def audit(self, service: str) -> dict[str, Any]:
-        r = self.http.expect_status(self.http.get(self.url(service, "/-/audit")), 200)
-        body: dict[str, Any] = r.json()
-        return body
 
 
 def api_for(rb: "Runbook") -> StellaApi:

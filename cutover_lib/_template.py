@@ -122,8 +122,15 @@ def _substitute(template: str, root: Any, values: Mapping[str, Any] | None,
 
 
 def render_text(template: str, root: Any, values: Mapping[str, Any] | None = None) -> str:
-    """A URL or message: values as they are (lists joined with commas)."""
-    return _substitute(template, root, values, lambda v: ",".join(v) if isinstance(v, list) else v)
+    """A URL or message: values as they are (lists joined with commas).  A params value may itself
+    be a template (``smoke.runtime_event_query: "GET {services.runtime}/..."``): filled in too."""
+    text = template
+    for _ in range(4):
+        filled = _substitute(text, root, values, lambda v: ",".join(v) if isinstance(v, list) else v)
+        if filled == text or not _FIELD.search(filled):
+            return filled
+        text = filled
+    return text
 
 
 def render_args(template: str, root: Any, values: Mapping[str, Any] | None = None) -> list[str]:

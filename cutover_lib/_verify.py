@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._actions import Result
     from ._steps import Runbook, StepContext
 
-__all__ = ["OIDC_REQUIRED", "every_page_renders", "fresh_event", "oidc_discovery_complete", "same_payload_as",
+__all__ = ["OIDC_REQUIRED", "above_zero", "every_page_renders", "fresh_event", "oidc_discovery_complete", "same_payload_as",
            "signed_dsse", "trusted_signer_keys", "visible_by_query"]
 
 #: fields every OpenID Connect discovery document has (OpenID Connect Discovery 1.0, section 3)
@@ -251,3 +251,14 @@ def _screenshot(ctx: "StepContext", url: str) -> str:
             return ""
     ctx.artifact(f"{ctx.step_id}-screenshot.png", data)
     return "; screenshot kept"
+
+
+def above_zero(field: str) -> _Check:
+    """The answer's JSON ``field`` (dotted) is a number above zero (an audit trail that holds records)."""
+    def check(ctx: "StepContext", result: "Result") -> str:
+        value = _at(result.json, field)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise CheckFailed(f"expected {ctx.expect}; observed {field} = {value!r}")
+        return f"{field} = {value}"
+
+    return _Check(f"{field} above zero", check)

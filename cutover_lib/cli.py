@@ -254,9 +254,21 @@ def unlock(env: EnvOpt, root: RootOpt = None) -> None:
         raise _fail(exc) from None
 
 
-from .lab._cli import lab_app  # noqa: E402 - light: the lab's servers load only inside its commands
+def _add_plugin_commands() -> None:
+    """Sub-commands other packages add (entry points ``stellaops_cutover.commands``: the lab adds
+    ``cutover lab``); a plug-in that fails to load is left out with one line on stderr."""
+    from ._plugins import load, names
 
-app.add_typer(lab_app, name="lab", help="The local stand-in Stella Ops stack (a lab for rehearsals).")
+    for name in names("commands"):
+        try:
+            sub = load("commands", name)
+        except Exception as exc:  # noqa: BLE001 - a broken plug-in must not break the tool
+            typer.echo(f"warning: plug-in command {name!r} not loaded: {exc}", err=True)
+            continue
+        app.add_typer(sub, name=name, help=sub.info.help)
+
+
+_add_plugin_commands()
 
 
 def main() -> None:

@@ -351,6 +351,7 @@ cmd_build_images() {
     local ctx=$RUN/build-context
     rm -rf "$ctx"; mkdir -p "$ctx/samples"
     tar -C "$REPO" --exclude='__pycache__' --exclude='*.pyc' -cf - cutover_lib | tar -C "$ctx" -xf -
+    tar -C "$REPO/lab" --exclude='__pycache__' --exclude='*.pyc' -cf - stellaops_lab | tar -C "$ctx" -xf -
     [ -d "$REPO/samples/dsse" ] && cp -r "$REPO/samples/dsse" "$ctx/samples/"
     cp "$REPO/deploy/images/lab.Dockerfile" "$ctx/Dockerfile"
     local rel tag

@@ -12,14 +12,15 @@ ENV PYTHONPATH=/opt/stellaops PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /opt/stellaops
 COPY samples/ /opt/stellaops/samples/
 COPY cutover_lib/ /opt/stellaops/cutover_lib/
+COPY stellaops_lab/ /opt/stellaops/stellaops_lab/
 # The lab's stand-in for the scanner's own CLI, so that the runbook's Section 4.4 line
 # `docker exec stellaops-scanner-web dotnet StellaOps.Scanner.WebService.dll health queue` runs
 # as written (it answers that one command, from this container's scanner on port 8080).
 RUN printf '%s\n' '#!/bin/sh' ': "${STELLAOPS_BACKEND_URL:=http://127.0.0.1:8080}"' 'export STELLAOPS_BACKEND_URL' \
-        'exec python3 -m cutover_lib.lab.dotnet_standin "$@"' > /usr/local/bin/dotnet \
+        'exec python3 -m stellaops_lab.dotnet_standin "$@"' > /usr/local/bin/dotnet \
     && chmod 0755 /usr/local/bin/dotnet
 VOLUME /var/lib/stellaops-lab
-ENTRYPOINT ["python3", "-m", "cutover_lib.lab.serve"]
+ENTRYPOINT ["python3", "-m", "stellaops_lab.serve"]
 # last, so the two releases share every layer above
 ARG STELLAOPS_RELEASE=2025.09.2
 ENV STELLAOPS_RELEASE=${STELLAOPS_RELEASE}

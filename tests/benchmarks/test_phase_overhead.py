@@ -27,7 +27,7 @@ CUTOVER = str(Path(sys.executable).with_name("cutover"))
 
 @pytest.fixture(scope="module")
 def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from cutover_lib.lab import down, up
+    from stellaops_lab import down, up
 
     root = make_project(tmp_path_factory.mktemp("bench"), free_block())
     cfg = lab_config(root)

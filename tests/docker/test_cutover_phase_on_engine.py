@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cutover_lib.demo import DEMO_APPROVERS
+from stellaops_lab.demo import DEMO_APPROVERS
 from test_compose_engine import bring_up_stage, env_file, versions
 
 APPROVALS = [(gate, role, name) for gate, people in DEMO_APPROVERS.items() for role, name in people]
@@ -25,10 +25,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def project(tmp_path: Path, docker_host: str) -> Path:
     """A project copy whose .lab holds the secret stores and stores the compose lab's runbook uses."""
-    from cutover_lib.lab import LabConfig
-    from cutover_lib.lab import _store
-    from cutover_lib.lab._provision import provision
-    from cutover_lib.lab._standins import install_standins
+    from stellaops_lab import LabConfig
+    from stellaops_lab import _store
+    from stellaops_lab._provision import provision
+    from stellaops_lab._standins import install_standins
 
     root = tmp_path / "project"
     for name in ("params", "notebooks", "samples", "deploy"):

@@ -16,7 +16,7 @@ from nb_helpers import free_block, lab_config, make_project
 
 @pytest.fixture(scope="session")
 def lab_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from cutover_lib.lab import down, up
+    from stellaops_lab import down, up
 
     root = make_project(tmp_path_factory.mktemp("labproject"), free_block())
     cfg = lab_config(root)
@@ -29,7 +29,7 @@ def lab_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture
 def clean_faults(lab_project: Path) -> Iterator[Path]:
-    from cutover_lib.lab import clear_faults
+    from stellaops_lab import clear_faults
 
     clear_faults(lab_config(lab_project))
     yield lab_project

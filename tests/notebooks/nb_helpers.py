@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cutover_lib.demo import DEMO_APPROVERS  # the demo's named approvers: one list for demo and tests
+from stellaops_lab.demo import DEMO_APPROVERS  # the demo's named approvers: one list for demo and tests
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,10 +51,12 @@ def cutover(root: Path, *args: str, timeout: float = 600) -> subprocess.Complete
 
 def lab_config(root: Path):
     from cutover_lib._params import load_environment
-    from cutover_lib.lab import LabConfig
+    from stellaops_lab import LabConfig
 
-    env = load_environment("local", root / "params")
-    return LabConfig.from_port_base(root / env.deploy.lab.data_dir, env.deploy.lab.port_base)
+    from stellaops_lab.settings import lab_settings
+
+    lab = lab_settings(load_environment("local", root / "params"))
+    return LabConfig.from_port_base(root / lab.data_dir, lab.port_base)
 
 
 DEMO_APPROVALS = [(gate, role, name) for gate, people in DEMO_APPROVERS.items() for role, name in people]

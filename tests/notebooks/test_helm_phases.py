@@ -34,7 +34,7 @@ STORE_KEYS = {"stellaops-prod-core": ["authority-signing-key.pem", "authority-cl
 
 @pytest.fixture
 def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
-    from cutover_lib.lab import down, up
+    from stellaops_lab import down, up
 
     root = make_project(tmp_path / "p", free_block())
     shutil.copytree(REPO / "secrets", root / "secrets")
@@ -66,7 +66,8 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
         # the lab's stand-in stellaops-cli / dotnet (kubectl exec runs the latter through the kubectl stand-in),
         # the lab signer's key pinned as prod would pin its own, the lab's web pages
         f"tools.path=[{cfg.bin_dir}]", f"trust.signer_keys=[{cfg.trusted_signer_key}]",
-        """smoke.web_pages={"/": 'id="dashboard"', "/policy": 'id="policy-view"'}"""]
+        """smoke.web_pages={"/": 'id="dashboard"', "/policy": 'id="policy-view"'}""",
+        "smoke.runtime_event_query=GET {services.runtime}/api/v1/runtime/events?eventId={id}"]
 
     def cutover(*args: str) -> subprocess.CompletedProcess[str]:
         extra = [] if args[0] in ("verify",) else ["--root", str(root)]

@@ -82,14 +82,14 @@ def test_whole_runbook_on_the_lab(lab_project):
                 "4.1.backup-mongo", "4.1.mirror-minio", "4.4.oidc-metadata", "4.4.signer-verify",
                 "4.4.scanner-queue", "4.4.notify-legacy", "5.api-health", "5.scan-submit", "5.runtime-event",
                 "5.signing", "5.attestor-verify", "5.web-ui", "5.decision", "5.gate-post-smoke", "7.monitoring",
-                "7.audit-trails", "7.retrospective", "9.log"):
+                "7.audit-tokens", "7.audit-scans", "7.audit-attestations", "7.retrospective", "9.log"):
         assert sid in seen, sid
     assert seen["5.decision"]["observed"].startswith("GO")
 
 
 def test_smoke_failure_rolls_back_and_the_record_shows_why(tmp_path):
     """A fault baked into 2025.09.2 fails a smoke test; rollback restores 2025.09.1 (lab deploy mode)."""
-    from cutover_lib.lab import down, status, up
+    from stellaops_lab import down, status, up
 
     root = make_project(tmp_path / "p", free_block())
     cfg = lab_config(root)
@@ -120,7 +120,7 @@ def test_the_runbooks_cli_runs_with_the_runbooks_arguments(lab_project, tmp_path
     """A recording stellaops-cli first on PATH (it then runs the lab's stand-in): the cutover phase
     calls it exactly as the runbook does -- profile, --sbom samples/sbom/demo.json, --bundle, and
     --uuid of the attestation the scan produced -- plus the output contract (--output json)."""
-    from cutover_lib.lab import LabConfig
+    from stellaops_lab import LabConfig
 
     approve_all(lab_project)
     cfg: LabConfig = lab_config(lab_project)
@@ -156,7 +156,7 @@ def test_the_runbooks_cli_runs_with_the_runbooks_arguments(lab_project, tmp_path
 
 def test_nbval_lax_runs_every_notebook(tmp_path):
     """nbval executes the committed notebooks cell by cell (lax: outputs are not compared)."""
-    from cutover_lib.lab import down, up
+    from stellaops_lab import down, up
 
     root = make_project(tmp_path / "p", free_block())
     cfg = lab_config(root)

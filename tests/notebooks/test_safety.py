@@ -19,7 +19,7 @@ pytestmark = pytest.mark.notebooks
 
 @pytest.fixture
 def own_lab(tmp_path):
-    from cutover_lib.lab import down, up
+    from stellaops_lab import down, up
 
     root = make_project(tmp_path / "p", free_block())
     cfg = lab_config(root)
@@ -110,7 +110,7 @@ def test_resume_of_an_unknown_run(own_lab):
 
 
 def test_plan_then_approved_plan_then_t0_and_a_changed_command_is_stopped(own_lab):
-    from cutover_lib.lab import status
+    from stellaops_lab import status
 
     root = own_lab
     pids = {n: r["pid"] for n, r in status(lab_config(root)).items()}

@@ -50,7 +50,7 @@ class EchoingWebhook(http.server.BaseHTTPRequestHandler):
 
 
 def test_canaries_never_reach_evidence_or_terminal(tmp_path, kube_api):  # noqa: F811
-    from cutover_lib.lab import down, up
+    from stellaops_lab import down, up
 
     root = make_project(tmp_path / "p", free_block())
     secret = root / ".lab" / "secrets" / "stellaops-prod-core" / "authority-client-secret"

@@ -12,7 +12,7 @@ from cutover_lib._errors import StepFailed
 from cutover_lib._evidence import RunFolder
 from cutover_lib._params import load_environment, parse_overrides
 from cutover_lib._steps import Runbook
-from cutover_lib.lab import set_fault
+from stellaops_lab import set_fault
 from nb_helpers import lab_config, run_cells
 
 pytestmark = pytest.mark.lab

@@ -315,7 +315,7 @@ def test_then_checks_run_after_the_expected_result(make_rb, fake_env, tmp_path, 
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from cutover_lib._dsse import Envelope, sign_envelope
-    from cutover_lib.lab._keys import public_pem
+    from stellaops_lab._keys import public_pem
 
     key = ec.generate_private_key(ec.SECP256R1())
     bundle = json.loads((REPO / "samples" / "dsse" / "demo.json").read_text())

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from cutover_lib import _backup
-from cutover_lib._lab_backup import LabBackup
+from stellaops_lab.backup_mode import LabBackup
 from cutover_lib._errors import StepFailed, ToolMissing
 from cutover_lib._evidence import RunFolder
 from cutover_lib._steps import Runbook
@@ -234,9 +234,9 @@ def test_requested_restore_without_a_backup_fails(project: Path, tools: dict[str
 
 @pytest.fixture()
 def lab(project: Path) -> Path:
-    from cutover_lib.lab import LabConfig
-    from cutover_lib.lab._provision import provision
-    from cutover_lib.lab._store import connect
+    from stellaops_lab import LabConfig
+    from stellaops_lab._provision import provision
+    from stellaops_lab._store import connect
 
     data = project / ".lab"
     provision(LabConfig(data))

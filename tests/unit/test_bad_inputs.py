@@ -186,7 +186,7 @@ def stand() -> Iterator[http.server.ThreadingHTTPServer]:
 
 def rb_for(tmp_path: Path, *extra: str, **services: str) -> Runbook:
     """A run view on the local params with ``services`` moved, the lab's stand-in CLIs on the path."""
-    from cutover_lib.lab._standins import install_standins
+    from stellaops_lab._standins import install_standins
 
     install_standins(tmp_path / "bin")
     ov = [f"services.{k}={v}" for k, v in services.items()] + [

@@ -366,7 +366,7 @@ def test_heartbeat_message(env: Environment) -> None:
 @pytest.mark.lab
 def test_post_to_lab_notify_standin(tmp_path: Path, env: Environment, monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end against the lab's Mattermost stand-in, read back at GET /hooks/<id>/posts."""
-    from cutover_lib.lab import SERVICES, LabConfig, down, up
+    from stellaops_lab import SERVICES, LabConfig, down, up
 
     socks = [socket.socket() for _ in SERVICES]
     for s in socks:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from cutover_lib.lab import LabConfig, clear_faults, down, up
+from stellaops_lab import LabConfig, clear_faults, down, up
 from lab_helpers import make_config, wait_healthy
 
 

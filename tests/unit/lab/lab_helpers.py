@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from cutover_lib.lab import SERVICES, LabConfig
+from stellaops_lab import SERVICES, LabConfig
 
 REPO = Path(__file__).resolve().parents[3]
 SBOM = REPO / "samples" / "sbom" / "demo.json"
@@ -27,7 +27,7 @@ DEMO_DSSE = REPO / "samples" / "dsse" / "demo.json"
 RUNTIME_EVENT = REPO / "samples" / "runtime" / "zastava-observer-event.json"
 def auth(config: "LabConfig") -> tuple[str, str]:
     """The lab client's credentials: the secret provisioned in the lab's core secret store."""
-    from cutover_lib.lab._provision import client_secret
+    from stellaops_lab._provision import client_secret
 
     return ("stellaops-cutover", client_secret(config))
 

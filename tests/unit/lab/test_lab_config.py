@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import cutover_lib.lab as lab
-from cutover_lib.lab import (
+import stellaops_lab as lab
+from stellaops_lab import (
     DEFAULT_PORTS,
     FAULTS,
     SERVICES,
@@ -23,7 +23,7 @@ from cutover_lib.lab import (
     list_faults,
     set_fault,
 )
-from cutover_lib.lab._cli import lab_app
+from stellaops_lab._cli import lab_app
 
 
 def test_exports_sorted_and_present() -> None:
@@ -34,7 +34,7 @@ def test_exports_sorted_and_present() -> None:
 
 def test_importing_lab_and_cli_loads_no_heavy_modules() -> None:
     code = (
-        "import sys, cutover_lib.lab, cutover_lib.lab._cli;"
+        "import sys, stellaops_lab, stellaops_lab._cli;"
         "print([m for m in sys.modules if m.split('.')[0] in ('tornado','cryptography','jwt','rich')])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -151,7 +151,7 @@ def test_cli_config_error_is_one_line_exit_2(tmp_path: Path) -> None:
 
 
 def test_cli_lab_error_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cutover_lib.lab import _control
+    from stellaops_lab import _control
 
     def boom(config: LabConfig, timeout: float) -> Any:
         raise LabError("port 18081 on 127.0.0.1 (lab scanner) is already in use", hint="use --port-base")
@@ -163,7 +163,7 @@ def test_cli_lab_error_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_cli_passes_config_to_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cutover_lib.lab import _control
+    from stellaops_lab import _control
 
     seen: dict[str, Any] = {}
 

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from cutover_lib.lab import SERVICES, LabConfig, clear_faults, list_faults, set_fault, status
+from stellaops_lab import SERVICES, LabConfig, clear_faults, list_faults, set_fault, status
 
 from lab_helpers import SBOM, auth, independent_verify, signer_key, wait_healthy
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cutover_lib.lab import SERVICES, LabError, down, status, up
+from stellaops_lab import SERVICES, LabError, down, status, up
 
 from lab_helpers import SBOM, auth, make_config
 

@@ -21,7 +21,7 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 
-from cutover_lib.lab import SERVICES, LabConfig, status
+from stellaops_lab import SERVICES, LabConfig, status
 from lab_helpers import DEMO_DSSE, auth, RUNTIME_EVENT, SBOM, independent_verify, signer_key
 
 pytestmark = pytest.mark.lab

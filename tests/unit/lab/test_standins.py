@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from cutover_lib.lab import LabConfig, clear_faults, set_fault
-from cutover_lib.lab._standins import install_standins
+from stellaops_lab import LabConfig, clear_faults, set_fault
+from stellaops_lab._standins import install_standins
 
 from lab_helpers import DEMO_DSSE, REPO, SBOM, auth, free_ports, independent_verify, signer_key
 
@@ -91,7 +91,7 @@ def test_up_installs_the_wrappers(lab: LabConfig) -> None:
         path = lab.bin_dir / name
         assert stat.S_IMODE(path.stat().st_mode) == 0o755
         assert path.read_text() == (
-            f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m cutover_lib.lab.{module} "$@"\n'
+            f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m stellaops_lab.{module} "$@"\n'
         )
     assert sorted(p.name for p in lab.bin_dir.iterdir()) == ["dotnet", "stellaops-cli"]  # no temp files
 
@@ -116,7 +116,7 @@ def test_install_standins_quotes_the_interpreter_and_replaces(tmp_path: Path,
     assert written == [bin_dir / "stellaops-cli", bin_dir / "dotnet"]
     text = (bin_dir / "dotnet").read_text()
     assert shlex.split(text.splitlines()[1]) == [
-        "exec", "/opt/py thon's/bin/python3", "-m", "cutover_lib.lab.dotnet_standin", "$@"]
+        "exec", "/opt/py thon's/bin/python3", "-m", "stellaops_lab.dotnet_standin", "$@"]
     assert sorted(p.name for p in bin_dir.iterdir()) == ["dotnet", "stellaops-cli"]
 
 

@@ -1,6 +1,6 @@
 """Start, stop and inspect the lab processes; read and set faults.
 
-The lab is a named stand-in for a Stella Ops stack: one ``python -m cutover_lib.lab.serve``
+The lab is a named stand-in for a Stella Ops stack: one ``python -m stellaops_lab.serve``
 process per service, on loopback. ``up`` starts them detached (new session, reparented
 away from the caller so a CLI or notebook can exit) and writes one pid file each;
 ``down`` signals only processes whose pid file it finds *and* whose ``/proc`` command line
@@ -34,7 +34,7 @@ from ._standins import install_standins
 
 __all__ = ["clear_faults", "down", "list_faults", "set_fault", "status", "up"]
 
-SERVE_MODULE = "cutover_lib.lab.serve"
+SERVE_MODULE = "stellaops_lab.serve"
 STOP_GRACE_SECONDS = 5.0
 
 # Spawns every server with posix_spawn in a new session and prints their pids, then exits:
@@ -171,8 +171,10 @@ def _child_env(config: LabConfig) -> dict[str, str]:
     if config.faults:
         env["LAB_FAULTS"] = json.dumps(config.faults)
     env["LAB_CLIENT_SECRET"] = client_secret(config)
-    package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    import cutover_lib  # (the lab uses the tool's DSSE code; the tool never imports the lab)
+
+    roots = [str(Path(__file__).resolve().parents[1]), str(Path(cutover_lib.__file__).resolve().parents[1])]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (*roots, env.get("PYTHONPATH")) if p)
     env.pop("PYTHONWARNINGS", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env

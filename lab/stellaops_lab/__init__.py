@@ -8,7 +8,7 @@ UI. Each service is its own tornado process on loopback; state lives in SQLite u
 ``LabConfig.data_dir`` and survives restarts; fault switches make any service unhealthy,
 slow, down, or wrong so the runbook's failure and rollback paths run for real.
 
-    >>> from cutover_lib.lab import LabConfig, up, down, set_fault
+    >>> from stellaops_lab import LabConfig, up, down, set_fault
     >>> cfg = LabConfig(Path(".lab"))
     >>> up(cfg)                      # idempotent
     >>> set_fault(cfg, "scanner", "unhealthy")
@@ -39,7 +39,7 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'cutover_lib.lab' has no attribute {name!r}")
+    raise AttributeError(f"module 'stellaops_lab' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -2,8 +2,8 @@
 
 The runbook's CLIs run as real commands whose program comes from params; against the lab
 these wrappers are those programs. Each is a two-line ``/bin/sh`` script that execs the
-Python that installed it on the stand-in module (:mod:`cutover_lib.lab.stellaops_cli`,
-:mod:`cutover_lib.lab.dotnet_standin`), so they work from any working directory as long as
+Python that installed it on the stand-in module (:mod:`stellaops_lab.stellaops_cli`,
+:mod:`stellaops_lab.dotnet_standin`), so they work from any working directory as long as
 that interpreter can import ``cutover_lib``.
 """
 
@@ -19,7 +19,7 @@ from ._errors import LabError
 
 __all__ = ["STANDINS", "install_standins", "wrapper_text"]
 
-#: executable name -> module under ``cutover_lib.lab``
+#: executable name -> module under ``stellaops_lab``
 STANDINS: dict[str, str] = {
     "stellaops-cli": "stellaops_cli",
     "dotnet": "dotnet_standin",
@@ -30,7 +30,7 @@ def wrapper_text(module: str, interpreter: str | None = None) -> str:
     python = interpreter if interpreter is not None else sys.executable
     if not python:
         raise LabError("cannot write the lab stand-in wrappers: sys.executable is unknown")
-    return f'#!/bin/sh\nexec {shlex.quote(python)} -m cutover_lib.lab.{module} "$@"\n'
+    return f'#!/bin/sh\nexec {shlex.quote(python)} -m stellaops_lab.{module} "$@"\n'
 
 
 def install_standins(bin_dir: Path) -> list[Path]:

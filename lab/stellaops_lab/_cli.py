@@ -1,6 +1,6 @@
 """``cutover lab ...``: start, stop and inspect the local stand-in Stella Ops stack.
 
-A thin layer over :mod:`cutover_lib.lab`; the library is imported inside each command so
+A thin layer over :mod:`stellaops_lab`; the library is imported inside each command so
 ``cutover --help`` stays instant. Expected errors print one ``error: ...`` line and exit 2
 (bad arguments) or 1 (the lab could not do it).
 """

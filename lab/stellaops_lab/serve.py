@@ -1,4 +1,4 @@
-"""Run one lab service: ``python -m cutover_lib.lab.serve --service NAME --port N --data-dir DIR``.
+"""Run one lab service: ``python -m stellaops_lab.serve --service NAME --port N --data-dir DIR``.
 
 The lab is a named local stand-in for a Stella Ops stack; each service is one of these
 processes. Options (all have container-friendly environment fallbacks):
@@ -55,7 +55,7 @@ DOWN_POLL_SECONDS = 0.2
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m cutover_lib.lab.serve", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m stellaops_lab.serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--service", required=True, choices=SERVICES)
     parser.add_argument("--port", required=True, type=int)
@@ -70,7 +70,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _default_trust_dirs(data_dir: Path) -> list[Path]:
-    dirs = [Path(__file__).resolve().parents[2] / "samples" / "dsse" / "trusted", data_dir / "trusted"]
+    # samples/ of the checkout (lab/stellaops_lab/ -> the repository) or of the image (/opt/stellaops)
+    here = Path(__file__).resolve()
+    checkout = next((p for p in (here.parents[2], here.parents[1]) if (p / "samples" / "dsse").is_dir()),
+                    here.parents[2])
+    dirs = [checkout / "samples" / "dsse" / "trusted", data_dir / "trusted"]
     env = os.environ.get("LAB_TRUST_DIR")
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]

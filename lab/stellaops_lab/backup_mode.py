@@ -26,10 +26,11 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from ._backup import find_backup, human, list_tree, verify_folder
-from ._errors import CheckFailed
-from ._evidence import utc_now
-from ._steps import NotApplicable, Runbook, StepContext
+from cutover_lib._backup import find_backup, human, list_tree, verify_folder
+from cutover_lib._errors import CheckFailed
+from cutover_lib._evidence import utc_now
+from cutover_lib._steps import NotApplicable, Runbook, StepContext
+from .settings import lab_settings
 
 __all__ = ["LabBackup"]
 
@@ -50,8 +51,7 @@ def _join(base: str, name: str) -> str:
 
 
 def _lab_db(rb: Runbook) -> Path:
-    lab = rb.env.deploy.lab
-    return rb.path(lab.data_dir if lab is not None else ".lab") / _LAB_DB
+    return rb.path(lab_settings(rb.env).data_dir) / _LAB_DB
 
 
 def _digests(root: Path) -> dict[str, str]:

@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="LAB STAND-IN for stellaops-cli (a named stand-in, not the Stella Ops CLI): the runbook's "
-                    "stellaops-cli commands, run against the local lab's HTTP API (cutover_lib.lab).",
+                    "stellaops-cli commands, run against the local lab's HTTP API (stellaops_lab).",
         epilog=ENV_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -14,7 +14,7 @@ saying that only this command is stood in) by asking the lab scanner
   ``STELLAOPS_BACKEND_URL`` missing: the same, exit 2.
 
 ``STELLAOPS_TLS_VERIFY`` and ``STELLAOPS_HTTP_TIMEOUT`` apply as for the stand-in
-``stellaops-cli`` (:mod:`cutover_lib.lab.stellaops_cli`).
+``stellaops-cli`` (:mod:`stellaops_lab.stellaops_cli`).
 """
 
 from __future__ import annotations

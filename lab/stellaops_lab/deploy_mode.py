@@ -13,23 +13,23 @@ import json
 import time
 from typing import Any
 
-from ._errors import CheckFailed
-from ._steps import NotApplicable, Runbook, StepContext
+from cutover_lib._errors import CheckFailed
+from cutover_lib._steps import NotApplicable, Runbook, StepContext
+from .settings import lab_settings
 
 __all__ = ["LabSteps"]
 
 
 def _config(rb: Runbook, release: str) -> Any:
-    from .lab import LabConfig
+    from . import LabConfig
 
-    lab = rb.env.deploy.lab
-    assert lab is not None
+    lab = lab_settings(rb.env)
     return LabConfig.from_port_base(rb.path(lab.data_dir), lab.port_base, release=release,
                                     faults=dict(lab.release_faults.get(release, {})))
 
 
 def _restart(ctx: StepContext, rb: Runbook, release: str) -> str:
-    from .lab import down, up
+    from . import down, up
 
     cfg = _config(rb, release)
     stopped = down(cfg)
@@ -42,7 +42,7 @@ def _restart(ctx: StepContext, rb: Runbook, release: str) -> str:
 
 
 def _wait_release(ctx: StepContext, rb: Runbook, release: str) -> str:
-    from .lab import status
+    from . import status
 
     cfg = _config(rb, release)
     deadline = time.monotonic() + rb.env.timeouts.health.total_seconds()
@@ -62,7 +62,7 @@ class LabSteps:
     """The deploy-mode protocol of ``_deploy`` for the lab."""
 
     def validate_profile(self, rb: Runbook, profile: str, path: str) -> None:
-        from ._compose_steps import ComposeSteps
+        from cutover_lib._compose_steps import ComposeSteps
 
         ComposeSteps().validate_profile(rb, profile, path)
 

@@ -18,7 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from ._steps import find_root
+from cutover_lib._steps import find_root
+from .settings import lab_settings
 
 PHASES = ["readiness", "rehearsal", "cutover", "post"]
 DEMO_APPROVERS = {
@@ -30,8 +31,8 @@ DEMO_APPROVERS = {
 
 
 def _record_demo_approvals(root: Path, env_name: str) -> None:
-    from ._approvals import ApprovalStore
-    from ._params import load_environment
+    from cutover_lib._approvals import ApprovalStore
+    from cutover_lib._params import load_environment
 
     env = load_environment(env_name, root / "params")
     store = ApprovalStore(root, env)
@@ -52,14 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = find_root()
 
-    from ._errors import CutoverError
-    from ._params import load_environment
-    from ._runner import run_phase
-    from .lab import LabConfig, down, status, up
+    from cutover_lib._errors import CutoverError
+    from cutover_lib._params import load_environment
+    from cutover_lib._runner import run_phase
+    from . import LabConfig, down, status, up
 
     env = load_environment(args.env, root / "params")
-    assert env.deploy.lab is not None, "make demo runs against an environment in deploy mode lab"
-    cfg = LabConfig.from_port_base(root / env.deploy.lab.data_dir, env.deploy.lab.port_base)
+    assert env.deploy.mode == "lab", "make demo runs against an environment in deploy mode lab"
+    lab = lab_settings(env)
+    cfg = LabConfig.from_port_base(root / lab.data_dir, lab.port_base)
     started_here = not any(row["running"] for row in status(cfg).values())
     overrides = []
     if args.fault:
