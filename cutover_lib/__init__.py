@@ -44,6 +44,7 @@ _EXPORTS = {
     "load_environment": "._params",
     "containers_healthy": "._compose_steps",
     "every_page_renders": "._verify",
+    "every_profile_validated": "._verify",
     "mirror_holds_source": "._backup",
     "objects_present": "._backup",
     "restored_without_failures": "._backup",
@@ -55,6 +56,7 @@ _EXPORTS = {
     "same_payload_as": "._verify",
     "signed_dsse": "._verify",
     "snapshot_holds": "._backup",
+    "values_secrets_hold_keys": "._helm_steps",
     "verify_run": "._evidence",
     "visible_by_query": "._verify",
 }

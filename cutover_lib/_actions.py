@@ -162,10 +162,10 @@ class Actions:
         values.update(files)
         result.vars = values
         not_needed = next((v for v in values.values() if isinstance(v, NotNeeded)), None)
-        unmet = self._unmet(when)
-        not_here = not_needed.what if not_needed is not None else unmet if unmet else \
-            f"deploy mode is {self.env.deploy.mode}, this is the {mode} path" \
-            if mode is not None and self.env.deploy.mode != mode else \
+        other_mode = mode is not None and self.env.deploy.mode != mode
+        unmet = None if other_mode else self._unmet(when)
+        not_here = not_needed.what if not_needed is not None else \
+            f"deploy mode is {self.env.deploy.mode}, this is the {mode} path" if other_mode else unmet if unmet else \
             "dry run: nothing was changed, so there is nothing new to check" if after_change and self.dry_run else None
         try:
             items = self._each(each, values)
@@ -214,6 +214,8 @@ class Actions:
                                       res.timed_out)
             if not (problems and r.json is None):  # a failed tool without output: its exit says it
                 problems += self._compare(want, r, values, seen)
+            if problems and res.returncode != want["exit"] and r.text:
+                problems += self._then_problems(ctx, r, then)  # what the checks see says more than the exit
             if problems:
                 last = " | ".join(res.tail[-2:])
                 raise CheckFailed(_observed(ctx, node, "; ".join(problems) + (
@@ -321,6 +323,19 @@ class Actions:
             result.values.update(r.values)
             ctx.data["values"] = {k: v for k, v in r.values.items() if isinstance(v, (str, int, float, bool))}
         return "; ".join(seen + notes)
+
+    def _then_problems(self, ctx: "StepContext", r: Result, then: Sequence[Check]) -> list[str]:
+        """The ``then`` checks' findings on the output of a command that already failed (no raise)."""
+        found: list[str] = []
+        for check in then:
+            try:
+                check(ctx, r)
+            except CheckFailed as exc:
+                text = exc.message
+                found.append(text.split("; observed ", 1)[1] if "; observed " in text else text)
+            except Exception:  # noqa: BLE001 - a check that cannot read a failed tool's output adds nothing
+                continue
+        return found
 
     def _unmet(self, when: Mapping[str, Any] | None) -> str | None:
         """Why a ``when={"params.key": value}`` cell does not apply here (None: it does)."""

@@ -6,9 +6,8 @@ runs a cell's command on every node of ``deploy.compose.nodes`` -- concurrently,
 ``deploy.compose.parallelism`` at a time, one log artifact per node and command, a per-node
 outcome in the step's ``data.nodes``; when a node fails, nodes not yet started are not started,
 the running ones finish, and the step fails naming the node -- and :func:`containers_healthy`
-checks the engine's own healthchecks after ``docker compose ps``.  T-12h's
-``docker compose -f FILE config`` per profile and the not-applicable staging secrets are still
-steps here (``ComposeSteps``).
+checks the engine's own healthchecks after ``docker compose ps``.  The not-applicable staging
+secrets are still a step here (``ComposeSteps``).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _compose as dc
-from ._errors import CheckFailed, CutoverError, StepFailed, ToolMissing
+from ._errors import CheckFailed, CutoverError, StepFailed
 from ._evidence import iso, utc_now
 from ._params import ComposeDeploy, ComposeNode, parse_duration
 from ._shell import render
@@ -140,33 +139,6 @@ def run_on_nodes(ctx: StepContext, c: ComposeDeploy | None, work: Callable[[Comp
 class ComposeSteps:
     """The deploy-mode protocol of :mod:`cutover_lib._deploy` for compose nodes."""
 
-    # ------------------------------------------------------------------ T-12h
-    def validate_profile(self, rb: Runbook, profile: str, path: str) -> None:
-        argv = dc.compose_argv(path, None, "config")
-        step_id = f"2.t-12h.validate-{_safe(profile).lower()}"
-
-        def act(ctx: StepContext) -> str:
-            dc.require_file(rb.root, path, f"deploy.profiles.{profile}")
-            try:
-                result = ctx.sh(argv, cwd=rb.root, check=False, log_name=f"{step_id}.log")
-                if not result.ok:
-                    raise dc.map_cli_failure(None, "", result.command, result.returncode,
-                                             result.tail, result.timed_out)
-            except ToolMissing as exc:
-                # the lab deploy mode can run without Docker; compose mode cannot
-                if rb.env.deploy.mode != "compose":
-                    raise NotApplicable(f"{exc.message}; deploy mode is {rb.env.deploy.mode}") from exc
-                raise
-            services = 0
-            if result.log_path is not None:
-                text = result.log_path.read_text(encoding="utf-8", errors="replace")
-                services = _count_services(text)
-            return f"profile {profile} renders: {services} services"
-
-        rb.step(step_id, f"validate-profiles: {profile} ({path})", owner=OWNER,
-                expect=f"`docker compose config` renders {path} without errors", action=act,
-                command=render(argv))
-
     # ------------------------------------------------------------------ 3
     def stage_secrets(self, rb: Runbook) -> None:
         def act(ctx: StepContext) -> str:
@@ -232,12 +204,3 @@ def _project_name(rb: Runbook, file: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "", name.lower())
 
 
-def _count_services(text: str) -> int:
-    import yaml
-
-    body = "\n".join(ln for ln in text.splitlines() if not ln.startswith(("$ ", "# exit")))
-    try:
-        data = yaml.safe_load(body)
-    except yaml.YAMLError:
-        return 0
-    return len(data.get("services") or {}) if isinstance(data, dict) else 0

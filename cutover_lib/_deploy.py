@@ -6,7 +6,6 @@ turns the runbook's deploy actions into steps on the ``Runbook``:
 ================  ==========================================================  =========
 method            runbook                                                     mutating
 ================  ==========================================================  =========
-validate_profile  T-12h ``validate-profiles.sh`` for one profile               no
 stage_secrets     3 ``kubectl apply -f secrets/stage/*.yaml``                 yes
 apply             a plug-in mode's apply (compose and helm: cells)              yes
 rollback          a plug-in mode's rollback (compose and helm: cells)           yes
@@ -27,8 +26,6 @@ __all__ = ["DeployAdapter", "adapter_for", "register_deploy_mode"]
 
 
 class DeployAdapter(Protocol):
-    def validate_profile(self, rb: Runbook, profile: str, path: str) -> None: ...
-
     def stage_secrets(self, rb: Runbook) -> None: ...
 
     def apply(self, rb: Runbook, section: str) -> None: ...
@@ -65,34 +62,6 @@ def adapter_for(rb: Runbook) -> Any:
 
 def stage_secrets(rb: Runbook) -> None:
     adapter_for(rb).stage_secrets(rb)
-
-
-def validate_profiles(rb: Runbook) -> None:
-    """T-12h ``validate-profiles.sh``: every deployment profile (dev, stage, prod, airgap, mirror):
-    ``docker compose config`` for compose files, ``helm lint`` / ``helm template`` for values files."""
-    import shutil
-
-    for profile, path in rb.env.deploy.profiles.items():
-        if "/helm/" in path:
-            helm = importlib.import_module("cutover_lib._helm")
-            if shutil.which(helm.helm_bin()) is None:
-                _helm_absent(rb, profile, path)
-                continue
-            importlib.import_module("cutover_lib._helm_steps").HelmSteps().validate_profile(rb, profile, path)
-        else:
-            importlib.import_module("cutover_lib._compose_steps").ComposeSteps().validate_profile(rb, profile, path)
-
-
-def _helm_absent(rb: Runbook, profile: str, path: str) -> None:
-    from ._steps import NotApplicable
-
-    def act(ctx: Any) -> str:
-        raise NotApplicable(f"helm is not installed on this host: {path} not linted (install helm 3 to lint and "
-                            "template values files here)")
-
-    rb.step(f"2.t-12h.validate-{profile}", f"validate-profiles: {profile} ({path})", owner="DevOps engineer",
-            expect="helm lint and helm template succeed", action=act,
-            command=f"helm lint deploy/helm/stellaops -f {path}")
 
 
 #: deploy modes whose runbook lines are notebook cells (``rb.sh(..., on="each node")``)

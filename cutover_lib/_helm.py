@@ -1,94 +1,23 @@
-"""Helm adapter: T-12h's lint and template argv, and reading ``helm history`` for a rollback.
+"""Helm adapter: reading ``helm history`` for a rollback.
 
 The runbook's ``helm upgrade``, ``helm history`` and ``helm rollback`` lines are cells of the
 notebooks (``rb.sh(..., mode="helm")``); what they need from here is :func:`rollback_target`
 (the revision to roll back to, read from ``helm history -o json``, never guessed: see
 :func:`previous_revision`) and :func:`runs_release`.  T-12h's ``helm lint`` / ``helm template``
-run through :func:`run` (``$CUTOVER_HELM``, default ``helm`` on PATH).
+are lines of ``deploy/tools/validate-profiles.sh``.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from ._errors import CheckFailed, CommandFailed, ToolMissing
+from ._errors import CheckFailed
 
-from ._shell import CommandResult, run_command
+__all__ = ["current_revision", "previous_revision", "release_of", "rollback_target", "runs_release"]
 
-__all__ = ["INSTALL_HINT", "current_revision", "executable", "helm_bin", "lint_argv", "previous_revision", "release_of",
-           "rollback_target", "run", "runs_release", "template_argv"]
-
-INSTALL_HINT = ("install helm 3 (https://helm.sh/docs/intro/install/, e.g. `brew install helm` or "
-                "`curl -fsSL https://raw.githubusercontent.com/helm/helm/main/scripts/get-helm-3 | bash`), "
-                "or set CUTOVER_HELM to the helm binary")
-SECRETS_HINT = "install the helm-secrets plugin: helm plugin install https://github.com/jkroepke/helm-secrets"
 #: revisions a rollback may return to (``failed``, ``pending-*`` and ``uninstalled`` may not)
 _GOOD = ("superseded", "deployed")
-
-
-def helm_bin() -> str:
-    """The helm binary to run: ``$CUTOVER_HELM`` (read when called), else ``helm`` on PATH."""
-    return os.environ.get("CUTOVER_HELM") or "helm"
-
-
-def executable(argv: Sequence[str]) -> list[str]:
-    """``argv`` with its leading ``helm`` replaced by :func:`helm_bin`."""
-    return [helm_bin(), *argv[1:]] if argv and argv[0] == "helm" else list(argv)
-
-
-def _target(namespace: str, kube_context: str | None) -> list[str]:
-    return ["--namespace", namespace, *(["--kube-context", kube_context] if kube_context else [])]
-
-
-def lint_argv(chart: str, values: str) -> list[str]:
-    return ["helm", "lint", chart, "-f", values]
-
-
-def template_argv(release: str, chart: str, values: str, namespace: str) -> list[str]:
-    return ["helm", "template", release, chart, "-f", values, "--namespace", namespace]
-
-
-# --------------------------------------------------------------------------- running
-
-Runner = Callable[..., CommandResult]
-
-
-def run(argv: Sequence[str], *, sh: Runner | None = None, timeout: float = 120, check: bool = True,
-        **kwargs: Any) -> CommandResult:
-    """Run a helm argv (through ``sh``, e.g. ``ctx.sh``, or :func:`run_command`) with helm's own
-    failure modes explained: helm not installed, the helm-secrets plugin missing."""
-    real = executable(argv)
-    try:
-        if sh is not None:
-            result = sh(real, timeout=timeout, check=False, **kwargs)
-        else:
-            result = run_command(real, timeout=timeout, check=False, **kwargs)
-    except ToolMissing as exc:
-        raise ToolMissing(f"helm is not installed or not executable ({real[0]}); needed for: "
-                          f"{' '.join(argv[:3])} ...", hint=INSTALL_HINT) from exc
-    text = _output(result)
-    if not result.ok and argv[1:2] == ["secrets"] and 'unknown command "secrets"' in text:
-        raise ToolMissing("the helm-secrets plugin is not installed (deploy.helm.secrets_plugin is true)",
-                          hint=SECRETS_HINT)
-    if check and not result.ok:
-        last = " | ".join(_lines(text)[-3:]) or "(no output)"
-        raise CommandFailed(f"`{result.command}` {'timed out' if result.timed_out else f'exited {result.returncode}'}"
-                            f"; last output: {last}")
-    return result
-
-
-def _output(result: CommandResult) -> str:
-    """The command's whole output: its log when there is one (masked already), else the tail."""
-    if result.log_path is not None and Path(result.log_path).exists():
-        return Path(result.log_path).read_text(encoding="utf-8", errors="replace")
-    return "\n".join(result.tail)
-
-
-def _lines(text: str) -> list[str]:
-    return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("$ ", "# exit "))]
 
 
 def release_of(entry: dict[str, Any]) -> str:

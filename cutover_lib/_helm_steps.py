@@ -3,7 +3,6 @@
 ==================================  ==========================================================================
 step                                what runs
 ==================================  ==========================================================================
-``2.t-12h.validate-<profile>``      ``helm lint CHART -f VALUES`` and ``helm template ...`` (output archived)
 ``3.stage-secrets``                 ``kubectl apply -f secrets/stage/*.yaml`` as a server-side apply; then the
                                     secrets ``values-stage.yaml`` names hold their keys
 ``4.1.secret-<name>``               the Kubernetes secret holds every key the store lists (names only)
@@ -20,13 +19,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from . import _helm, _kube
-from ._errors import CheckFailed, ToolMissing
+from . import _kube
+from ._errors import CheckFailed
 from ._params import HelmDeploy, SecretStore
 from ._shell import render
 from ._steps import NotApplicable, Runbook, StepContext
 
-__all__ = ["HelmSteps", "secret_store_keys"]
+__all__ = ["HelmSteps", "secret_store_keys", "values_secrets_hold_keys"]
 
 OWNER = "DevOps engineer"
 
@@ -70,35 +69,6 @@ class HelmSteps:
     """The deploy-mode protocol of :mod:`cutover_lib._deploy` for Helm on Kubernetes."""
 
     # ------------------------------------------------------------------ 3 / 4.1
-    # ------------------------------------------------------------------ T-12h
-    def validate_profile(self, rb: Runbook, profile: str, path: str) -> None:
-        h = rb.env.deploy.helm
-        chart_dir = Path(path).parent
-        chart = chart_dir.as_posix() if rb.path(str(chart_dir / "Chart.yaml")).exists() or h is None else h.chart
-        release, namespace = (h.release, h.namespace) if h else ("stellaops", "stellaops")
-        lint, template = _helm.lint_argv(chart, path), _helm.template_argv(release, chart, path, namespace)
-        step_id = f"2.t-12h.validate-{_safe(profile)}"
-
-        def act(ctx: StepContext) -> str:
-            if not rb.path(path).is_file():
-                raise CheckFailed(f"expected values file {path} (deploy.profiles.{profile}); observed no such file")
-            timeout = rb.env.timeouts.command.total_seconds()
-            try:
-                _helm.run(lint, sh=ctx.sh, timeout=timeout, log_name=f"{step_id}.lint.log")
-            except ToolMissing as exc:
-                if rb.env.deploy.mode != "helm":
-                    raise NotApplicable(f"{exc.message}; deploy mode is {rb.env.deploy.mode}") from exc
-                raise
-            res = _helm.run(template, sh=ctx.sh, timeout=timeout, log_name=f"{step_id}.template.log")
-            kinds = re.findall(r"^kind:\s*(\S+)", _helm._output(res), flags=re.M)
-            ctx.data["manifests"] = {k: kinds.count(k) for k in sorted(set(kinds))}
-            return f"profile {profile}: helm lint clean; template renders {len(kinds)} manifests"
-
-        rb.step(step_id, f"validate-profiles: {profile} ({path})", owner=OWNER,
-                expect=f"`helm lint` and `helm template` succeed for {path}", action=act,
-                command=f"{render(lint)} && {render(template)}")
-
-    # ------------------------------------------------------------------ 3
     def stage_secrets(self, rb: Runbook) -> None:
         h = rb.env.deploy.helm
         folder = (h.stage_secrets if h else None) or "secrets/stage"
@@ -144,6 +114,30 @@ class HelmSteps:
                 action=act, command=shown, mutating=True)
 
     # ------------------------------------------------------------------ 3 / 4.3
+
+
+def values_secrets_hold_keys() -> Any:
+    """After ``kubectl apply -f secrets/stage``: "ensuring stellaops-stage credentials align with
+    values-stage.yaml" -- every secret the values file names (its ``secrets:`` section) holds the keys
+    it lists (key names only, never values), read through the Kubernetes API."""
+    from ._verify import _Check
+
+    def check(ctx: StepContext, result: Any) -> str:
+        rb = ctx.rb
+        helm = _deploy_helm(rb)
+        wanted = _values_secrets(rb.path(helm.values))
+        gaps = []
+        for name, keys in wanted.items():
+            _, missing = _kube.secret_keys(helm.namespace, name, keys, context=helm.kube_context,
+                                           timeout=rb.env.timeouts.http.total_seconds())
+            if missing:
+                gaps.append(f"{name} lacks {', '.join(missing)}")
+        ctx.data["values_secrets"] = sorted(wanted)
+        if gaps:
+            raise CheckFailed(f"expected {ctx.expect}; observed " + "; ".join(gaps))
+        return f"{len(wanted)} secrets named in {Path(helm.values).name} hold their keys"
+
+    return _Check("every secret the values file names holds its keys", check)
 
 
 def secret_store_keys(rb: Runbook, store_name: str, store: SecretStore, *, step_prefix: str = "4.1") -> dict[str, Any]:

@@ -313,6 +313,10 @@ class Tools(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     #: the programs ``env`` goes to (and ``stellaops_cli``); helm, kubectl, docker never get it
     env_for: list[str] = Field(default_factory=lambda: ["stellaops-cli", "dotnet"])
+    #: T-12h: the deploy tree's profile validation script, and whether a profile it skips (its tool
+    #: not installed here) may pass -- never in prod: every profile must be validated
+    validate_profiles: str = "deploy/tools/validate-profiles.sh"
+    validate_profiles_may_skip: bool = False
     path: list[str] = Field(default_factory=list)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._actions import Result
     from ._steps import Runbook, StepContext
 
-__all__ = ["OIDC_REQUIRED", "above_zero", "every_page_renders", "fresh_event", "oidc_discovery_complete", "same_payload_as",
+__all__ = ["OIDC_REQUIRED", "above_zero", "every_page_renders", "every_profile_validated", "fresh_event", "oidc_discovery_complete", "same_payload_as",
            "signed_dsse", "trusted_signer_keys", "visible_by_query"]
 
 #: fields every OpenID Connect discovery document has (OpenID Connect Discovery 1.0, section 3)
@@ -262,3 +263,34 @@ def above_zero(field: str) -> _Check:
         return f"{field} = {value}"
 
     return _Check(f"{field} above zero", check)
+
+
+_PROFILE_LINE = re.compile(r"^validate-profiles: (?P<file>\S+): (?P<status>ok|FAILED|skipped)(?: \((?P<why>.*)\))?\s*$")
+
+
+def every_profile_validated() -> _Check:
+    """T-12h: every profile of ``deploy.profiles`` in params is reported ``ok`` by the validation
+    script (one ``validate-profiles: FILE: ok|FAILED (..)|skipped (..)`` line each).  A skipped
+    profile (its tool not installed) passes only where ``tools.validate_profiles_may_skip`` allows."""
+    def check(ctx: "StepContext", result: "Result") -> str:
+        rb = ctx.rb
+        seen: dict[str, tuple[str, str]] = {}
+        for line in result.text.splitlines():
+            m = _PROFILE_LINE.match(line.strip())
+            if m:
+                seen[m.group("file")] = (m.group("status"), m.group("why") or "")
+        profiles = rb.env.deploy.profiles
+        ctx.data["profiles"] = {name: {"file": f, "status": seen.get(f, ("not reported", ""))[0],
+                                       "why": seen.get(f, ("", ""))[1]} for name, f in profiles.items()}
+        bad = [f"{name} ({f}): not reported by the script" for name, f in profiles.items() if f not in seen]
+        bad += [f"{name}: FAILED ({seen[f][1]})" for name, f in profiles.items() if seen.get(f, ("",))[0] == "FAILED"]
+        skipped = [f"{name} ({seen[f][1]})" for name, f in profiles.items() if seen.get(f, ("",))[0] == "skipped"]
+        if skipped and not rb.env.tools.validate_profiles_may_skip:
+            bad += [f"{s}: skipped, and every profile must be validated here" for s in skipped]
+        if bad:
+            raise CheckFailed(f"expected {ctx.expect}; observed " + "; ".join(bad),
+                              hint="install the missing tool on this host, or fix the profile")
+        ok = sum(1 for f in profiles.values() if seen[f][0] == "ok")
+        return f"{len(profiles)} profiles: {ok} ok" + (f", skipped: {', '.join(skipped)}" if skipped else "")
+
+    return _Check("every profile of deploy.profiles validated", check)

@@ -61,11 +61,6 @@ def _wait_release(ctx: StepContext, rb: Runbook, release: str) -> str:
 class LabSteps:
     """The deploy-mode protocol of ``_deploy`` for the lab."""
 
-    def validate_profile(self, rb: Runbook, profile: str, path: str) -> None:
-        from cutover_lib._compose_steps import ComposeSteps
-
-        ComposeSteps().validate_profile(rb, profile, path)
-
     def stage_secrets(self, rb: Runbook) -> None:
         def act(ctx: StepContext) -> str:
             raise NotApplicable("the lab provisions its own secret stores (cutover lab up)")

@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from cutover_lib import _compose as dc
-from cutover_lib._compose_steps import ComposeSteps
 from cutover_lib._errors import StepFailed
 from cutover_lib._evidence import RunFolder
 from cutover_lib._params import load_environment, parse_overrides
@@ -109,19 +108,20 @@ def test_network_error_other_than_exists_fails(docker_lab, clean_engines, tmp_pa
 
 # ------------------------------------------------------------------------------ T-12h
 
-def test_validate_profiles_renders_every_profile(docker_lab, tmp_path):
+def test_validate_profiles_renders_every_compose_profile_with_the_real_cli(docker_lab, tmp_path):
+    """deploy/tools/validate-profiles.sh with the real docker compose CLI (helm profiles: skipped here,
+    no helm binary; local params allow that, prod's do not -- see tests/unit/test_validate_profiles.py)."""
+    from nb_helpers import run_cells
+
     rb = make_rb(tmp_path, {"lab1": docker_lab.engine("lab1")})
-    for profile, path in rb.env.deploy.profiles.items():
-        if path.startswith("deploy/compose/"):  # helm values go to HelmSteps (cutover_lib._deploy)
-            ComposeSteps().validate_profile(rb, profile, path)
-    s = steps(rb)
-    for profile in ("dev", "stage", "prod", "airgap", "mirror"):
-        rec = s[f"2.t-12h.validate-{profile}"]
-        assert rec["outcome"] == "passed", rec["message"]
-        assert rec["command"] == f"docker compose -f deploy/compose/docker-compose.{profile}.yaml config"
-        assert rec["observed"] == f"profile {profile} renders: 7 services"
-        log = (rb.run.path / rec["artifacts"][0]).read_text()
-        assert "stellaops/lab:" in log and "stellaops_frontdoor" in log
+    run_cells(rb, "02_readiness.ipynb", "2.t-12h.validate-profiles")
+    rec = steps(rb)["2.t-12h.validate-profiles"]
+    assert rec["outcome"] == "passed", rec["message"]
+    profiles = rec["data"]["profiles"]
+    assert {n: p["status"] for n, p in profiles.items() if not n.endswith("-helm")} == \
+        {"dev": "ok", "stage": "ok", "prod": "ok", "airgap": "ok", "mirror": "ok"}
+    log = (rb.run.path / "artifacts" / "2.t-12h.validate-profiles.log").read_text()
+    assert "→ docker compose --env-file deploy/compose/prod.env -f deploy/compose/docker-compose.prod.yaml config" in log
 
 
 # ------------------------------------------------------------------------------ 4.2 and 6

@@ -267,29 +267,3 @@ def test_parse_ps_reads_lines_and_arrays():
     assert dc.parse_ps("$ docker compose ps\n" + json.dumps(line) + "\n# exit 0") == [line]
     assert dc.parse_ps(json.dumps([line, line])) == [line, line]
     assert dc.parse_ps("WARN[0000] something\n") == []
-
-
-# ------------------------------------------------------------------------------ validate-profiles
-
-def test_validate_profile_without_docker_is_skipped_in_lab_mode(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("CUTOVER_DOCKER", str(tmp_path / "no" / "docker"))
-    env = load_environment("local", REPO / "params")
-    rb = Runbook(env, RunFolder.create(tmp_path / "executed", "local", "t"), root=REPO, notebook="test")
-    ComposeSteps().validate_profile(rb, "prod", "deploy/compose/docker-compose.prod.yaml")
-    rec = steps(rb)["2.t-12h.validate-prod"]
-    assert rec["outcome"] == "skipped" and "is not installed" in rec["observed"] and "deploy mode is lab" in rec["observed"]
-
-
-def test_validate_profile_failure_names_the_command(tmp_path: Path, monkeypatch):
-    fake = tmp_path / "docker"
-    fake.write_text("#!/bin/sh\necho 'services.web.ports.[]: invalid ip address: x' >&2\nexit 15\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("CUTOVER_DOCKER", str(fake))
-    rb = make_rb(REPO, tmp_path)
-    with pytest.raises(StepFailed):
-        ComposeSteps().validate_profile(rb, "airgap", "deploy/compose/docker-compose.airgap.yaml")
-    rec = steps(rb)["2.t-12h.validate-airgap"]
-    assert rec["command"] == f"{fake} compose -f deploy/compose/docker-compose.airgap.yaml config"
-    assert rec["message"].endswith(f"observed `{fake} compose -f deploy/compose/docker-compose.airgap.yaml config` "
-                                   "exited 15; last output: services.web.ports.[]: invalid ip address: x")
-    assert (rb.run.path / rec["artifacts"][0]).read_text().count("invalid ip address") == 1

@@ -71,8 +71,9 @@ COMMANDS = [
      r'"mongorestore --config {mongo_config} --drop {snapshot}"'),
     ("6", "mc mirror minio-backup/stellaops-<timestamp> minio/stellaops", r'"mc mirror {mirror} {backup.object_store.source}"'),
     ("7", "Confirm audit trails: Authority tokens issued", r'"7.audit-tokens", "{audit.tokens_issued}"'),
-    pytest.param("2", "deploy/tools/validate-profiles.sh", r"validate-profiles\.sh", marks=pytest.mark.xfail(
-        strict=True, reason="T-12h profile validation is still a library step (deploy.validate_profiles)")),
+    ("2", "Run deploy/tools/validate-profiles.sh; capture logs in ticket",
+     r'"2.t-12h.validate-profiles", "{tools.validate_profiles}"'),
+    ("3", "Run deploy/tools/validate-profiles.sh and archive output", r'"3.validate-profiles", "{tools.validate_profiles}"'),
     pytest.param("3", "kubectl apply -f secrets/stage/*.yaml", r'"kubectl apply -f', marks=pytest.mark.xfail(
         strict=True, reason="staging secrets are still a library step (deploy.stage_secrets)")),
 ]
@@ -91,6 +92,5 @@ def test_no_code_cell_hides_a_deploy_step_behind_a_library_call() -> None:
     """The old generated calls (deploy.apply for compose/helm, checks.smoke_*) are gone: what is left
     of ``deploy.*`` in the cells is the plug-in hook and the two library steps marked xfail above."""
     calls = {m for _, src in code_cells() for m in re.findall(r"\b(deploy|checks|backup)\.(\w+)\(", src)}
-    assert calls <= {("deploy", "apply"), ("deploy", "rollback"), ("deploy", "validate_profiles"),
-                     ("deploy", "stage_secrets"), ("checks", "decision"), ("backup", "by_plugin"),
+    assert calls <= {("deploy", "apply"), ("deploy", "rollback"), ("deploy", "stage_secrets"), ("checks", "decision"), ("backup", "by_plugin"),
                      ("backup", "last_backup")}, calls

@@ -7,8 +7,6 @@ import http.server
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,8 +187,11 @@ def rb_for(tmp_path: Path, *extra: str, **services: str) -> Runbook:
     from stellaops_lab._standins import install_standins
 
     install_standins(tmp_path / "bin")
+    secret = tmp_path / "client-secret"  # (the lab's own secret stores exist only once a lab ran)
+    secret.write_text("client-secret-for-tests")
     ov = [f"services.{k}={v}" for k, v in services.items()] + [
-        "timeouts.http=1s", "timeouts.health=1s", f"tools.path=[{tmp_path / 'bin'}]", *extra]
+        "timeouts.http=1s", "timeouts.health=1s", f"tools.path=[{tmp_path / 'bin'}]",
+        f"credentials.authority_client_secret=file:{secret}", *extra]
     env = load_environment("local", REPO / "params", parse_overrides(ov))
     return Runbook(env, RunFolder.create(tmp_path / "executed", "local", "t"), root=REPO, notebook="t")
 
@@ -300,22 +301,27 @@ def test_docker_not_running(tmp_path):
 
 
 def test_compose_file_missing(tmp_path):
-    env = load_environment("dev", REPO / "params")
+    from nb_helpers import run_cells
+
+    env = load_environment("dev", REPO / "params", parse_overrides(["deploy.compose.file=deploy/compose/nope.yaml"]))
     rb = Runbook(env, RunFolder.create(tmp_path / "executed", "dev", "t"), root=tmp_path, notebook="t")
-    from cutover_lib._compose_steps import ComposeSteps
-
-    try:
-        rec = ComposeSteps().validate_profile(rb, "dev", "deploy/compose/nope.yaml")
-    except StepFailed:
-        rec = rb.run.read_ledger()[-1]
+    with pytest.raises(StepFailed):
+        run_cells(rb, "05_apply.ipynb", "4.2.pull")
+    rec = [r for r in rb.run.read_ledger() if r.get("step_id") == "4.2.pull"][-1]
     assert rec["outcome"] == "failed"
-    assert "deploy/compose/nope.yaml not found" in rec["message"]
+    assert "deploy/compose/nope.yaml (compose.file) not found" in rec["message"]
 
 
-def test_helm_missing(monkeypatch):
-    from cutover_lib import _helm
+def test_helm_missing(tmp_path, monkeypatch):
+    """helm not on PATH: the 4.3 cell says which program is missing and how to fix it (exit 2)."""
+    from nb_helpers import run_cells
 
-    monkeypatch.setenv("CUTOVER_HELM", "/nonexistent/helm")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    env = load_environment("prod", REPO / "params")
+    rb = Runbook(env, RunFolder.create(tmp_path / "executed", "prod", "t"), root=REPO, notebook="t")
     with pytest.raises(ToolMissing) as ei:
-        _helm.run(["helm", "version"], timeout=5)
-    assert ei.value.exit_code == 2 and "helm" in ei.value.one_line() and "install" in ei.value.one_line()
+        run_cells(rb, "05_apply.ipynb", "4.3.helm-upgrade")
+    assert ei.value.exit_code == 2 and ei.value.one_line().startswith("helm is not installed")
+    assert "install helm or put it on PATH" in ei.value.one_line()

@@ -245,20 +245,6 @@ def test_secret_store_keys_never_leak_values(kube_api, helm, make_rb):
     no_canary_in_run(rb)
 
 
-def test_validate_profile_archives_lint_and_template(helm, make_rb):
-    rb = make_rb()
-    HelmSteps().validate_profile(rb, "prod", "deploy/helm/stellaops/values-prod.yaml")
-    rec = steps(rb)["2.t-12h.validate-prod"]
-    assert rec["outcome"] == "passed" and not rec["mutating"]
-    assert rec["command"] == ("helm lint deploy/helm/stellaops -f deploy/helm/stellaops/values-prod.yaml && "
-                              "helm template stellaops deploy/helm/stellaops -f deploy/helm/stellaops/values-prod.yaml "
-                              "--namespace stellaops")
-    log = rb.run.path / "artifacts" / "2.t-12h.validate-prod.template.log"
-    assert "artifacts/2.t-12h.validate-prod.template.log" in rec["artifacts"] and "kind: Deployment" in log.read_text()
-    with pytest.raises(StepFailed, match="values file deploy/helm/stellaops/values-qa.yaml"):
-        HelmSteps().validate_profile(rb, "qa", "deploy/helm/stellaops/values-qa.yaml")
-
-
 def test_network_is_skipped_in_helm_mode(make_rb):
     from nb_helpers import run_cells
 
