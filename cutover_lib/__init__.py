@@ -91,4 +91,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return __all__
+    """What JupyterLab completes after ``cutover_lib.``: the public names and the step modules."""
+    return sorted([*__all__, *_MODULES])

@@ -183,12 +183,13 @@ class Actions:
         if not_here:
             return self._not_applicable(step_id, title, owner, want, shown, result, not_here)
 
-        def run_one(ctx: "StepContext", r: Result, node: Any, argv: list[str], log_name: str | None) -> list[str]:
+        def run_one(ctx: "StepContext", r: Result, node: Any, argv: list[str], log_name: str | None,
+                    fds: tuple[int, ...] = ()) -> list[str]:
             tool_env = {**self._tool_env(values, env, program=argv[len(prefix)]), **prefix_env,
                         **(_host(node) if node else {})}
             cwd = self.path(self.env.deploy.compose.project_dir) if node and self.env.deploy.compose else None
             res = ctx.sh(argv, timeout=watched or within or self.env.timeouts.command.total_seconds(), env=tool_env,
-                         check=False, capture_stdout=parse is not None, cwd=cwd, log_name=log_name)
+                         check=False, capture_stdout=parse is not None, cwd=cwd, log_name=log_name, pass_fds=fds)
             r.exit, r.elapsed_s, r.text = res.returncode, res.duration_s, res.stdout or ""
             if res.timed_out and watched:
                 return [f"watched for {_seconds(watched)} ({len(res.tail)} lines kept)"]
@@ -226,12 +227,12 @@ class Actions:
             r = result if node is None else Result(step_id)  # nodes run in parallel: one Result each
             r.node, r.vars = node, values
             seen: list[str] = []
-            with self._secret_files(secret_files, values) as paths:
+            with self._secret_files(secret_files, values) as (paths, fds):
                 runs = [[paths.get(a, a) for a in argv] for argv in argvs]
                 for i, argv in enumerate(runs):
                     parts = [step_id, _safe(node.name) if node else "", _safe(_item_name(items[i])) if each else ""]
                     log_name = ".".join(p for p in parts if p) + ".log" if (node or each) else None
-                    seen = run_one(ctx, r, node, argv, log_name)
+                    seen = run_one(ctx, r, node, argv, log_name, fds)
             return self._finish(ctx, r, result, node, seen, then)
 
         def act(ctx: "StepContext") -> str:
@@ -349,26 +350,45 @@ class Actions:
         return None
 
     @contextmanager
-    def _secret_files(self, files: Mapping[str, str] | None, values: Mapping[str, Any]) -> Iterator[dict[str, str]]:
-        """Write each ``secret_files`` entry (a template whose secret references are resolved now)
-        to a 0600 file in a private folder; yield placeholder -> path; remove them afterwards."""
+    def _secret_files(self, files: Mapping[str, str] | None,
+                      values: Mapping[str, Any]) -> Iterator[tuple[dict[str, str], tuple[int, ...]]]:
+        """Each ``secret_files`` entry (a template whose secret references are resolved now) as a file
+        the tool can open but that never touches a disk: an anonymous memory file (``memfd``) passed to
+        the tool as ``/dev/fd/N``; where there is none, a 0600 file in a private 0700 folder, removed
+        afterwards.  Yields (placeholder -> path, the descriptors to pass)."""
         if not files:
-            yield {}
+            yield {}, ()
+            return
+        texts = {name: _SECRET_FIELD.sub(lambda m: self._env_value(name, m.group(0), values), template)
+                 for name, template in files.items()}
+        paths: dict[str, str] = {}
+        if hasattr(os, "memfd_create"):
+            fds: list[int] = []
+            try:
+                for name, text in texts.items():
+                    fd = os.memfd_create(f"cutover-{name}", os.MFD_CLOEXEC)  # passed only to this command
+                    fds.append(fd)
+                    os.fchmod(fd, 0o600)
+                    os.write(fd, (text if text.endswith("\n") else text + "\n").encode())
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    paths[f"secret-file:{name}"] = f"/dev/fd/{fd}"
+                yield paths, tuple(fds)
+            finally:
+                for fd in fds:
+                    os.close(fd)
             return
         import shutil
         import tempfile
 
         folder = tempfile.mkdtemp(prefix="cutover-secret-")  # 0700
         try:
-            paths: dict[str, str] = {}
-            for name, template in files.items():
-                text = _SECRET_FIELD.sub(lambda m: self._env_value(name, m.group(0), values), template)
+            for name, text in texts.items():
                 path = os.path.join(folder, name)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
                     handle.write(text if text.endswith("\n") else text + "\n")
                 paths[f"secret-file:{name}"] = path
-            yield paths
+            yield paths, ()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

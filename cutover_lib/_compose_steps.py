@@ -6,8 +6,7 @@ runs a cell's command on every node of ``deploy.compose.nodes`` -- concurrently,
 ``deploy.compose.parallelism`` at a time, one log artifact per node and command, a per-node
 outcome in the step's ``data.nodes``; when a node fails, nodes not yet started are not started,
 the running ones finish, and the step fails naming the node -- and :func:`containers_healthy`
-checks the engine's own healthchecks after ``docker compose ps``.  The not-applicable staging
-secrets are still a step here (``ComposeSteps``).
+checks the engine's own healthchecks after ``docker compose ps``.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from ._params import ComposeDeploy, ComposeNode, parse_duration
 from ._shell import render
 from ._steps import NotApplicable, Runbook, StepContext
 
-__all__ = ["ComposeSteps", "containers_healthy", "run_on_nodes"]
+__all__ = ["containers_healthy", "run_on_nodes"]
 
 OWNER = "DevOps engineer"
 
@@ -135,19 +134,6 @@ def run_on_nodes(ctx: StepContext, c: ComposeDeploy | None, work: Callable[[Comp
         raise NotApplicable("there are no compose nodes (deploy.compose is missing)")
     return _Nodes(ctx, c).run(work)
 
-
-class ComposeSteps:
-    """The deploy-mode protocol of :mod:`cutover_lib._deploy` for compose nodes."""
-
-    # ------------------------------------------------------------------ 3
-    def stage_secrets(self, rb: Runbook) -> None:
-        def act(ctx: StepContext) -> str:
-            raise NotApplicable("compose mode: staging secrets come from each node's env file and secret "
-                                "store, there is no cluster to kubectl apply to")
-
-        rb.step("3.stage-secrets", "Apply staging secrets", owner=OWNER,
-                expect="stellaops-stage credentials align with the stage configuration", action=act,
-                command="kubectl apply -f secrets/stage/*.yaml")
 
 def containers_healthy(within: str = "{compose.health_timeout}") -> Any:
     """A check for the cell that runs ``docker compose ... ps --format json`` on each node: every

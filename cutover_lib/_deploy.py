@@ -1,18 +1,10 @@
-"""Deploy modes: a small registry the notebooks dispatch through.
+"""Deploy modes beyond the runbook's two: the hook a plug-in deploy mode (the lab's) runs through.
 
-``params: deploy.mode`` picks the adapter (``compose``, ``helm`` or ``lab``).  Each adapter
-turns the runbook's deploy actions into steps on the ``Runbook``:
-
-================  ==========================================================  =========
-method            runbook                                                     mutating
-================  ==========================================================  =========
-stage_secrets     3 ``kubectl apply -f secrets/stage/*.yaml``                 yes
-apply             a plug-in mode's apply (compose and helm: cells)              yes
-rollback          a plug-in mode's rollback (compose and helm: cells)           yes
-================  ==========================================================  =========
-
-A method that does not apply to a mode records a ``skipped`` step saying why, so the
-evidence shows every runbook bullet either way.
+The compose and helm paths are cells of the notebooks (``rb.sh(..., on="each node")`` and
+``rb.sh(..., mode="helm")``).  A plug-in deploy mode (``deploy.mode`` naming an entry point of
+group ``stellaops_cutover.deploy_modes``) provides ``apply(rb, section)`` and ``rollback(rb)``; the
+notebooks call them from one cell each (``deploy.apply(rb)``, ``deploy.rollback(rb)``), which does
+nothing in compose and helm mode.
 """
 
 from __future__ import annotations
@@ -26,19 +18,14 @@ __all__ = ["DeployAdapter", "adapter_for", "register_deploy_mode"]
 
 
 class DeployAdapter(Protocol):
-    def stage_secrets(self, rb: Runbook) -> None: ...
-
     def apply(self, rb: Runbook, section: str) -> None: ...
 
     def rollback(self, rb: Runbook) -> None: ...
 
 
-# mode -> "module:attribute" (imported lazily: docker and kubernetes are heavy); other modes are
-# plug-ins, found by entry point (group stellaops_cutover.deploy_modes, see _plugins.py)
-_REGISTRY: dict[str, str] = {
-    "compose": "cutover_lib._compose_steps:ComposeSteps",
-    "helm": "cutover_lib._helm_steps:HelmSteps",
-}
+# mode -> "module:attribute" registered in this process; other modes are plug-ins, found by entry
+# point (group stellaops_cutover.deploy_modes, see _plugins.py).  compose and helm are cells.
+_REGISTRY: dict[str, str] = {}
 
 
 def register_deploy_mode(mode: str, target: str) -> None:
@@ -58,10 +45,6 @@ def adapter_for(rb: Runbook) -> Any:
 
 # ----------------------------------------------------------------------------- notebook calls
 
-
-
-def stage_secrets(rb: Runbook) -> None:
-    adapter_for(rb).stage_secrets(rb)
 
 
 #: deploy modes whose runbook lines are notebook cells (``rb.sh(..., on="each node")``)

@@ -3,8 +3,6 @@
 ==================================  ==========================================================================
 step                                what runs
 ==================================  ==========================================================================
-``3.stage-secrets``                 ``kubectl apply -f secrets/stage/*.yaml`` as a server-side apply; then the
-                                    secrets ``values-stage.yaml`` names hold their keys
 ``4.1.secret-<name>``               the Kubernetes secret holds every key the store lists (names only)
 ==================================  ==========================================================================
 
@@ -25,7 +23,7 @@ from ._params import HelmDeploy, SecretStore
 from ._shell import render
 from ._steps import NotApplicable, Runbook, StepContext
 
-__all__ = ["HelmSteps", "secret_store_keys", "values_secrets_hold_keys"]
+__all__ = ["secret_store_keys", "values_secrets_hold_keys"]
 
 OWNER = "DevOps engineer"
 
@@ -63,57 +61,6 @@ def _values_secrets(path: Path) -> dict[str, list[str]]:
         if isinstance(ref, dict) and ref.get("name"):
             out[str(ref["name"])] = [str(k) for k in ref.get("keys") or []]
     return out
-
-
-class HelmSteps:
-    """The deploy-mode protocol of :mod:`cutover_lib._deploy` for Helm on Kubernetes."""
-
-    # ------------------------------------------------------------------ 3 / 4.1
-    def stage_secrets(self, rb: Runbook) -> None:
-        h = rb.env.deploy.helm
-        folder = (h.stage_secrets if h else None) or "secrets/stage"
-        ns = h.namespace if h else "stellaops"
-        shown = render(_kubectl(rb, "apply", "--server-side", f"--field-manager={_kube.FIELD_MANAGER}",
-                                "-n", ns, "-f", f"{folder}/")) + f"  # {folder}/*.yaml"
-
-        def act(ctx: StepContext) -> str:
-            helm = _deploy_helm(rb)
-            if helm.secrets_plugin:
-                raise NotApplicable("secrets_plugin: the staging secrets are decrypted and applied by "
-                                    "`helm secrets upgrade` in 3.helm-upgrade")
-            if not helm.stage_secrets:
-                raise CheckFailed("deploy.helm.stage_secrets is not set",
-                                  hint="set it to secrets/stage, or secrets_plugin: true")
-            paths = sorted(rb.path(helm.stage_secrets).glob("*.yaml"))
-            if not paths:
-                raise CheckFailed(f"expected staging secret manifests; observed no *.yaml in {helm.stage_secrets}")
-            results = _kube.apply_secrets(paths, helm.namespace, context=helm.kube_context,
-                                          timeout=rb.env.timeouts.http.total_seconds())
-            for obj, outcome in results:
-                ctx.log(f"{obj} {outcome}")
-            ctx.data["secrets"] = [{"object": o, "outcome": r} for o, r in results]
-            # "ensuring stellaops-stage credentials align with values-stage.yaml": every secret the
-            # values file names holds the keys it lists (names only)
-            wanted = _values_secrets(rb.path(helm.values))
-            gaps = []
-            for name, keys in wanted.items():
-                _, missing = _kube.secret_keys(helm.namespace, name, keys, context=helm.kube_context,
-                                               timeout=rb.env.timeouts.http.total_seconds())
-                if missing:
-                    gaps.append(f"{name} lacks {', '.join(missing)}")
-            ctx.data["values_secrets"] = sorted(wanted)
-            if gaps:
-                raise CheckFailed(f"expected the secrets {helm.values} names to hold its keys; observed "
-                                  + "; ".join(gaps))
-            counts = {r: sum(1 for _, x in results if x == r) for r in ("created", "changed", "unchanged")}
-            return (f"{len(results)} secrets applied ({', '.join(f'{n} {k}' for k, n in counts.items() if n)}); "
-                    f"{len(wanted)} secrets named in {Path(helm.values).name} hold their keys")
-
-        rb.step("3.stage-secrets", "Apply staging secrets", owner=OWNER,
-                expect=f"stellaops-stage credentials applied and aligned with {Path(h.values).name if h else 'values'}",
-                action=act, command=shown, mutating=True)
-
-    # ------------------------------------------------------------------ 3 / 4.3
 
 
 def values_secrets_hold_keys() -> Any:

@@ -7,7 +7,6 @@ runbook                                            here
 =================================================  ===========================================
 4.1 secrets "contain the keys referenced"          :func:`secret_keys` (key *names* only)
 secret refs ``k8s:NS/SECRET#KEY``                  :func:`read_secret_value`
-3 ``kubectl apply -f secrets/stage/*.yaml``        :func:`apply_secrets` (server-side apply)
 =================================================  ===========================================
 
 4.3's ``kubectl rollout status`` and ``kubectl get pods --watch`` are cells of the notebooks
@@ -40,9 +39,8 @@ from typing import Any
 
 from ._errors import CheckFailed, CutoverError, ParamsError, SecretError
 
-__all__ = ["FIELD_MANAGER", "apply_secrets", "load_secret_manifests", "read_secret_value", "secret_keys"]
+__all__ = ["read_secret_value", "secret_keys"]
 
-FIELD_MANAGER = "stellaops-cutover"
 _SA_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
@@ -227,96 +225,3 @@ def read_secret_value(namespace: str, name: str, key: str, *, context: str | Non
     except (binascii.Error, UnicodeDecodeError):
         raise SecretError(f"secret {ref}: the value is not base64-encoded UTF-8 text",
                           hint="store the secret as text (kubectl create secret generic --from-literal)") from None
-
-
-def load_secret_manifests(paths: Sequence[Path], namespace: str) -> list[dict[str, Any]]:
-    """Read ``Secret`` manifests (multi-document YAML) into normalized apply bodies.
-
-    ``stringData`` is folded into base64 ``data`` (so an apply compares like for like); a
-    manifest in another namespace, a non-Secret, or a still-encrypted (sops) file is an error."""
-    import yaml
-
-    bodies: list[dict[str, Any]] = []
-    for path in paths:
-        try:
-            docs = [d for d in yaml.safe_load_all(Path(path).read_text(encoding="utf-8")) if d]
-        except FileNotFoundError:
-            raise CheckFailed(f"staging secret file {path} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise CheckFailed(f"staging secret file {path} is not valid YAML ({type(exc).__name__})") from None
-        for doc in docs:
-            if not isinstance(doc, dict) or doc.get("kind") != "Secret" or doc.get("apiVersion") != "v1":
-                raise CheckFailed(f"{path}: expected only v1 Secret objects, found "
-                                  f"{doc.get('kind') if isinstance(doc, dict) else type(doc).__name__}")
-            if "sops" in doc:
-                raise CheckFailed(f"{path} is sops-encrypted", hint="decrypt it first, or set "
-                                  "deploy.helm.secrets_plugin: true to let `helm secrets upgrade` do it")
-            meta = doc.get("metadata") or {}
-            name = meta.get("name")
-            if not name:
-                raise CheckFailed(f"{path}: a Secret without metadata.name")
-            if meta.get("namespace") not in (None, namespace):
-                raise CheckFailed(f"{path}: secret {name} is for namespace {meta['namespace']!r}, "
-                                  f"not {namespace!r}", hint="fix the manifest or deploy.helm.namespace")
-            data = {str(k): str(v) for k, v in (doc.get("data") or {}).items()}
-            for k, v in (doc.get("stringData") or {}).items():
-                data[str(k)] = base64.b64encode(str(v).encode()).decode()
-            out_meta: dict[str, Any] = {"name": name, "namespace": namespace}
-            for extra in ("labels", "annotations"):
-                if meta.get(extra):
-                    out_meta[extra] = dict(meta[extra])
-            bodies.append({"apiVersion": "v1", "kind": "Secret", "metadata": out_meta,
-                           "type": doc.get("type") or "Opaque", "data": data})
-    return bodies
-
-
-def _same(want: dict[str, Any], have: dict[str, Any]) -> bool:
-    """Does the live secret already hold what the manifest says?  (Compares; prints nothing.)"""
-    hm, wm = have.get("metadata") or {}, want["metadata"]
-    return ((have.get("data") or {}) == want["data"] and (have.get("type") or "Opaque") == want["type"]
-            and all((hm.get(x) or {}).get(k) == v for x in ("labels", "annotations")
-                    for k, v in (wm.get(x) or {}).items()))
-
-
-def apply_secrets(paths: Sequence[Path], namespace: str, *, context: str | None = None,
-                  timeout: float = 30) -> list[tuple[str, str]]:
-    """Apply staging secrets: ``[("secret/NAME", "created" | "changed" | "unchanged"), ...]``.
-
-    Server-side apply (field manager ``stellaops-cutover``, forced); against an API server
-    without it (HTTP 415) a create or a replace at the read resourceVersion.  An unchanged
-    secret is not written at all.  Values are compared, never shown."""
-    from kubernetes import client
-    from kubernetes.client import ApiException
-
-    bodies = load_secret_manifests(paths, namespace)
-    results: list[tuple[str, str]] = []
-    with _client(context) as (api, server):
-        core = client.CoreV1Api(api)
-        for body in bodies:
-            name = body["metadata"]["name"]
-            have = _fetch_secret(api, server, namespace, name, context, timeout, for_secret=False)
-            if have is not None and _same(body, have):
-                results.append((f"secret/{name}", "unchanged"))
-                continue
-            what = f"apply secret {namespace}/{name}"
-            try:
-                try:
-                    _raw(core.patch_namespaced_secret, name, namespace, body, field_manager=FIELD_MANAGER,
-                         force=True, _content_type="application/apply-patch+yaml", _request_timeout=float(timeout))
-                except ApiException as exc:
-                    if exc.status != 415:
-                        raise
-                    if have is None:  # no server-side apply on this API server: create / replace
-                        _raw(core.create_namespaced_secret, namespace, body, field_manager=FIELD_MANAGER,
-                             _request_timeout=float(timeout))
-                    else:
-                        body = {**body, "metadata": {**body["metadata"],
-                                                     "resourceVersion": have["metadata"]["resourceVersion"]}}
-                        _raw(core.replace_namespaced_secret, name, namespace, body, field_manager=FIELD_MANAGER,
-                             _request_timeout=float(timeout))
-            except _api_errors() as exc:
-                raise _failure(exc, what=what, server=server, context=context, namespace=namespace,
-                               verb="patch", resource="secrets") from exc
-            results.append((f"secret/{name}", "created" if have is None else "changed"))
-            del have
-    return results

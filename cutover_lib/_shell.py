@@ -66,6 +66,7 @@ def run_command(
     check: bool = True,
     input_text: str | None = None,
     capture_stdout: bool = False,
+    pass_fds: Sequence[int] = (),
 ) -> CommandResult:
     """Run ``argv`` (never through a shell) with a hard timeout.
 
@@ -93,7 +94,8 @@ def run_command(
             proc = subprocess.Popen(
                 argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE if capture_stdout else subprocess.STDOUT,
                 stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
-                env=full_env, cwd=cwd, start_new_session=True, text=True, errors="replace", bufsize=1)
+                env=full_env, cwd=cwd, start_new_session=True, text=True, errors="replace", bufsize=1,
+                pass_fds=tuple(pass_fds))
         except FileNotFoundError as exc:
             raise ToolMissing(f"{exe} is not installed (needed for: {shown})",
                               hint=f"install {exe} or put it on PATH") from exc

@@ -91,7 +91,7 @@ class StepContext:
 
     def sh(self, argv: Sequence[str], *, timeout: float | None = None, env: dict[str, str] | None = None,
            cwd: Path | None = None, check: bool = True, log_name: str | None = None,
-           capture_stdout: bool = False) -> CommandResult:
+           capture_stdout: bool = False, pass_fds: Sequence[int] = ()) -> CommandResult:
         """Run a command; its full output goes to ``artifacts/<log_name or step id>.log``."""
         log = self.rb.run.path / "artifacts" / (log_name or f"{self.step_id}.log")
         if log.name not in {Path(a).name for a in self.artifacts}:
@@ -101,7 +101,7 @@ class StepContext:
         self.commands.append(render(argv, {k: v for k, v in (env or {}).items() if k == "DOCKER_HOST"}))
         result = run_command(argv, timeout=timeout or self.rb.env.timeouts.command.total_seconds(),
                              log_path=log, env=env, cwd=cwd or self.rb.root, check=check,
-                             capture_stdout=capture_stdout)
+                             capture_stdout=capture_stdout, pass_fds=pass_fds)
         self.lines.extend(result.tail[-10:])
         return result
 

@@ -96,6 +96,14 @@ def _reset_engine(docker_host: str, *, network: bool = False) -> None:
             v.remove(force=True)
         for n in client.networks.list():
             if n.name == f"{PROJECT}_default" or (network and n.name == "stellaops_frontdoor"):
+                # dockerd can keep a stale endpoint of a container it just removed ("has active
+                # endpoints"): disconnect whatever is left, by force, then remove
+                n.reload()
+                for endpoint in (n.attrs.get("Containers") or {}):
+                    try:
+                        n.disconnect(endpoint, force=True)
+                    except docker.errors.APIError:
+                        pass
                 n.remove()
     finally:
         client.close()

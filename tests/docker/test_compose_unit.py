@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from cutover_lib import _compose as dc
-from cutover_lib._compose_steps import ComposeSteps
 from cutover_lib._errors import StepFailed, ToolMissing
 from cutover_lib._evidence import RunFolder
 from cutover_lib._params import load_environment, parse_overrides
@@ -111,13 +110,12 @@ def test_compose_cells_are_not_applicable_in_helm_mode(tmp_path: Path):
 
 
 def test_stage_secrets_is_not_applicable(runbook_root: Path, tmp_path: Path):
+    from nb_helpers import run_cells
+
     rb = make_rb(runbook_root, tmp_path)
-    ComposeSteps().stage_secrets(rb)
+    run_cells(rb, "03_rehearsal.ipynb", "3.stage-secrets")
     rec = steps(rb)["3.stage-secrets"]
-    assert rec["outcome"] == "skipped" and "compose mode" in rec["observed"] and not rec["mutating"]
-
-
-# ------------------------------------------------------------------------------ errors
+    assert rec["outcome"] == "skipped" and "this is the helm path" in rec["observed"] and not rec["mutating"]
 
 def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> Path:
     """A stand-in ``docker`` CLI first on PATH (its messages are the real CLI's)."""

@@ -74,8 +74,9 @@ COMMANDS = [
     ("2", "Run deploy/tools/validate-profiles.sh; capture logs in ticket",
      r'"2.t-12h.validate-profiles", "{tools.validate_profiles}"'),
     ("3", "Run deploy/tools/validate-profiles.sh and archive output", r'"3.validate-profiles", "{tools.validate_profiles}"'),
-    pytest.param("3", "kubectl apply -f secrets/stage/*.yaml", r'"kubectl apply -f', marks=pytest.mark.xfail(
-        strict=True, reason="staging secrets are still a library step (deploy.stage_secrets)")),
+    # (a directory: `kubectl apply -f secrets/stage/*.yaml` as typed hands kubectl one file and three
+    # stray arguments, which real kubectl refuses)
+    ("3", "kubectl apply -f secrets/stage/*.yaml", r'"kubectl apply --server-side -f {helm.stage_secrets}'),
 ]
 
 
@@ -90,7 +91,7 @@ def test_the_runbook_command_is_in_a_code_cell(section: str, runbook: str, patte
 
 def test_no_code_cell_hides_a_deploy_step_behind_a_library_call() -> None:
     """The old generated calls (deploy.apply for compose/helm, checks.smoke_*) are gone: what is left
-    of ``deploy.*`` in the cells is the plug-in hook and the two library steps marked xfail above."""
+    of ``deploy.*`` / ``backup.*`` in the cells is the plug-in hooks."""
     calls = {m for _, src in code_cells() for m in re.findall(r"\b(deploy|checks|backup)\.(\w+)\(", src)}
-    assert calls <= {("deploy", "apply"), ("deploy", "rollback"), ("deploy", "stage_secrets"), ("checks", "decision"), ("backup", "by_plugin"),
+    assert calls <= {("deploy", "apply"), ("deploy", "rollback"), ("checks", "decision"), ("backup", "by_plugin"),
                      ("backup", "last_backup")}, calls

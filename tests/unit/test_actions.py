@@ -410,7 +410,7 @@ open(os.environ["FAKE_LOG"], "a").write(json.dumps({{"argv": sys.argv[1:], "conf
     (call,) = calls(tmp_path)
     assert call["config"] == f"uri: mongodb://backup:{CANARY}@db:27017/x\n" and call["mode"] == 0o600
     assert all(CANARY not in a for a in call["argv"])  # never in argv (ps)
-    assert not Path(call["path"]).exists()  # removed afterwards
+    assert call["path"].startswith("/dev/fd/")  # an anonymous memory file: never on a disk
     assert "--config secret-file:mongo_config --out .lab/backups/launch-" in res.record["command"]
     for f in rb.run.path.rglob("*"):
         if f.is_file():
@@ -423,3 +423,25 @@ def test_when_runs_a_cell_only_for_those_params(make_rb, fake_env, tmp_path):
     assert res.outcome == "skipped"
     assert res.record["observed"] == "not applicable: backup.mode is lab here; this cell is for backup.mode = tools"
     assert calls(tmp_path) == []
+
+
+def test_secret_files_without_memfd_are_0600_files_removed_afterwards(make_rb, fake_env, tmp_path, monkeypatch):
+    monkeypatch.delattr(os, "memfd_create")
+    monkeypatch.setenv("MONGO_URI_TEST", f"mongodb://backup:{CANARY}@db:27017/x")
+    from cutover_lib._secrets import SecretRef
+
+    env = fake_env.model_copy(update={"backup": fake_env.backup.model_copy(update={"mongo": fake_env.backup.mongo.model_copy(
+        update={"uri": SecretRef("env:MONGO_URI_TEST")})})})
+    prog = tmp_path / "bin" / "fake-cli"
+    prog.write_text(f"""#!{sys.executable}
+import json, os, stat, sys
+cfg = sys.argv[sys.argv.index("--config") + 1]
+open(os.environ["FAKE_LOG"], "a").write(json.dumps({{"config": open(cfg).read(), "path": cfg,
+    "mode": stat.S_IMODE(os.stat(cfg).st_mode), "dir": stat.S_IMODE(os.stat(os.path.dirname(cfg)).st_mode)}}) + "\\n")
+""")
+    res = make_rb(env=env).sh("4.1.backup-mongo", "{tools.stellaops_cli} --config {mongo_config}",
+                              secret_files={"mongo_config": "uri: {backup.mongo.uri}"})
+    assert res.outcome == "passed", res.record["message"]
+    (call,) = calls(tmp_path)
+    assert (call["mode"], call["dir"]) == (0o600, 0o700) and CANARY in call["config"]
+    assert not Path(call["path"]).exists() and not Path(call["path"]).parent.exists()

@@ -11,7 +11,7 @@ import pytest
 
 from cutover_lib._errors import StepFailed, ToolMissing
 from cutover_lib._evidence import RunFolder
-from cutover_lib._helm_steps import HelmSteps, secret_store_keys
+from cutover_lib._helm_steps import secret_store_keys
 from cutover_lib._params import load_environment, parse_overrides
 from cutover_lib._steps import Runbook
 from standins.kube_api import kube_api  # noqa: F401 - fixture
@@ -206,16 +206,21 @@ def test_dry_run_plans_exact_commands_and_reads_history(kube_api, helm, make_rb)
 
 
 def test_stage_section_3_secrets_and_upgrade(kube_api, helm, make_rb):
+    """kubectl apply --server-side -f secrets/stage (the kubectl stand-in against the stand-in API),
+    then every secret values-stage.yaml names holds its keys; applying again changes nothing."""
+    from nb_helpers import run_cells
+
     rb = make_rb("stage")
-    HelmSteps().stage_secrets(rb)
-    HelmSteps().stage_secrets(rb)
+    run_cells(rb, "03_rehearsal.ipynb", "3.stage-secrets")
+    run_cells(rb, "03_rehearsal.ipynb", "3.stage-secrets")
     recs = [r for r in rb.run.read_ledger() if r.get("kind") == "step" and r["step_id"] == "3.stage-secrets"]
     assert [r["outcome"] for r in recs] == ["passed", "passed"]
-    assert recs[0]["observed"].startswith("4 secrets applied (4 created)")
-    assert recs[1]["observed"].startswith("4 secrets applied (4 unchanged)")
+    assert recs[0]["command"] == ("kubectl apply --server-side -f secrets/stage -n stellaops --context stellaops-stage")
     assert "4 secrets named in values-stage.yaml hold their keys" in recs[0]["observed"]
-    assert recs[0]["command"].startswith("kubectl apply --server-side --field-manager=stellaops-cutover -n stellaops "
-                                         "-f secrets/stage/ --context stellaops-stage")
+    assert recs[0]["mutating"]
+    log = (rb.run.path / "artifacts" / "3.stage-secrets.log").read_text()
+    assert log.count("serverside-applied") == 4
+    assert kube_api.requests.count("PATCH", "/api/v1/namespaces/stellaops/secrets/stellaops-stage-core") >= 2
     for name in DEPLOYMENTS:
         kube_api.add_deployment(name, converge_after=1)
     from nb_helpers import run_cells

@@ -86,63 +86,6 @@ def test_bad_token_unknown_context_and_no_kubeconfig(kube_api, tmp_path, monkeyp
         _kube.read_secret_value("stellaops", "s", "k")
 
 
-# --------------------------------------------------------------------------- apply_secrets
-
-def _manifest(path: Path, name: str, value: str, key: str = "password") -> Path:
-    path.write_text(f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: Opaque\n"
-                    f"stringData:\n  {key}: \"{value}\"\n")
-    return path
-
-
-def test_standin_apply_secrets_created_changed_unchanged(kube_api, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG)
-    a = _manifest(tmp_path / "a.yaml", "stellaops-stage-core", CANARY)
-    b = _manifest(tmp_path / "b.yaml", "stellaops-stage-mongo", "first-value-1234")
-    assert _kube.apply_secrets([a, b], "stellaops") == [("secret/stellaops-stage-core", "created"),
-                                                        ("secret/stellaops-stage-mongo", "created")]
-    _manifest(b, "stellaops-stage-mongo", "second-value-5678")
-    res = _kube.apply_secrets([a, b], "stellaops")
-    assert res == [("secret/stellaops-stage-core", "unchanged"), ("secret/stellaops-stage-mongo", "changed")]
-    assert kube_api.secret_data("stellaops-stage-mongo") == {"password": "second-value-5678"}
-    # server-side apply with our field manager; unchanged secrets are not written
-    patches = [q for m, p, q in kube_api.requests.log if m == "PATCH"]
-    assert len(patches) == 3 and all(q["fieldManager"] == _kube.FIELD_MANAGER and q["force"] == "true"
-                                     for q in patches)
-    _no_canary(res, caplog.text)
-
-
-def test_standin_apply_secrets_without_server_side_apply_falls_back(kube_api, tmp_path):
-    kube_api.ssa_supported = False
-    a = _manifest(tmp_path / "a.yaml", "stellaops-stage-core", "v-one-1234")
-    assert _kube.apply_secrets([a], "stellaops") == [("secret/stellaops-stage-core", "created")]
-    _manifest(a, "stellaops-stage-core", "v-two-5678")
-    assert _kube.apply_secrets([a], "stellaops") == [("secret/stellaops-stage-core", "changed")]
-    methods = [m for m, p, q in kube_api.requests.log if m in ("POST", "PUT")]
-    assert methods == ["POST", "PUT"]
-
-
-def test_secret_manifests_are_validated(tmp_path):
-    bad_ns = tmp_path / "ns.yaml"
-    bad_ns.write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: other}\ndata: {}\n")
-    with pytest.raises(CheckFailed, match="for namespace 'other', not 'stellaops'"):
-        _kube.load_secret_manifests([bad_ns], "stellaops")
-    cm = tmp_path / "cm.yaml"
-    cm.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
-    with pytest.raises(CheckFailed, match="expected only v1 Secret objects, found ConfigMap"):
-        _kube.load_secret_manifests([cm], "stellaops")
-    sops = tmp_path / "sops.yaml"
-    sops.write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: {k: ENC}\nsops: {version: 3.8.1}\n")
-    with pytest.raises(CheckFailed, match="sops-encrypted"):
-        _kube.load_secret_manifests([sops], "stellaops")
-
-
-def test_repo_stage_secrets_load():
-    repo = Path(__file__).resolve().parents[2]
-    bodies = _kube.load_secret_manifests(sorted((repo / "secrets" / "stage").glob("*.yaml")), "stellaops")
-    assert [b["metadata"]["name"] for b in bodies] == ["stellaops-stage-core", "stellaops-stage-minio",
-                                                       "stellaops-stage-mongo", "stellaops-stage-notify"]
-
-
 # --------------------------------------------------------------------------- a real cluster
 
 def _real_cluster_reason() -> str | None:
@@ -177,9 +120,8 @@ def test_real_cluster_secret_round_trip(tmp_path):
     core = client.CoreV1Api(api)
     try:
         core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        m = _manifest(tmp_path / "s.yaml", "cutover-test", CANARY)
-        assert _kube.apply_secrets([m], ns) == [("secret/cutover-test", "created")]
-        assert _kube.apply_secrets([m], ns) == [("secret/cutover-test", "unchanged")]
+        core.create_namespaced_secret(ns, {"apiVersion": "v1", "kind": "Secret",
+                                           "metadata": {"name": "cutover-test"}, "stringData": {"password": CANARY}})
         assert _kube.secret_keys(ns, "cutover-test", ["password", "x"]) == (["password"], ["x"])
         assert _kube.read_secret_value(ns, "cutover-test", "password") == CANARY
     finally:

@@ -4,6 +4,7 @@ operator types them, against the stand-in API server (tests/standins/kube_api.py
 answering a subset of the Kubernetes REST API, not a cluster; rollouts progress only while a watch
 is open).  The script runs as a subprocess found on PATH, with KUBECONFIG naming the stand-in."""
 
+import base64
 import importlib.machinery
 import importlib.util
 import json
@@ -31,10 +32,10 @@ def _env(kubeconfig, **extra):
     return env
 
 
-def kubectl(kubeconfig, *args, timeout=30, **extra):
+def kubectl(kubeconfig, *args, timeout=30, cwd=None, **extra):
     assert shutil.which("kubectl", path=_env(kubeconfig)["PATH"]) == str(BIN / "kubectl")
     return subprocess.run(["kubectl", *args], env=_env(kubeconfig, **extra), capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, cwd=cwd)
 
 
 def _module():
@@ -189,10 +190,320 @@ def test_get_pods_watch_keeps_running_and_prints_changes(kube_api):
     assert err == ""
 
 
+# --------------------------------------------------------------------------- apply (Secret manifests)
+
+REPO = BIN.parents[2]
+STAGE = REPO / "secrets" / "stage"  # the runbook's staging secrets (example values)
+STAGE_NAMES = sorted(p.stem for p in STAGE.glob("*.yaml"))
+SECRETS = "/api/v1/namespaces/stellaops/secrets"
+CANARY = "canary-7f3e9b1c-never-printed"
+CANARY_B64 = base64.b64encode(CANARY.encode()).decode()
+
+
+def _manifest(name):
+    return yaml.safe_load((STAGE / f"{name}.yaml").read_text())
+
+
+def _two_stage_secrets(tmp_path):
+    """A directory holding copies of two of the repo's staging secret manifests."""
+    folder = tmp_path / "stage"
+    folder.mkdir()
+    for name in ("stellaops-stage-core", "stellaops-stage-minio"):
+        shutil.copy(STAGE / f"{name}.yaml", folder / f"{name}.yaml")
+    return folder
+
+
+def _secret_manifest(name, value=CANARY, **extra):
+    doc = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
+           "stringData": {"password": value}}
+    doc.update(extra)
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def _no_values(r):
+    """Neither the plain nor the base64 canary (nor a staging example value) in what was printed."""
+    text = r.stdout + r.stderr
+    assert CANARY not in text and CANARY_B64 not in text
+    assert "stage-example" not in text
+
+
+def test_apply_directory_created_unchanged_configured(kube_api, tmp_path):
+    assert len(STAGE_NAMES) >= 2  # the repo's staging manifests exist
+    folder = _two_stage_secrets(tmp_path)
+    r = kubectl(kube_api.kubeconfig, "apply", "-f", str(folder))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == ["secret/stellaops-stage-core created", "secret/stellaops-stage-minio created"]
+    _no_values(r)
+    for name in ("stellaops-stage-core", "stellaops-stage-minio"):
+        want = _manifest(name)
+        assert kube_api.secret_data(name) == want["stringData"]  # every key, in the context's namespace
+        stored = kube_api.secrets[("stellaops", name)]
+        assert stored["metadata"]["labels"] == want["metadata"]["labels"] and stored["type"] == "Opaque"
+    # a server-side apply per secret (the stand-in answers anything but apply-patch+yaml with 415,
+    # which would have shown up as a POST), after a GET that found nothing
+    assert kube_api.requests.count("PATCH", SECRETS) == 2
+    assert kube_api.requests.count("POST") == kube_api.requests.count("PUT") == 0
+    patches = [q for m, path, q in kube_api.requests.log if m == "PATCH"]
+    assert patches == [{"fieldManager": "kubectl", "force": "false"}] * 2
+    versions = {k: v["metadata"]["resourceVersion"] for k, v in kube_api.secrets.items()}
+
+    r = kubectl(kube_api.kubeconfig, "apply", "-f", str(folder))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == ["secret/stellaops-stage-core unchanged", "secret/stellaops-stage-minio unchanged"]
+    assert {k: v["metadata"]["resourceVersion"] for k, v in kube_api.secrets.items()} == versions
+
+    minio = folder / "stellaops-stage-minio.yaml"
+    minio.write_text(minio.read_text().replace('"stage-example-minio-endpoint"', f'"{CANARY}"'))
+    r = kubectl(kube_api.kubeconfig, "apply", "-f", str(folder))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == ["secret/stellaops-stage-core unchanged", "secret/stellaops-stage-minio configured"]
+    assert kube_api.secret_data("stellaops-stage-minio")["endpoint"] == CANARY
+    _no_values(r)
+
+
+def test_apply_server_side_prints_serverside_applied(kube_api, tmp_path):
+    folder = _two_stage_secrets(tmp_path)
+    argv = ["apply", "--server-side", "--field-manager=stellaops-cutover", "-n", "stellaops", "-f", f"{folder}/",
+            "--context", "stellaops-stage"]  # what 3.stage-secrets shows for the Helm deploy mode
+    for _ in range(2):  # created, then unchanged: kubectl words both the same way
+        r = kubectl(kube_api.kubeconfig, *argv)
+        assert (r.returncode, r.stderr) == (0, "")
+        assert r.stdout.splitlines() == ["secret/stellaops-stage-core serverside-applied",
+                                         "secret/stellaops-stage-minio serverside-applied"]
+        _no_values(r)
+    assert kube_api.secret_data("stellaops-stage-core") == _manifest("stellaops-stage-core")["stringData"]
+    assert kube_api.requests.count("GET") == 0  # like kubectl --server-side: the PATCH only
+    assert [q for m, _, q in kube_api.requests.log] == [{"fieldManager": "stellaops-cutover", "force": "false"}] * 4
+    r = kubectl(kube_api.kubeconfig, "apply", "--server-side", "--force-conflicts", "-f",
+                str(folder / "stellaops-stage-core.yaml"))
+    assert (r.returncode, r.stdout) == (0, "secret/stellaops-stage-core serverside-applied\n")
+    assert kube_api.requests.log[-1][2] == {"fieldManager": "kubectl", "force": "true"}
+
+
+def test_apply_runbook_glob_is_several_paths_which_kubectl_refuses(kube_api, tmp_path):
+    """Section 3's ``kubectl apply -f secrets/stage/*.yaml``: the shell expands the glob, so ``-f``
+    gets the first file and the others arrive as arguments -- which kubectl (v1.32.4, checked)
+    refuses before applying anything.  The directory, a quoted pattern (kubectl globs it itself)
+    and one ``-f`` per file apply them all."""
+    log = tmp_path / "argv.jsonl"
+    r = subprocess.run("kubectl apply -f secrets/stage/*.yaml", shell=True, cwd=REPO, capture_output=True,
+                       text=True, timeout=30, check=False, env=_env(kube_api.kubeconfig, STANDIN_ARGV_LOG=str(log)))
+    paths = [f"secrets/stage/{name}.yaml" for name in STAGE_NAMES]
+    assert json.loads(log.read_text().splitlines()[0]) == ["kubectl", "apply", "-f", *paths]  # the shell's doing
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr.splitlines() == [f"error: Unexpected args: [{' '.join(paths[1:])}]",
+                                     "See 'kubectl apply -h' for help and examples"]
+    assert kube_api.requests.log == [] and kube_api.secrets == {}
+
+    every = ["-f" if i % 2 == 0 else paths[i // 2] for i in range(2 * len(paths))]
+    for argv, verb in ((["-f", "secrets/stage/*.yaml"], "created"), (every, "unchanged"),
+                       (["-f", "secrets/stage"], "unchanged"), (["--filename=secrets/stage/"], "unchanged")):
+        r = kubectl(kube_api.kubeconfig, "apply", *argv, cwd=REPO, STANDIN_ARGV_LOG=str(log))
+        assert (r.returncode, r.stderr) == (0, ""), argv
+        assert r.stdout.splitlines() == [f"secret/{name} {verb}" for name in STAGE_NAMES], argv
+        _no_values(r)
+    for name in STAGE_NAMES:
+        assert sorted(kube_api.secret_data(name)) == sorted(_manifest(name)["stringData"])
+    assert [json.loads(line)[1:] for line in log.read_text().splitlines()[1:]] == [
+        ["apply", "-f", "secrets/stage/*.yaml"], ["apply", *every], ["apply", "-f", "secrets/stage"],
+        ["apply", "--filename=secrets/stage/"]]
+
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: stellaops-web
+  namespace: stellaops
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: registry.stella-ops.internal/stellaops-web:2025.09.2}]
+"""
+
+
+def test_apply_other_kinds_are_refused_and_the_secrets_still_applied(kube_api, tmp_path):
+    folder = _two_stage_secrets(tmp_path)
+    (folder / "stellaops-stage-d-web.yaml").write_text(DEPLOYMENT)  # sorts between the two secrets
+    r = kubectl(kube_api.kubeconfig, "apply", "-f", str(folder))
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == ["secret/stellaops-stage-core created", "secret/stellaops-stage-minio created"]
+    assert r.stderr == "error: the stand-in applies only Secret objects (got Deployment stellaops-web)\n"
+    assert sorted(kube_api.secrets) == [("stellaops", "stellaops-stage-core"), ("stellaops", "stellaops-stage-minio")]
+    assert kube_api.deployments == {} and kube_api.requests.count("GET", "/apis") == 0
+
+
+def test_apply_multi_document_manifests_and_namespaces(kube_api, tmp_path):
+    manifest = tmp_path / "secrets.yaml"
+    manifest.write_text("# two secrets and a trailing separator\n---\n" + _secret_manifest("in-context")
+                        + "--- # the second one names its namespace\n"
+                        + _secret_manifest("elsewhere", metadata={"name": "elsewhere", "namespace": "other"},
+                                           stringData=None, data={"token": CANARY_B64})
+                        + "---\n")
+    r = kubectl(kube_api.kubeconfig, "apply", "-f", str(manifest))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == ["secret/in-context created", "secret/elsewhere created"]
+    assert kube_api.secret_data("in-context", "stellaops") == {"password": CANARY}  # the context's namespace
+    assert kube_api.secret_data("elsewhere", "other") == {"token": CANARY}  # the manifest's
+    _no_values(r)
+    # -n names the namespace of a manifest without one; one naming another is kubectl's error
+    r = kubectl(kube_api.kubeconfig, "apply", "-n", "team", "-f", str(manifest))
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == ["secret/in-context created"]
+    assert r.stderr == ('error: the namespace from the provided object "other" does not match the namespace "team". '
+                        "You must pass '--namespace=other' to perform this operation.\n")
+    assert ("team", "in-context") in kube_api.secrets
+    # a context without a namespace: "default"
+    cfg = yaml.safe_load(kube_api.kubeconfig.read_text())
+    for ctx in cfg["contexts"]:
+        ctx["context"].pop("namespace")
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(yaml.safe_dump(cfg))
+    r = kubectl(bare, "apply", "-f", str(manifest), "--context", "stellaops-stage")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == ["secret/in-context created", "secret/elsewhere unchanged"]
+    assert ("default", "in-context") in kube_api.secrets
+
+
+def test_apply_missing_path_applies_nothing(kube_api, tmp_path):
+    folder = _two_stage_secrets(tmp_path)
+    missing = tmp_path / "secrets" / "stage" / "nope.yaml"
+    r = kubectl(kube_api.kubeconfig, "apply", "-f", str(folder), "-f", str(missing))
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == f'error: the path "{missing}" does not exist\n'
+    assert kube_api.requests.log == []
+    # a pattern that matches nothing is the same error; two missing paths are kubectl's two bare lines
+    r = kubectl(kube_api.kubeconfig, "apply", "-f", str(tmp_path / "*.yml"), "-f", str(missing))
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr.splitlines() == [f'the path "{tmp_path / "*.yml"}" does not exist',
+                                     f'the path "{missing}" does not exist']
+    r = kubectl(kube_api.kubeconfig, "apply")
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "error: must specify one of -f and -k\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README.md").write_text("not a manifest: a directory contributes *.json, *.yaml and *.yml only\n")
+    r = kubectl(kube_api.kubeconfig, "apply", "-f", str(empty))
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "error: no objects passed to apply\n")
+    assert kube_api.requests.log == []
+
+
+BROKEN = f"""\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: stellaops-stage-broken
+stringData:
+  password: "{CANARY}
+"""
+
+
+def _hide_pyyaml(tmp_path):
+    """A PYTHONPATH entry whose ``yaml`` cannot be imported: the stand-in's own reader then parses."""
+    shadow = tmp_path / "no-pyyaml" / "yaml"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("PyYAML hidden for this test")\n')
+    return {"PYTHONPATH": str(shadow.parent)}
+
+
+@pytest.mark.parametrize("reader", ["pyyaml", "own-reader"])
+def test_apply_malformed_yaml(kube_api, tmp_path, reader):
+    env = _hide_pyyaml(tmp_path) if reader == "own-reader" else {}
+    folder = _two_stage_secrets(tmp_path)
+    broken = folder / "stellaops-stage-e-broken.yaml"
+    broken.write_text(_secret_manifest("stellaops-stage-before-the-break") + "---\n" + BROKEN)
+    r = kubectl(kube_api.kubeconfig, "apply", "-f", str(folder), **env)
+    assert r.returncode == 1
+    # the documents before the broken one, in the same file, are still applied (kubectl's stream visitor)
+    assert r.stdout.splitlines() == ["secret/stellaops-stage-core created",
+                                     "secret/stellaops-stage-before-the-break created",
+                                     "secret/stellaops-stage-minio created"]
+    want = {"pyyaml": "yaml: line 7: found unexpected end of stream",  # go-yaml's words and line
+            "own-reader": "yaml: found unexpected end of stream while scanning a quoted scalar"}[reader]
+    assert r.stderr == f"error: error parsing {broken}: error converting YAML to JSON: {want}\n"
+    _no_values(r)
+    for name in ("stellaops-stage-core", "stellaops-stage-minio"):
+        assert kube_api.secret_data(name) == _manifest(name)["stringData"]
+
+
+def test_apply_with_the_stand_ins_own_reader(kube_api, tmp_path):
+    r = kubectl(kube_api.kubeconfig, "apply", "-f", str(STAGE), **_hide_pyyaml(tmp_path))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == [f"secret/{name} created" for name in STAGE_NAMES]
+    for name in STAGE_NAMES:
+        assert kube_api.secret_data(name) == _manifest(name)["stringData"]
+        assert kube_api.secrets[("stellaops", name)]["metadata"]["labels"] == _manifest(name)["metadata"]["labels"]
+
+
+@pytest.mark.parametrize("text, stderr", [
+    (DEPLOYMENT, ["error: the stand-in applies only Secret objects (got Deployment stellaops-web)"]),
+    (_secret_manifest("numeric", value=12345),
+     [('Error from server (BadRequest): Secret in version "v1" cannot be handled as a Secret: json: cannot '
+       "unmarshal number into Go struct field Secret.stringData of type string")]),
+    (_secret_manifest("not-base64", stringData=None, data={"password": CANARY}),
+     [('Error from server (BadRequest): Secret in version "v1" cannot be handled as a Secret: illegal base64 data '
+       "at input byte 6")]),
+    ("metadata:\n  name: no-kind\nstringData:\n  password: " + CANARY + "\n",
+     ["error: unable to decode \"{path}\": Object 'Kind' is missing"]),
+    (_secret_manifest("wrong-group", apiVersion="apps/v1"),
+     [('error: resource mapping not found for name: "wrong-group" namespace: "" from "{path}": no matches for '
+       'kind "Secret" in version "apps/v1"'), "ensure CRDs are installed first"]),
+    ("- " + CANARY + "\n", [('error: unable to decode "{path}": json: cannot unmarshal array into Go value of type '
+                             "unstructured.detector")]),
+    ("# nothing here\n---\n", ["error: no objects passed to apply"]),
+    ("{\"apiVersion\": \"v1\", \"kind\": \"Secret\", \"data\": {\"k\": \"" + CANARY_B64 + "\"}",
+     ["error: error parsing {path}: Expecting ',' delimiter: line 1 column 97"]),
+], ids=["deployment", "number-value", "data-not-base64", "no-kind", "wrong-apiversion", "not-an-object",
+        "empty", "bad-json"])
+def test_apply_error_lines_never_hold_values(kube_api, tmp_path, text, stderr):
+    path = tmp_path / "manifest.yaml"
+    path.write_text(text)
+    r = kubectl(kube_api.kubeconfig, "apply", "-f", str(path))
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr.splitlines() == [line.replace("{path}", str(path)) for line in stderr]
+    _no_values(r)
+    assert kube_api.requests.count("PATCH") == 0 and kube_api.secrets == {}
+
+
+def test_apply_without_server_side_apply_on_the_server(kube_api, tmp_path):
+    """An API server answering apply-patch with 415: kubectl's client-side apply still creates and
+    replaces (POST, then PUT at the version read); --server-side cannot."""
+    kube_api.ssa_supported = False
+    folder = _two_stage_secrets(tmp_path)
+    r = kubectl(kube_api.kubeconfig, "apply", "-f", str(folder))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == ["secret/stellaops-stage-core created", "secret/stellaops-stage-minio created"]
+    assert kube_api.requests.count("POST", SECRETS) == 2
+    core = folder / "stellaops-stage-core.yaml"
+    core.write_text(core.read_text().replace('"stage-example-core-signer-key.pem"', f'"{CANARY}"'))
+    r = kubectl(kube_api.kubeconfig, "apply", "-f", str(folder))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == ["secret/stellaops-stage-core configured", "secret/stellaops-stage-minio unchanged"]
+    assert kube_api.requests.count("PUT", SECRETS) == 2
+    assert kube_api.secret_data("stellaops-stage-core")["signer-key.pem"] == CANARY
+    r = kubectl(kube_api.kubeconfig, "apply", "--server-side", "-f", str(core))
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == ("error: Server-side apply not available on the server: (the body of the request was in an "
+                        "unknown format - accepted media types include: application/json-patch+json)\n")
+    _no_values(r)
+
+
+def test_apply_redacts_values_from_server_messages():
+    mod = _module()
+    doc = yaml.safe_load(_secret_manifest("x", data={"token": CANARY_B64}))
+    hidden = mod.secret_values(doc)
+    line = f'Error from server (Invalid): Secret "x" is invalid: {CANARY} / {CANARY_B64}'
+    assert mod.redact(line, hidden) == 'Error from server (Invalid): Secret "x" is invalid: [redacted] / [redacted]'
+
+
 # --------------------------------------------------------------------------- errors
 
 @pytest.mark.parametrize("argv", [["rollout", "status", "deployment/stellaops-web", "-n", "stellaops"],
-                                  ["get", "pods", "-n", "stellaops"]], ids=["rollout-status", "get-pods"])
+                                  ["get", "pods", "-n", "stellaops"],
+                                  ["apply", "-f", str(BIN.parents[2] / "secrets" / "stage")]],
+                         ids=["rollout-status", "get-pods", "apply"])
 def test_unknown_context_is_one_error_line(kube_api, argv):
     kube_api.add_deployment("stellaops-web")
     r = kubectl(kube_api.kubeconfig, *argv, "--context", "stellaops-typo")
@@ -202,7 +513,9 @@ def test_unknown_context_is_one_error_line(kube_api, argv):
 
 
 @pytest.mark.parametrize("argv", [["rollout", "status", "deployment/stellaops-web", "-n", "stellaops"],
-                                  ["get", "pods", "-n", "stellaops", "--watch"]], ids=["rollout-status", "get-pods"])
+                                  ["get", "pods", "-n", "stellaops", "--watch"],
+                                  ["apply", "-f", str(BIN.parents[2] / "secrets" / "stage")]],
+                         ids=["rollout-status", "get-pods", "apply"])
 def test_unreachable_server_is_kubectls_one_line(tmp_path, closed_port, argv):
     cfg = write_kubeconfig(tmp_path / "kc.yaml", f"http://127.0.0.1:{closed_port}")
     r = kubectl(cfg, *argv)
