@@ -32,7 +32,7 @@ import httpx
 
 from ._errors import CutoverError
 from ._evidence import RunFolder
-from ._params import Bridge as BridgeParams
+from ._models import Bridge as BridgeParams
 from ._params import Environment
 from ._secrets import mask, mask_obj, register_secret
 

@@ -16,27 +16,26 @@ import getpass
 import json
 import os
 import platform
-import re
 import socket
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import LockHeld, UsageError
-from ._evidence import RunFolder, atomic_write, iso, utc_now
+from ._errors import UsageError
+from ._evidence import RunFolder, iso, utc_now
 from ._kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
+from ._lock import EnvLock, break_lock, checked_name
 from ._params import Environment, load_environment, params_digest
 from ._phases import load_phases
+from ._plan import plan_diff, plan_digest, planned_commands
+from ._progress import Progress, with_status
 from ._report import HtmlExports
 from ._secrets import mask as _mask
-from ._steps import text_line
 
-__all__ = ["NotebookFailed", "RunResult", "run_phase"]
+__all__ = ["EnvLock", "NotebookFailed", "RunResult", "break_lock", "run_phase"]
 
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_GATE, EXIT_LOCK = 0, 1, 2, 3, 4
@@ -73,119 +72,6 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[dist] = "not installed"
     return out
-
-
-# ---------------------------------------------------------------------------- lock
-
-class EnvLock:
-    """One run at a time per environment: ``executed/<env>/.lock`` holds pid, host, user, run id."""
-
-    def __init__(self, executed: Path, env: str) -> None:
-        self.path = executed / env / ".lock"
-        self.env = env
-
-    def holder(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return None
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-            return {"pid": None, "host": "?", "user": "?", "run_id": "? (unreadable lock file)", "unreadable": True}
-
-    def is_stale(self, holder: dict[str, Any]) -> bool:
-        if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-            return False
-        try:
-            os.kill(holder["pid"], 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-
-    def rename(self, run_id: str) -> None:
-        """Name the run folder in the lock once it exists (the lock is taken before it is created)."""
-        atomic_write(self.path, json.dumps({**(self.holder() or {}), "run_id": run_id}))
-
-    def acquire(self, run_id: str, resume_of: RunFolder | None = None) -> None:
-        """Take the lock or raise :class:`LockHeld`.  Resuming a crashed run takes over that run's
-        own stale lock (its process is gone on this host), and the takeover is recorded."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        h = self.holder()
-        if resume_of is not None and h and h.get("run_id") == run_id and self.is_stale(h):
-            resume_of.append({"kind": "lock-taken-over", "holder": h, "by": getpass.getuser()})
-            self.path.unlink(missing_ok=True)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "user": getpass.getuser(),
-                "run_id": run_id, "since": iso(utc_now())}
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            h = self.holder() or {}
-            who = f"run {h.get('run_id')} (pid {h.get('pid')} on {h.get('host')}, user {h.get('user')}, since {h.get('since')})"
-            if self.is_stale(h) or h.get("unreadable"):
-                what = "the lock file is empty or unreadable" if h.get("unreadable") else "that process is gone"
-                raise LockHeld(f"environment {self.env} is locked by {who}, but {what} (stale lock)",
-                               hint=f"if no run is active, break it with: cutover unlock --env {self.env}") from None
-            raise LockHeld(f"environment {self.env} is locked by {who}: one run at a time",
-                           hint="wait for it to finish") from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(info, f)
-
-    def release(self) -> None:
-        h = self.holder()
-        if h and h.get("pid") == os.getpid() and h.get("host") == socket.gethostname():
-            self.path.unlink(missing_ok=True)
-
-
-class _Progress:
-    """Terminal progress: notebook n/N and each step as the kernel records it in the ledger."""
-
-    def __init__(self, run: RunFolder, echo: Callable[[str], None],
-                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.run = run
-        self.echo = echo
-        self.on_record = on_record
-        self.offset = run.ledger_path.stat().st_size if run.ledger_path.exists() else 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> "_Progress":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._drain()
-
-    def _drain(self) -> None:
-        try:
-            new, self.offset = self.run.ledger.read_from(self.offset)  # only what was added since
-        except OSError:
-            return
-        for rec in new:
-            if rec.get("kind") == "step":
-                self.echo("    " + text_line(rec))
-            if self.on_record is not None:
-                self.on_record(rec)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.5):
-            self._drain()
-
-
-def _with_status(on_record: Callable[[dict[str, Any]], None], status: Callable[[str], None] | None,
-                 where: str) -> Callable[[dict[str, Any]], None]:
-    """The ledger tail also drives the terminal's status line: notebook n/N and the current step."""
-    def handle(rec: dict[str, Any]) -> None:
-        if status is not None:
-            if rec.get("kind") == "intent":
-                status(f"{where} · running {rec.get('step_id')}")
-            elif rec.get("kind") == "step":
-                status(f"{where} · {rec.get('step_id')} {rec.get('outcome')}")
-        on_record(rec)
-
-    return handle
 
 
 class _BridgeReporter:
@@ -338,7 +224,7 @@ def _check_against_approved_plan(env: Environment, notebooks: list[str], root: P
         approved_cmds = json.loads((executed / env.name / plan["plan_run"] / "manifest.json").read_text())["planned"]
     except (OSError, ValueError, KeyError):
         approved_cmds = []
-    diff = _plan_diff([tuple(x) for x in approved_cmds], [tuple(x) for x in now.get("planned", [])])
+    diff = plan_diff([tuple(x) for x in approved_cmds], [tuple(x) for x in now.get("planned", [])])
     message = (f"this run's commands differ from the approved plan {plan['plan_run']}: " + "; ".join(diff[:5])
                + (f" (+{len(diff) - 5} more)" if len(diff) > 5 else ""))
     echo(f"outcome: blocked - {message}")
@@ -348,16 +234,8 @@ def _check_against_approved_plan(env: Environment, notebooks: list[str], root: P
     return RunResult(check.path, "blocked", EXIT_GATE, message, result.index_html)
 
 
-def _plan_diff(approved: list[tuple[str, ...]], now: list[tuple[str, ...]]) -> list[str]:
-    a, n = dict(approved), dict(now)
-    out = [f"{sid}: approved `{a[sid]}`, now `{n[sid]}`" for sid in a if sid in n and a[sid] != n[sid]]
-    out += [f"{sid}: not in the approved plan (`{n[sid]}`)" for sid in n if sid not in a]
-    out += [f"{sid}: approved but no longer planned" for sid in a if sid not in n]
-    return out
-
-
 def _open_for_resume(executed: Path, env: str, run_id: str, phase: str) -> RunFolder:
-    _checked("run id", run_id, f"pass a run folder's name, e.g. --resume 20261027T140000Z-{env}-{phase}")
+    checked_name("run id", run_id, f"pass a run folder's name, e.g. --resume 20261027T140000Z-{env}-{phase}")
     path = executed / env / run_id
     if not path.is_dir():
         known = sorted(p.name for p in (executed / env).glob("*T*Z-*") if p.is_dir())[-3:]
@@ -443,7 +321,7 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
                 out = run.path / "notebooks" / f"{Path(nb).stem}.{n}.ipynb"
             run.append({"kind": "notebook-start", "notebook": nb, "output": f"notebooks/{out.name}"})
             code, msg = EXIT_PASSED, ""
-            with _Progress(run, echo, _with_status(reporter.on_record, status, where)):
+            with Progress(run, echo, with_status(reporter.on_record, status, where)):
                 try:
                     execute_notebook(root / "notebooks" / nb, out, {**params, "notebook": nb}, root,
                                      env.timeouts.notebook.total_seconds(), env.timeouts.notebook.total_seconds(),
@@ -487,65 +365,3 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
     echo(f"evidence: {run.path}")
     echo(f"report:   {index}")
     return RunResult(run.path, outcome, exit_code, message, index, manifest["notebooks"])
-
-
-_TIMES = re.compile(r"\d{4}-?\d{2}-?\d{2}T?\d{2}:?\d{2}(:?\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?|\d{12}")
-
-
-def normalize_command(command: str) -> str:
-    """A command with its timestamps replaced by ``<time>`` (backup folder names differ per run)."""
-    return _TIMES.sub("<time>", command)
-
-
-def planned_commands(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(r["step_id"], normalize_command(r.get("command") or "")) for r in records
-            if r.get("kind") == "step" and r.get("mutating")]
-
-
-def plan_digest(records: list[dict[str, Any]]) -> tuple[str, int]:
-    """sha256 over the (step id, normalized command) of every mutating step, in order."""
-    import hashlib
-
-    cmds = planned_commands(records)
-    return hashlib.sha256(json.dumps(cmds).encode()).hexdigest(), len(cmds)
-
-
-#: environment names and run ids: one path component inside executed/, never a path
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def _checked(kind: str, value: str, hint: str) -> str:
-    if not _NAME.fullmatch(value or ""):
-        raise UsageError(f"{kind} {value!r} is not valid: letters, digits, '.', '_' and '-' only, starting with a "
-                         "letter or digit (a name, not a path)", hint=hint)
-    return value
-
-
-def break_lock(root: Path, env: str) -> str:
-    """Remove a stale lock (its process is gone on this host) and record the break.  An empty or
-    unreadable lock file (a crash while it was written) is set aside, not deleted."""
-    _checked("environment", env, "pass the name of a params/<env>.yaml, e.g. --env prod")
-    lock = EnvLock(root / "executed", env)
-    holder = lock.holder()
-    if holder is None:
-        return f"no lock held for {env}"
-    if holder.get("unreadable"):
-        try:
-            age = time.time() - lock.path.stat().st_mtime
-        except FileNotFoundError:
-            return f"no lock held for {env}"
-        if age < 10:
-            raise LockHeld(f"the lock of {env} is being written right now", hint="try again in a few seconds")
-        kept = lock.path.with_name(f".lock.unreadable-{utc_now():%Y%m%dT%H%M%SZ}")
-        os.replace(lock.path, kept)
-        return (f"cleared the unreadable lock of {env}; its content is kept as executed/{env}/{kept.name} "
-                "for the record")
-    if not lock.is_stale(holder):
-        raise LockHeld(f"environment {env} is locked by live run {holder.get('run_id')} (pid {holder.get('pid')} "
-                       f"on {holder.get('host')}); refusing to break it", hint="wait for that run to finish")
-    run_dir = root / "executed" / env / str(holder.get("run_id"))
-    if _NAME.fullmatch(str(holder.get("run_id"))) and run_dir.is_dir():
-        RunFolder(run_dir).append({"kind": "lock-broken", "holder": holder, "by": getpass.getuser(),
-                                   "host": socket.gethostname()})
-    lock.path.unlink(missing_ok=True)
-    return f"broke stale lock of {env} held by run {holder.get('run_id')} (pid {holder.get('pid')}); recorded"

@@ -22,7 +22,7 @@ import pytest
 from cutover_lib._evidence import RunFolder
 from cutover_lib._notify import (COLORS, Bridge, Heartbeat, PostResult, gate_decision, heartbeat, ledger_status,
                                  phase_finished, phase_started, record_result, step_failed)
-from cutover_lib._params import Bridge as BridgeParams
+from cutover_lib._models import Bridge as BridgeParams
 from cutover_lib._params import Environment, load_environment
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,377 @@
+"""Environment parameters as pydantic models: one class per section of ``params/<env>.yaml``, and
+the duration and UTC time types they use.  Loading (``extends``, ``-p``) is :mod:`._params`."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, computed_field,
+                      field_validator, model_validator)
+
+from ._secrets import SecretRef
+
+__all__ = ["ComposeDeploy", "ComposeNode", "Environment", "HelmDeploy", "SecretStore", "format_duration",
+           "parse_duration"]
+
+_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``15m`` / ``2s`` / ``500ms`` / ``4h`` (or a number of seconds) as a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    m = _DUR.match(str(value)) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(f'expected a duration like 15m, got "{value}"')
+    return timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)])
+
+
+def format_duration(td: timedelta) -> str:
+    """The shortest exact spelling helm and humans read: 900 s -> ``15m``."""
+    s = td.total_seconds()
+    for unit in ("d", "h", "m", "s"):
+        n = s / _UNIT[unit]
+        if n >= 1 and n == int(n):
+            return f"{int(n)}{unit}"
+    return f"{int(round(s * 1000))}ms"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, when_used="json")]
+
+
+def _parse_utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f'expected a UTC time like 2025-10-27T14:00:00Z, got "{value}"') from None
+    else:
+        raise ValueError(f'expected a UTC time like 2025-10-27T14:00:00Z, got "{value}"')
+    if dt.tzinfo is None:
+        raise ValueError(f'expected a UTC time with a zone (…Z), got "{value}"')
+    return dt.astimezone(timezone.utc)
+
+
+UtcTime = Annotated[datetime, BeforeValidator(_parse_utc),
+                    PlainSerializer(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ"), when_used="json")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Services(_Model):
+    """Base URL of every Stella Ops service the runbook talks to."""
+
+    authority: str
+    scanner: str
+    signer: str
+    attestor: str
+    notify: str
+    web: str
+    runtime: str
+
+    @field_validator("*")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f'expected a base URL like https://scanner.example, got "{v}"')
+        return v.rstrip("/")
+
+
+class ComposeNode(_Model):
+    name: str
+    docker_host: str
+
+    @field_validator("docker_host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not re.match(r"^(unix|ssh|tcp)://", v):
+            raise ValueError(f'expected a DOCKER_HOST like unix:///var/run/docker.sock or ssh://user@host, got "{v}"')
+        return v
+
+
+class ComposeRelease(_Model):
+    file: str
+    env_file: str
+
+
+class ComposeDeploy(_Model):
+    project_dir: str = "."
+    file: str
+    env_file: str
+    nodes: list[ComposeNode] = Field(min_length=1)
+    services: list[str] = Field(default_factory=list)
+    network: str = "stellaops_frontdoor"
+    parallelism: int = Field(2, ge=1, le=32)
+    health_timeout: Duration = timedelta(minutes=5)
+    previous: ComposeRelease
+
+
+class HelmDeploy(_Model):
+    release: str = "stellaops"
+    chart: str = "deploy/helm/stellaops"
+    values: str
+    namespace: str = "stellaops"
+    timeout: Duration = timedelta(minutes=15)
+    watch: Duration = timedelta(seconds=30)  # how long 4.3 watches `kubectl get pods --watch`
+    secrets_plugin: bool = False
+    kube_context: str | None = None
+    deployments: list[str] = Field(default_factory=list)
+    stage_secrets: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def kube_args(self) -> list[str]:
+        """``--kube-context C`` for helm when params name a context, else nothing (cells: ``{helm.kube_args}``)."""
+        return ["--kube-context", self.kube_context] if self.kube_context else []
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def kubectl_args(self) -> list[str]:
+        """``--context C`` for kubectl when params name a context, else nothing."""
+        return ["--context", self.kube_context] if self.kube_context else []
+
+
+class Deploy(_Model):
+    """``mode``: ``compose`` or ``helm`` (the runbook's two paths, cells of the notebooks), or a
+    deploy mode a plug-in adds (the lab's ``lab``), whose own settings live under ``deploy.<mode>``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    mode: str
+    compose: ComposeDeploy | None = None
+    helm: HelmDeploy | None = None
+    profiles: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _mode_has_section(self) -> "Deploy":
+        from ._plugins import names
+
+        plugins = names("deploy")
+        for key, value in (self.model_extra or {}).items():
+            if key not in plugins:
+                raise ValueError(f"deploy.{key}: unknown key (remove it or check its spelling; a plug-in deploy "
+                                 f"mode's settings need the plug-in installed)")
+            if not isinstance(value, dict):
+                raise ValueError(f"deploy.{key}: expected a mapping of the {key} deploy mode's settings")
+        if self.mode == "compose" and self.compose is None:
+            raise ValueError("mode is compose but deploy.compose is missing")
+        if self.mode == "helm" and self.helm is None:
+            raise ValueError("mode is helm but deploy.helm is missing")
+        if self.mode not in ("compose", "helm") and self.mode not in plugins:
+            raise ValueError(f"deploy.mode {self.mode!r} is not compose, helm or an installed plug-in's deploy mode "
+                             f"(installed: {', '.join(plugins) or 'none'})")
+        return self
+
+    def settings(self, mode: str | None = None) -> dict[str, Any]:
+        """A plug-in deploy mode's own settings (``deploy.<mode>``), as a plain mapping."""
+        value = (self.model_extra or {}).get(mode or self.mode)
+        return dict(value) if isinstance(value, dict) else {}
+
+
+class SecretStore(_Model):
+    """A secret store and the keys it must hold.  ``k8s``: a Kubernetes secret of that name;
+    ``dir``: a folder with one file per key (a mounted secret volume, and the lab's store)."""
+
+    backend: Literal["k8s", "dir"] = "k8s"
+    namespace: str = "stellaops"
+    path: str | None = None
+    keys: list[str] = Field(min_length=1)
+
+
+class MongoBackup(_Model):
+    uri: SecretRef
+    out_dir: str = "/backups"
+
+
+class ObjectStoreBackup(_Model):
+    source: str = "minio/stellaops"
+    target_prefix: str = "minio-backup/stellaops-"
+
+
+class Backup(_Model):
+    """``tools``: the runbook's mongodump / mc mirror (cells of the notebooks); another mode is a
+    plug-in's (the lab's stand-in stores)."""
+
+    mode: str = "tools"
+    #: Section 6 restores run only when asked (tools mode) -- the lab checks consistency itself
+    restore_on_rollback: bool = False
+    mongo: MongoBackup
+    object_store: ObjectStoreBackup
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        from ._plugins import names
+
+        if value != "tools" and value not in names("backup"):
+            raise ValueError(f"{value!r} is not tools or an installed plug-in's backup mode "
+                             f"(installed: {', '.join(names('backup')) or 'none'})")
+        return value
+
+
+class Gate(_Model):
+    title: str
+    roles: list[str] = Field(min_length=1)
+    record: str
+    section: str
+
+
+class Approvals(_Model):
+    gates: dict[str, Gate]
+    waivable: bool = False
+    #: who may approve for a role (empty: anyone may; the record names them either way)
+    approvers: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class Bridge(_Model):
+    webhook: SecretRef | None = None
+    channel: str = "launch-bridge"
+    username: str = "stellaops-cutover"
+    heartbeat: Duration = timedelta(minutes=10)
+    timeout: Duration = timedelta(seconds=5)
+    retries: int = Field(3, ge=0, le=10)
+
+
+class Slo(_Model):
+    scan: Duration = timedelta(minutes=5)
+    ui: Duration = timedelta(seconds=2)
+    smoke_deadline: Duration = timedelta(minutes=45)
+
+
+class Timeouts(_Model):
+    http: Duration = timedelta(seconds=10)
+    command: Duration = timedelta(minutes=10)
+    notebook: Duration = timedelta(hours=2)
+    health: Duration = timedelta(minutes=2)
+
+
+class Role(_Model):
+    role: str
+    primary: str
+    backup: str
+    contact: str
+
+
+class Monitoring(_Model):
+    """Section 7's heightened monitoring: how long, how often, and where latency, error rate and
+    queue depth are read (a Prometheus text endpoint per service; metric names per platform)."""
+
+    duration: Duration = timedelta(hours=4)
+    interval: Duration = timedelta(minutes=1)
+    metrics_path: str = "/metrics"
+    requests_metric: str = "http_requests_total"
+    errors_metric: str = "http_errors_total"
+    #: the request whose JSON answer holds the queue depth, and the field (unset: depth not sampled)
+    queue_query: str | None = None
+    queue_depth_field: str = "depth"
+
+
+class Audit(_Model):
+    """Section 7 "confirm audit trails": per trail, the request (a template over params) and the JSON
+    field that must be above zero.  Unset here: each platform says where its audit trails are."""
+
+    tokens_issued: str | None = None
+    scan_events: str | None = None
+    submissions: str | None = None
+
+
+class Tools(_Model):
+    """The runbook's CLIs run as commands whose program is set here (default: the runbook's names).
+
+    ``env`` is what the Stella Ops CLIs (the programs of ``env_for``) get in their environment:
+    each value is a template over params (``{services.scanner}``) or a secret reference
+    (``env:NAME``, ``file:PATH``), resolved at use and never shown.  ``path`` folders are appended to ``PATH`` for the runbook's commands (a lab
+    puts its stand-in executables there; a program earlier on ``PATH`` still wins).
+    """
+
+    stellaops_cli: str = "stellaops-cli"
+    profile: str | None = None  # stellaops-cli --profile; default: the environment's tier
+    env: dict[str, str] = Field(default_factory=dict)
+    #: the programs ``env`` goes to (and ``stellaops_cli``); helm, kubectl, docker never get it
+    env_for: list[str] = Field(default_factory=lambda: ["stellaops-cli", "dotnet"])
+    #: T-12h: the deploy tree's profile validation script, and whether a profile it skips (its tool
+    #: not installed here) may pass -- never in prod: every profile must be validated
+    validate_profiles: str = "deploy/tools/validate-profiles.sh"
+    validate_profiles_may_skip: bool = False
+    path: list[str] = Field(default_factory=list)
+
+
+class Trust(_Model):
+    """What the smoke tests trust: the signer's public keys (PEM files) a DSSE must verify against."""
+
+    signer_keys: list[str] = Field(default_factory=list)
+
+
+class Smoke(_Model):
+    """Where the smoke tests look, per environment (the runbook names what, not where).
+
+    ``runtime_event_query``: the request (``GET ...``) that finds a runtime event by ``{id}``
+    ("record visible in Mongo ``runtime_events``"); ``web_pages``: each Web UI page to load and
+    the marker its HTML must contain ("dashboards render"; "policy views consistent").
+    """
+
+    runtime_event_query: str | None = None
+    web_pages: dict[str, str] = Field(default_factory=dict)
+
+
+class Environment(_Model):
+    """One environment of the runbook (``params/<name>.yaml``)."""
+
+    name: str
+    description: str = ""
+    release: str
+    previous_release: str
+    tier: Literal["local", "dev", "stage", "prod", "airgap", "mirror"]
+    change_ticket: str
+    incident_ticket: str | None = None
+    t0: UtcTime
+    services: Services
+    deploy: Deploy
+    secret_stores: dict[str, SecretStore] = Field(default_factory=dict)
+    credentials: dict[str, SecretRef] = Field(default_factory=dict)
+    backup: Backup
+    approvals: Approvals
+    bridge: Bridge = Bridge()
+    slo: Slo = Slo()
+    timeouts: Timeouts = Timeouts()
+    monitoring: Monitoring = Monitoring()
+    audit: Audit = Audit()
+    tools: Tools = Tools()
+    trust: Trust = Trust()
+    smoke: Smoke = Smoke()
+    roles: list[Role] = Field(default_factory=list)
+    offline_kit: str = "DEVOPS-OFFLINE-18-005"
+    offline_kit_manifest: str | None = None
+    samples: dict[str, str] = Field(default_factory=lambda: {
+        "sbom": "samples/sbom/demo.json",
+        "dsse": "samples/dsse/demo.json",
+        "runtime_event": "samples/runtime/zastava-observer-event.json",
+    })
+    tls_verify: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cli_profile(cls, data: Any) -> Any:
+        """``tools.profile`` (stellaops-cli --profile) is the tier unless params say otherwise."""
+        if isinstance(data, dict) and isinstance(data.get("tier"), str):
+            tools = data.get("tools")
+            if tools is None:
+                data = {**data, "tools": {"profile": data["tier"]}}
+            elif isinstance(tools, dict) and tools.get("profile") is None:
+                data = {**data, "tools": {**tools, "profile": data["tier"]}}
+        return data
+
+    @property
+    def is_prod(self) -> bool:
+        return self.tier == "prod"
+
+

@@ -1,0 +1,64 @@
+"""Terminal progress of a run: each step as the kernel records it in the ledger (tailed by byte
+offset), and the status line (notebook n/N, the step running now)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ._evidence import RunFolder
+from ._steps import text_line
+
+__all__ = ["Progress", "with_status"]
+
+
+class Progress:
+    """Terminal progress: notebook n/N and each step as the kernel records it in the ledger."""
+
+    def __init__(self, run: RunFolder, echo: Callable[[str], None],
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.run = run
+        self.echo = echo
+        self.on_record = on_record
+        self.offset = run.ledger_path.stat().st_size if run.ledger_path.exists() else 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> "Progress":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._drain()
+
+    def _drain(self) -> None:
+        try:
+            new, self.offset = self.run.ledger.read_from(self.offset)  # only what was added since
+        except OSError:
+            return
+        for rec in new:
+            if rec.get("kind") == "step":
+                self.echo("    " + text_line(rec))
+            if self.on_record is not None:
+                self.on_record(rec)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            self._drain()
+
+
+def with_status(on_record: Callable[[dict[str, Any]], None], status: Callable[[str], None] | None,
+                 where: str) -> Callable[[dict[str, Any]], None]:
+    """The ledger tail also drives the terminal's status line: notebook n/N and the current step."""
+    def handle(rec: dict[str, Any]) -> None:
+        if status is not None:
+            if rec.get("kind") == "intent":
+                status(f"{where} · running {rec.get('step_id')}")
+            elif rec.get("kind") == "step":
+                status(f"{where} · {rec.get('step_id')} {rec.get('outcome')}")
+        on_record(rec)
+
+    return handle
