@@ -153,10 +153,14 @@ class Deploy(_Model):
 
     @model_validator(mode="after")
     def _mode_has_section(self) -> "Deploy":
-        from ._plugins import names
+        extra = self.model_extra or {}
+        if self.mode in ("compose", "helm") and not extra:
+            plugins: list[str] = []  # (no plug-in asked for: the entry points are not even read)
+        else:
+            from ._plugins import names
 
-        plugins = names("deploy")
-        for key, value in (self.model_extra or {}).items():
+            plugins = names("deploy")
+        for key, value in extra.items():
             if key not in plugins:
                 raise ValueError(f"deploy.{key}: unknown key (remove it or check its spelling; a plug-in deploy "
                                  f"mode's settings need the plug-in installed)")

@@ -6,12 +6,13 @@ anything else.  Adding a notebook to a phase is one line in that file.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from ._errors import UsageError
 
-__all__ = ["PHASES_FILE", "load_phases"]
+__all__ = ["PHASES_FILE", "find_root", "load_phases"]
 
 PHASES_FILE = "notebooks/phases.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -46,3 +47,15 @@ def load_phases(root: Path) -> dict[str, list[str]]:
         raise UsageError(f"{PHASES_FILE}: phase cutover needs a rollback phase (a failed smoke test rolls back)",
                          hint=fix)
     return phases
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root: ``$CUTOVER_ROOT``, or the nearest folder above ``start`` with ``params/``."""
+    env_root = os.environ.get("CUTOVER_ROOT")
+    if env_root:
+        return Path(env_root).resolve()
+    cur = (start or Path.cwd()).resolve()
+    for p in (cur, *cur.parents):
+        if (p / "params").is_dir() and (p / "notebooks").is_dir():
+            return p
+    return cur

@@ -32,6 +32,7 @@ from ._errors import CheckFailed, CutoverError, GateNotApproved, ParamsError, Se
 _CONFIG_ERRORS = (SecretError, ToolMissing, ParamsError)
 from ._actions import Actions
 from ._evidence import RunFolder, iso, utc_now, write_new
+from ._phases import find_root
 from ._params import Environment, load_environment, parse_overrides
 from ._secrets import mask
 from ._shell import CommandResult, render, run_command
@@ -41,18 +42,6 @@ __all__ = ["STEP_MIMETYPE", "NotApplicable", "Runbook", "StepContext", "Waived"]
 STEP_MIMETYPE = "application/vnd.stellaops.cutover.step+json"
 OUTCOMES = ("passed", "failed", "skipped", "planned", "waived")
 _STEP_ID = re.compile(r"^\d+(\.[a-z0-9][a-z0-9-]*)+$")
-
-
-def find_root(start: Path | None = None) -> Path:
-    """The project root: ``$CUTOVER_ROOT``, or the nearest folder above ``start`` with ``params/``."""
-    env_root = os.environ.get("CUTOVER_ROOT")
-    if env_root:
-        return Path(env_root).resolve()
-    cur = (start or Path.cwd()).resolve()
-    for p in (cur, *cur.parents):
-        if (p / "params").is_dir() and (p / "notebooks").is_dir():
-            return p
-    return cur
 
 
 class NotApplicable(Exception):

@@ -29,7 +29,7 @@ OverrideOpt = Annotated[Optional[list[str]], typer.Option("-p", "--param", help=
 
 
 def _root(root: Optional[Path]) -> Path:
-    from ._steps import find_root
+    from ._phases import find_root
 
     return root.resolve() if root else find_root()
 

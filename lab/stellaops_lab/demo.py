@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from cutover_lib._steps import find_root
+from cutover_lib._phases import find_root
 from .settings import lab_settings
 
 PHASES = ["readiness", "rehearsal", "cutover", "post"]
