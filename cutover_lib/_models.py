@@ -81,6 +81,9 @@ class Services(_Model):
     @field_validator("*")
     @classmethod
     def _url(cls, v: str) -> str:
+        if re.match(r"^[a-z]+://[^/\s]*@", v, re.I):  # (never echoed: the part before @ may be a password)
+            raise ValueError("a service URL must not hold credentials (user:password@); give them as secret "
+                             "references under credentials.*")
         if not re.match(r"^https?://[^/\s]+", v):
             raise ValueError(f'expected a base URL like https://scanner.example, got "{v}"')
         return v.rstrip("/")

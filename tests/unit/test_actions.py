@@ -304,9 +304,12 @@ def test_http_posts_json_and_expects_params_values(make_rb, server):
 
 
 def test_http_refuses_credentials_in_a_url(make_rb):
-    rb = make_rb(env=env_with(**{"services.scanner": "http://admin:hunter2-pw@127.0.0.1:1"}))
-    with pytest.raises(ParamsError, match="puts credentials in the URL"):
-        rb.http("5.api-health", "GET {services.scanner}/healthz")
+    with pytest.raises(ParamsError) as err:  # in params: refused when they load (never echoed)
+        env_with(**{"services.scanner": "http://admin:hunter2-pw@127.0.0.1:1"})
+    assert "must not hold credentials" in err.value.one_line() and "hunter2-pw" not in err.value.one_line()
+    rb = make_rb()
+    with pytest.raises(ParamsError, match="puts credentials in the URL"):  # from a cell's own values
+        rb.http("5.api-health", "GET {base}/healthz", vars={"base": "http://admin:hunter2-pw@127.0.0.1:1"})
     assert "hunter2-pw" not in (rb.run.path / "ledger.jsonl").read_text()
 
 

@@ -151,3 +151,15 @@ def test_digest_changes_with_content_not_with_secret_values(monkeypatch):
     assert params_digest(load_environment("prod", REPO / "params")) == a
     b = params_digest(load_environment("prod", REPO / "params", parse_overrides(["slo.scan=4m"])))
     assert a != b
+
+
+def test_credentials_in_a_service_url_are_refused_without_echoing_them():
+    from typer.testing import CliRunner
+
+    from cutover_lib.cli import app
+
+    res = CliRunner().invoke(app, ["params", "check", "--env", "local", "-p",
+                                   "services.scanner=https://admin:Sup3rSecret-77@scanner.example", "--root", str(REPO)])
+    assert res.exit_code == 2
+    assert "services.scanner: a service URL must not hold credentials (user:password@)" in res.output
+    assert "Sup3rSecret-77" not in res.output and "Traceback" not in res.output
