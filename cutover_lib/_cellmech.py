@@ -16,7 +16,7 @@ from ._expect import describe, mismatches
 from ._params import parse_duration
 from ._result import _SECRET_FIELD, _WHOLE, Check, Result, _title, _word
 from ._secrets import SecretRef, mask
-from ._template import lookup, render_text
+from ._template import NotNeeded, lookup, render_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -54,7 +54,8 @@ class CellMechanics:
         notes = self._then(ctx, r, then)
         if r.values:
             result.values.update(r.values)
-            ctx.data["values"] = {k: v for k, v in r.values.items() if isinstance(v, (str, int, float, bool))}
+            ctx.data["values"] = {k: ({"not_needed": v.what} if isinstance(v, NotNeeded) else v)
+                                  for k, v in r.values.items() if isinstance(v, (str, int, float, bool, NotNeeded))}
         return "; ".join(seen + notes)
 
     def _then_problems(self, ctx: "StepContext", r: Result, then: Sequence[Check]) -> list[str]:
@@ -131,7 +132,9 @@ class CellMechanics:
                 if rec.get("kind") == "step" and rec.get("step_id") == result.step_id \
                         and rec.get("outcome") == "passed":
                     result.json = (rec.get("data") or {}).get("output")
-                    result.values.update((rec.get("data") or {}).get("values") or {})
+                    kept = (rec.get("data") or {}).get("values") or {}
+                    result.values.update({k: NotNeeded(v["not_needed"]) if isinstance(v, dict) and "not_needed" in v
+                                          else v for k, v in kept.items()})
                     break
         return result
 

@@ -60,12 +60,12 @@ def make_rb(tmp_path):
     shutil.copytree(REPO / "deploy" / "helm", root / "deploy" / "helm")
     shutil.copytree(REPO / "secrets" / "stage", root / "secrets" / "stage")
 
-    def make(env="prod", overrides=(), **kw):
+    def make(env="prod", overrides=(), run=None, **kw):
         ov = {"timeouts": {"health": "2s"}, "deploy": {"helm": {"deployments": DEPLOYMENTS, "watch": "1s"}}}
         for key, value in parse_overrides(list(overrides)).items():
             ov["deploy"]["helm"].update(value["helm"]) if key == "deploy" else ov.update({key: value})
         environment = load_environment(env, REPO / "params", ov)
-        run = RunFolder.create(tmp_path / "executed", env, "t")
+        run = run or RunFolder.create(tmp_path / "executed", env, "t")
         return Runbook(environment, run, root=root, notebook="nb.ipynb", **kw)
 
     return make
@@ -272,3 +272,22 @@ def test_helm_missing_is_tool_missing(kube_api, make_rb, monkeypatch, tmp_path):
     assert "install helm or put it on PATH" in ei.value.hint
     rec = steps(rb)["4.3.helm-upgrade"]
     assert rec["outcome"] == "failed" and "helm is not installed" in rec["message"]
+
+
+def test_resume_keeps_the_rollback_not_needed_after_atomic(kube_api, helm, make_rb, monkeypatch):
+    """6.helm-history passed in an earlier attempt and found --atomic had already rolled back: the resumed
+    run skips 6.helm-rollback for that reason instead of failing for want of a revision."""
+    monkeypatch.setenv("HELM_STANDIN_FAIL_UPGRADE", "1")
+    rb = make_rb()
+    with pytest.raises(StepFailed):
+        apply_cells(rb)
+    from nb_helpers import run_cells
+
+    run_cells(rb, "08_rollback.ipynb", "6.helm-history")
+    again = make_rb(run=rb.run, resume=True)
+    run_cells(again, "08_rollback.ipynb", "6.helm-history", "6.helm-rollback")
+    s = steps(again)
+    assert s["6.helm-history"]["outcome"] == "skipped"  # passed before: not run again
+    assert s["6.helm-rollback"]["outcome"] == "skipped"
+    assert "already runs 2025.09.1" in s["6.helm-rollback"]["observed"]
+    assert not [a for a in helm.argv() if a[0] == "rollback"]
