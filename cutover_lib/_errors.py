@@ -17,6 +17,15 @@ and the process exit code the CLI uses for it::
     │   └── CheckFailed               exit 1   a check saw something other than expected
     └── GateNotApproved               exit 3   a gate lacks the approvals the matrix requires
 
+The exit codes of ``cutover`` -- the one table; the runner and the CLI take theirs from here::
+
+    0  EXIT_PASSED  the phase passed (or a command did what it was asked)
+    1  EXIT_FAILED  a step failed, evidence is tampered, a run rolled back
+    2  EXIT_USAGE   bad command line, params, secret reference or missing tool
+    3  EXIT_GATE    a gate is not approved (or the run differs from the approved plan)
+    4  EXIT_LOCK    another run holds the environment's lock
+    130            interrupted (Ctrl-C)
+
 Third-party errors (subprocess, httpx, docker, kubernetes) are converted at the
 adapter edge into one of these, ``raise ... from exc``.  Messages never contain a
 resolved secret: they are built from masked text.
@@ -25,6 +34,11 @@ resolved secret: they are built from masked text.
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_FAILED",
+    "EXIT_GATE",
+    "EXIT_LOCK",
+    "EXIT_PASSED",
+    "EXIT_USAGE",
     "CheckFailed",
     "CommandFailed",
     "CutoverError",
@@ -37,7 +51,10 @@ __all__ = [
     "StepFailed",
     "ToolMissing",
     "UsageError",
+    "exit_code_for",
 ]
+
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_GATE, EXIT_LOCK = 0, 1, 2, 3, 4
 
 
 class CutoverError(Exception):
@@ -113,3 +130,12 @@ class CheckFailed(StepFailed):
 
 class GateNotApproved(CutoverError):
     exit_code = 3
+
+
+def exit_code_for(name: str) -> int:
+    """The exit code of the error class called ``name`` (an error raised inside a notebook reaches the
+    runner by name only); any other name is a failure (1)."""
+    cls = globals().get(name)
+    if isinstance(cls, type) and issubclass(cls, CutoverError):
+        return int(cls.exit_code)
+    return EXIT_FAILED

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import UsageError
+from ._errors import EXIT_FAILED, EXIT_GATE, EXIT_PASSED, UsageError, exit_code_for
 from ._evidence import RunFolder, iso, utc_now
 from ._kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
 from ._lock import EnvLock, break_lock, checked_name
@@ -38,9 +38,6 @@ from ._secrets import mask as _mask
 __all__ = ["EnvLock", "NotebookFailed", "RunResult", "break_lock", "run_phase"]
 
 
-EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_GATE, EXIT_LOCK = 0, 1, 2, 3, 4
-_ENAME_EXIT = {"GateNotApproved": EXIT_GATE, "ParamsError": EXIT_USAGE, "SecretError": EXIT_USAGE,
-               "UsageError": EXIT_USAGE, "ToolMissing": EXIT_USAGE, "LockHeld": EXIT_LOCK}
 
 
 @dataclass
@@ -132,7 +129,7 @@ def _notebook_failure(exc: BaseException) -> tuple[int, str]:
     evalue = getattr(exc, "evalue", None) or str(exc).strip().splitlines()[-1:] or [""]
     if isinstance(evalue, list):
         evalue = evalue[0]
-    return _ENAME_EXIT.get(ename, EXIT_FAILED), f"{ename}: {evalue}"
+    return exit_code_for(ename), f"{ename}: {evalue}"
 
 
 # ---------------------------------------------------------------------------- runs

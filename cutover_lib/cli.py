@@ -151,7 +151,9 @@ def verify(run_dir: Annotated[Path, typer.Argument(help="A run folder, e.g. exec
         for f in findings:
             typer.echo(f"TAMPERED {run_dir}: {f}", err=True)
         typer.echo(f"error: {run_dir}: {len(findings)} finding(s); this evidence cannot be trusted", err=True)
-        raise typer.Exit(1)
+        from ._errors import EXIT_FAILED
+
+        raise typer.Exit(EXIT_FAILED)
     typer.echo(f"ok: {run_dir}: every file and ledger link matches the sealed manifest")
 
 

@@ -111,3 +111,18 @@ def test_public_api_names():
     listed = dir(cutover_lib)
     for name in ("Runbook", "ANY", "signed_dsse", "containers_healthy", "rollback_target", "backup", "approvals"):
         assert name in listed
+
+
+def test_one_exit_code_table():
+    """Every error class's exit code is the one the table in _errors says; an error raised in a notebook
+    reaches the runner by name and maps through the same table."""
+    from cutover_lib import _errors
+
+    table = {"UsageError": 2, "ParamsError": 2, "SecretError": 2, "ToolMissing": 2, "EvidenceError": 1,
+             "EvidenceTampered": 1, "LockHeld": 4, "StepFailed": 1, "CommandFailed": 1, "CheckFailed": 1,
+             "GateNotApproved": 3, "CutoverError": 1}
+    for name, code in table.items():
+        assert getattr(_errors, name).exit_code == code == _errors.exit_code_for(name), name
+        assert f"{name} " in _errors.__doc__ and f"exit {code}" in _errors.__doc__
+    assert _errors.exit_code_for("KeyError") == _errors.EXIT_FAILED == 1
+    assert (_errors.EXIT_PASSED, _errors.EXIT_USAGE, _errors.EXIT_GATE, _errors.EXIT_LOCK) == (0, 2, 3, 4)
