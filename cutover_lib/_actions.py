@@ -47,7 +47,8 @@ class Actions(CellMechanics):
            required: bool = True, env: Mapping[str, str] | None = None, vars: Mapping[str, Any] | None = None,
            inside: str | None = None, parse: str | None = None, mode: str | None = None, on: str | None = None,
            each: Mapping[str, Any] | None = None, after_change: bool = False, also_ok: str | None = None,
-           needs_files: Sequence[str] = (), on_failure: str | None = None, watch: str | None = None,
+           needs_files: Sequence[str] = (), new_paths: Sequence[str] = (), on_failure: str | None = None,
+           watch: str | None = None,
            when: Mapping[str, Any] | None = None, secret_files: Mapping[str, str] | None = None) -> Result:
         """Run the runbook's command ``command`` (a template over params) as step ``step_id``.
 
@@ -62,7 +63,8 @@ class Actions(CellMechanics):
         project folder); ``each={"name": "{params.list}"}`` runs it once per value.
         ``after_change`` marks a read that checks what a mutating step changed: a dry run skips it.
         ``also_ok`` is output that makes a failed exit pass (``docker network create``: "already
-        exists"); ``needs_files`` are files (templates) that must exist before anything runs;
+        exists"); ``needs_files`` are files (templates) that must exist before anything runs,
+        ``new_paths`` paths that must not (a backup never writes into an earlier one);
         ``on_failure="rollback"`` records the rollback decision when the step fails (Section 6).
         ``watch`` (a duration) is for a command that runs until stopped (``kubectl get pods --watch``):
         it is stopped after that long, which passes; ending early with a failed exit fails.
@@ -159,6 +161,7 @@ class Actions(CellMechanics):
 
         def act(ctx: "StepContext") -> str:
             self._require_files(needs_files, values, bool(on))
+            self._require_new(new_paths, values)
             if not on:
                 return on_target(ctx, None)
             from ._compose_steps import run_on_nodes

@@ -174,6 +174,14 @@ class CellMechanics:
                 raise CheckFailed(f"{rel} ({template.strip('{}')}) not found in {base}",
                                   hint=f"fix {template.strip('{}')} in params, or the project folder")
 
+    def _require_new(self, paths: Sequence[str], values: Mapping[str, Any]) -> None:
+        """Paths a command creates must not exist yet (a snapshot never writes into another one)."""
+        for template in paths:
+            rel = render_text(template, self.env, values)
+            if self.path(rel).exists():
+                raise CheckFailed(f"{rel} already exists; this step never writes into an earlier one",
+                                  hint="wait a second and run the cell again (the name carries the time)")
+
     def _nodes(self) -> list[Any]:
         c = self.env.deploy.compose
         if c is None:

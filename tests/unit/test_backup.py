@@ -341,3 +341,17 @@ def test_restore_finds_the_newest_backup_across_runs(project: Path, lab: Path) -
     rb = open_rb(project, phase="rollback")
     found = _backup.find_backup(rb, "4.1.lab-backup-mongo")
     assert found is not None and (found.run_id, found.location) == (second.run.run_id, newest)
+
+
+def test_a_snapshot_never_writes_into_an_earlier_one(project: Path, tools: dict[str, Any], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two snapshots within one second would share launch-<time>: the second is refused before mongodump runs."""
+    from cutover_lib import _actions
+
+    monkeypatch.setattr(_actions, "_clock", lambda: {"now": "2026-11-29T15:00:00Z", "now_minute": "202611291500"})
+    (tools["out"] / "launch-2026-11-29T15:00:00Z").mkdir(parents=True)
+    rb = open_rb(project, tools["overrides"])
+    (rec,) = cells(rb, "04_preflight.ipynb", "4.1.backup-mongo")
+    assert rec["outcome"] == "failed"
+    assert "launch-2026-11-29T15:00:00Z already exists; this step never writes into an earlier one" in rec["message"]
+    assert argv_log(tmp_path) == []
