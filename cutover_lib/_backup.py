@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import CheckFailed
 from ._evidence import RunFolder
+from ._result import NamedCheck as _Check
 from ._template import Missing, render_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -173,15 +174,6 @@ def last_backup(rb: "Runbook", step_id: str, key: str = "path") -> Any:
 
 
 # --------------------------------------------------------------------------- checks for the cells
-
-class _Check:
-    def __init__(self, expect: str, fn: Any) -> None:
-        self.expect, self._fn = expect, fn
-
-    def __call__(self, ctx: "StepContext", result: Any) -> str | None:
-        out: str | None = self._fn(ctx, result)
-        return out
-
 
 def snapshot_holds(folder: str, suffixes: tuple[str, ...] = _BSON) -> _Check:
     """``folder`` (a template, as in the command) holds at least one non-empty data file; the listing

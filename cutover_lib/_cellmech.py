@@ -15,7 +15,7 @@ from ._errors import CheckFailed, ParamsError
 from ._expect import describe, mismatches
 from ._params import parse_duration
 from ._result import _SECRET_FIELD, _WHOLE, Check, Result, _title, _word
-from ._secrets import SecretRef, mask
+from ._secrets import SecretRef, is_reference, mask
 from ._template import NotNeeded, lookup, render_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -304,12 +304,12 @@ class CellMechanics:
         if isinstance(raw, SecretRef):
             return raw.resolve()
         text = str(raw)
-        if ":" in text and text.split(":", 1)[0] in ("env", "file", "k8s"):
+        if is_reference(text):
             return SecretRef(text, base=self.root).resolve()
-        whole = text.strip()
-        if whole.startswith("{") and whole.endswith("}") and whole.count("{") == 1:
+        whole = _WHOLE.match(text.strip())
+        if whole:
             try:
-                value = lookup(self.env, whole[1:-1], values)
+                value = lookup(self.env, whole.group(1), values)
             except KeyError:
                 value = None
             if isinstance(value, SecretRef):  # the one place a secret param may go: a tool's environment

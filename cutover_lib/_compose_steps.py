@@ -140,7 +140,7 @@ def containers_healthy(within: str = "{compose.health_timeout}") -> Any:
     service of ``compose.services`` has a running, healthy container on the node (the engine's own
     healthchecks, polled with backoff until ``within``); the containers are kept as an artifact."""
     from ._template import render_text
-    from ._verify import _Check
+    from ._result import NamedCheck as _Check
 
     def check(ctx: StepContext, result: Any) -> str:
         rb, node = ctx.rb, result.node

@@ -65,8 +65,8 @@ def apply(rb: Runbook, section: str | None = None) -> None:
     try:
         adapter_for(rb).apply(rb, sec)
     except StepFailed as exc:
-        if sec.startswith("4"):
-            rb.record("decision", decision="rollback", reason=f"apply failed: {exc.message}", failed=[exc.step_id])
+        if sec.startswith("4"):  # the same rollback decision a cell's on_failure="rollback" records
+            rb._decide("rollback", exc.step_id or f"{sec}.apply", exc.message)
         raise
 
 

@@ -68,7 +68,7 @@ def rollback_target() -> Any:
     release (``--atomic`` rolled back), the rollback is not needed; when no revision qualifies, the
     step fails listing the history: the revision is never guessed."""
     from ._template import NotNeeded
-    from ._verify import _Check
+    from ._result import NamedCheck as _Check
 
     def check(ctx: Any, result: Any) -> str:
         hist = result.json if isinstance(result.json, list) else []
@@ -92,7 +92,7 @@ def runs_release(release: str) -> Any:
     """A check for ``helm history ... -o json`` after the rollback: the deployed revision runs ``release``
     (a template such as ``{previous_release}``)."""
     from ._template import render_text
-    from ._verify import _Check
+    from ._result import NamedCheck as _Check
 
     def check(ctx: Any, result: Any) -> str:
         want = render_text(release, ctx.rb.env)

@@ -67,7 +67,7 @@ def values_secrets_hold_keys() -> Any:
     """After ``kubectl apply -f secrets/stage``: "ensuring stellaops-stage credentials align with
     values-stage.yaml" -- every secret the values file names (its ``secrets:`` section) holds the keys
     it lists (key names only, never values), read through the Kubernetes API."""
-    from ._verify import _Check
+    from ._result import NamedCheck as _Check
 
     def check(ctx: StepContext, result: Any) -> str:
         rb = ctx.rb

@@ -7,14 +7,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._errors import CheckFailed, ParamsError
+from ._errors import ParamsError
 from ._secrets import mask
 from ._template import Missing
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._steps import StepContext
 
-__all__ = ["Check", "Result"]
+__all__ = ["Check", "NamedCheck", "Result"]
 
 Check = Callable[["StepContext", "Result"], "str | None"]
 
@@ -63,14 +63,14 @@ class Result:
         return f"<Result {self.step_id} {self.outcome}>"
 
 
-def _at(doc: Any, path: str | None) -> Any:
-    if not path:
-        return doc
-    for part in path.split("."):
-        if not isinstance(doc, Mapping) or part not in doc:
-            raise CheckFailed(f"the output has no {path}")
-        doc = doc[part]
-    return doc
+class NamedCheck:
+    """A ``then`` check with the words the status card shows as part of *Expected*."""
+
+    def __init__(self, expect: str, fn: Callable[["StepContext", "Result"], "str | None"]) -> None:
+        self.expect, self._fn = expect, fn
+
+    def __call__(self, ctx: "StepContext", result: "Result") -> str | None:
+        return self._fn(ctx, result)
 
 
 

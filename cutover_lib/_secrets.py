@@ -27,7 +27,7 @@ from pydantic_core import core_schema
 
 from ._errors import SecretError
 
-__all__ = ["MASK", "SecretRef", "mask", "mask_obj", "register_resolver", "register_secret"]
+__all__ = ["MASK", "SecretRef", "is_reference", "mask", "mask_obj", "register_resolver", "register_secret"]
 
 MASK = "***"
 
@@ -127,6 +127,11 @@ register_resolver("file", _resolve_file)
 register_resolver("k8s", _resolve_k8s)
 
 _REF = re.compile(r"^(env|file|k8s):(.+)$")
+
+
+def is_reference(text: str) -> bool:
+    """Whether ``text`` is written as a secret reference (``env:NAME``, ``file:PATH``, ``k8s:...``)."""
+    return _REF.match(text or "") is not None
 
 
 class SecretRef:

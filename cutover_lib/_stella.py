@@ -7,7 +7,6 @@ the monitoring samples.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,25 +24,13 @@ class StellaApi:
     env: Environment
     http: Http
 
-    @classmethod
-    def for_env(cls, env: Environment) -> "StellaApi":
-        return cls(env, Http(timeout=env.timeouts.http.total_seconds(), verify=env.tls_verify))
-
-    def close(self) -> None:
-        self.http.close()
-
     def url(self, service: str, path: str) -> str:
         return str(getattr(self.env.services, service)) + path
 
 
 def api_for(rb: "Runbook") -> StellaApi:
-    """One keep-alive client per run view, closed with it."""
-    api = getattr(rb, "_stella_api", None)
-    if api is None:
-        api = StellaApi.for_env(rb.env)
-        rb._stella_api = api  # type: ignore[attr-defined]
-        weakref.finalize(rb, api.close)
-    return api
+    """The run view's one keep-alive HTTP client (the one its cells use), for these requests."""
+    return StellaApi(rb.env, rb._http_client())
 
 
 def healthy(ctx: "StepContext", api: StellaApi, service: str) -> str:

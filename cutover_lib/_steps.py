@@ -260,9 +260,9 @@ class Runbook(Actions):
         """End of a notebook.  An interactive run (stepping through in JupyterLab) is sealed here
         -- manifest with every file's hash, ``html/index.html`` -- since no runner seals it;
         under ``cutover run`` the runner seals the run after the last notebook."""
-        api = getattr(self, "_stella_api", None)
-        if api is not None:
-            api.close()
+        client = self.__dict__.pop("_client", None)  # the run view's HTTP client (cells and checks share it)
+        if client is not None:
+            client.close()
         if not self.interactive:
             return
         from ._evidence import iso, utc_now

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import CheckFailed, ParamsError
+from ._result import NamedCheck as _Check
 from ._template import render_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,17 +34,6 @@ __all__ = ["OIDC_REQUIRED", "above_zero", "every_page_renders", "every_profile_v
 OIDC_REQUIRED = ("issuer", "jwks_uri", "token_endpoint", "authorization_endpoint", "response_types_supported",
                  "subject_types_supported", "id_token_signing_alg_values_supported")
 _PEM_START = "-----BEGIN PUBLIC KEY-----"
-
-
-class _Check:
-    """A named check with the words the status card shows as part of *Expected*."""
-
-    def __init__(self, expect: str, fn: Any) -> None:
-        self.expect, self._fn = expect, fn
-
-    def __call__(self, ctx: "StepContext", result: "Result") -> str | None:
-        out: str | None = self._fn(ctx, result)
-        return out
 
 
 def _at(doc: Any, path: str) -> Any:
@@ -193,10 +183,8 @@ def visible_by_query(query: str, id: str) -> _Check:
     """The record ``id`` is visible through ``query`` (a params template such as
     ``{smoke.runtime_event_query}`` naming ``{id}``): HTTP 200 and the answer names the id."""
     def check(ctx: "StepContext", result: "Result") -> str:
-        template = render_text(query, ctx.rb.env, {"id": "{id}"})
-        method, _, url = template.partition(" ")
-        url = render_text(url, ctx.rb.env, {"id": id})
-        r = ctx.rb._http_client().request(method.upper(), url)
+        method, _, url = render_text(query, ctx.rb.env, {"id": id}).partition(" ")
+        r = ctx.rb._http_client().request(method.upper(), url.strip())
         if r.status != 200 or id not in r.text:
             raise CheckFailed(f"expected {ctx.expect}; observed {method.upper()} {url} answered HTTP {r.status}"
                               f"{'' if r.status != 200 else ' without the record'}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from .stellaops_cli import CliError, Settings, answer_json, env_url, request
+from .stellaops_cli import Settings, answer_json, env_url, guarded, request
 
 __all__ = ["EXPECTED_ARGV", "main"]
 
@@ -53,17 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: only `dotnet {' '.join(EXPECTED_ARGV)}` is stood in here "
               f"(got `dotnet {' '.join(args)}`)", file=sys.stderr)
         return 2
-    try:
-        return _check()
-    except CliError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.code
-    except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
-        print(f"{PROG}: error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
+    return guarded(PROG, _check)
 
 
 if __name__ == "__main__":

@@ -401,17 +401,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{where}: error: a command is required (see {where} --help)", file=sys.stderr)
         return 2
     args.output = args.output or args.global_output or "text"
+    return guarded(PROG, lambda: func(args))
+
+
+def guarded(prog: str, work: Callable[[], int]) -> int:
+    """Run a stand-in command: an error is one ``PROG: error: ...`` line and its exit code, never a traceback."""
     try:
-        code: int = func(args)
-        return code
+        return work()
     except CliError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted", file=sys.stderr)
+        print(f"{prog}: error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the contract is one line, never a traceback
-        print(f"{PROG}: error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"{prog}: error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
 
 
