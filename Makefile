@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml lab/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]' -e ./lab
+	@# bytecode now, as pip does for an installed package (an editable install is compiled at first
+	@# import, or, with PYTHONDONTWRITEBYTECODE set, again by every process and kernel)
+	$(BIN)/python -m compileall -q cutover_lib lab/stellaops_lab
 	@touch $(STAMP)
 
 ## make demo: lab up, then readiness, rehearsal and cutover on `local`; prints the report path.

