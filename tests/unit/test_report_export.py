@@ -1,0 +1,83 @@
+"""The notebook HTML export (cutover_lib._report): what nbconvert's exporter would give, offline,
+without its BeautifulSoup pass (whose two attributes are added on the template's own markup)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cutover_lib import _report
+
+PNG = base64.b64encode(bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")).decode()
+
+
+def _notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell("rb.sh('5.api-health', 'curl {services.scanner}/healthz')  # <b>not bold</b>")
+    code.outputs = [
+        nbformat.v4.new_output("display_data", data={"image/png": PNG}),
+        nbformat.v4.new_output("display_data", data={
+            "text/html": '<div class="card">step <img src="x.png"></div>'}),
+        nbformat.v4.new_output("stream", name="stdout", text="plain output\n"),
+    ]
+    nb.cells = [nbformat.v4.new_markdown_cell("## 5 Smoke tests"), code]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def fresh_exporter(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _report._exporter.cache_clear()
+    yield
+    _report._exporter.cache_clear()
+
+
+def test_export_is_accessible_offline_and_escapes_code(tmp_path):
+    body = _report.render_notebook_html(str(_notebook(tmp_path / "nb.ipynb")))
+    # every image has a text, every input wrapper and output is focusable (as nbconvert's own pass did)
+    imgs = re.findall(r"<img\b[^>]*>", body)
+    assert len(imgs) == 2 and all(" alt=" in i for i in imgs)
+    assert body.count('<div class="jp-Cell-inputWrapper" tabindex="0">') == 2  # markdown + code
+    outputs = re.findall(r'<div class="[^"]*\bjp-OutputArea-output\b[^"]*"[^>]*>', body)
+    assert len(outputs) == 3 and all('tabindex="0"' in o for o in outputs)
+    # the code cell's source is highlighted and escaped (outputs are exported as the notebook holds
+    # them: step cards escape what commands printed, tests/unit/test_steps.py)
+    assert "&lt;b&gt;not bold&lt;/b&gt;" in body and "<b>not bold</b>" not in body
+    # offline: nothing is loaded from a URL
+    assert not re.search(r'<(script|link)\b[^>]*(src|href)="https?://', body)
+
+
+def test_compiled_templates_are_cached_and_reused(tmp_path):
+    _report.render_notebook_html(str(_notebook(tmp_path / "nb.ipynb")))
+    cached = list((tmp_path / "cache" / "stellaops-cutover" / "jinja").iterdir())
+    assert cached, "no compiled template was kept"
+    _report._exporter.cache_clear()
+    before = {p: p.stat().st_mtime_ns for p in cached}
+    _report.render_notebook_html(str(tmp_path / "nb.ipynb"))
+    assert {p: p.stat().st_mtime_ns for p in cached} == before  # read, not written again
+
+
+def test_an_unwritable_cache_costs_time_never_the_export(tmp_path, monkeypatch):
+    blocked = tmp_path / "ro"
+    blocked.mkdir()
+    (blocked / "stellaops-cutover").write_text("a file where the cache folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    out = _report.export_notebook_html(_notebook(tmp_path / "nb.ipynb"), tmp_path / "nb.html")
+    assert "plain output" in out.read_text()
+
+    (blocked / "stellaops-cutover").unlink()
+    (blocked / "stellaops-cutover" / "jinja").mkdir(parents=True)
+    (blocked / "stellaops-cutover" / "jinja").chmod(0o500)
+    _report._exporter.cache_clear()
+    try:
+        out = _report.export_notebook_html(tmp_path / "nb.ipynb", tmp_path / "nb2.html")
+    finally:
+        (blocked / "stellaops-cutover" / "jinja").chmod(0o700)
+    assert "plain output" in out.read_text()
