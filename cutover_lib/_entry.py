@@ -3,7 +3,8 @@
 ``cutover`` and ``cutover --help`` are answered from :mod:`._help` (the top-level help as typer
 renders it, kept in the source; a test compares the two) without loading typer, click or the
 library: an operator's first command answers in the time Python takes to start.  Everything
-else goes to :func:`cutover_lib.cli.main`.
+else goes to :func:`cutover_lib.cli.main`; for ``run`` and ``plan`` the first notebook's kernel
+starts booting first (:func:`._kernels.start_early`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ def main() -> None:
         stream.write(TOP_HELP)
         stream.flush()
         os._exit(0 if args else 2)
+    if args[0] in ("run", "plan") and "--help" not in args:
+        try:  # the first notebook's kernel boots on the other core while the CLI loads
+            from ._kernels import start_early
+
+            start_early(args[1:])
+        except KeyboardInterrupt:  # before anything was run or written
+            sys.stderr.write("interrupted: nothing was run\n")
+            raise SystemExit(130) from None
+        except Exception:  # noqa: BLE001 - the command itself starts one (or says what is wrong)
+            pass
     from .cli import main as full
 
     full()

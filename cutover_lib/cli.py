@@ -103,16 +103,17 @@ def plan(
 def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Optional[list[str]],
              resume: Optional[str], confirm: Optional[list[str]], no_rollback: bool, root: Optional[Path],
              waive: Optional[list[str]] = None) -> None:
-    from ._kernels import KERNEL_ENV, Kernels
+    from ._kernels import KERNEL_ENV, Kernels, claim
     from ._errors import CutoverError
     from ._phases import load_phases
 
     base = _root(root)
-    kernels = Kernels(base, env=KERNEL_ENV)
+    early = claim(base)
+    kernels = early or Kernels(base, env=KERNEL_ENV)
     try:
         with kernels:
             try:
-                first = load_phases(base).get(phase, [None])[0]
+                first = None if early else load_phases(base).get(phase, [None])[0]
             except CutoverError:
                 first = None  # the runner says what is wrong with notebooks/phases.yaml
             if first and (base / "notebooks" / first).exists():

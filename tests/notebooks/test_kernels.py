@@ -140,3 +140,89 @@ def test_no_writable_temporary_folder_is_one_clear_error(tmp_path, monkeypatch):
     assert ei.value.exit_code == 2
     assert ei.value.one_line() == ("cannot create the kernel's socket folder in the temporary folder: [Errno 30] "
                                    "Read-only file system (set TMPDIR to a writable local folder)")
+
+
+def _project(tmp_path: Path, first: str = "01_first.ipynb") -> Path:
+    (tmp_path / "params").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "phases.yaml").write_text(f"cutover: [{first}]\nrollback: [{first}]\n")
+    notebook(tmp_path / "notebooks" / first, "import json")
+    return tmp_path
+
+
+def _kernel_pids(kernels: Kernels) -> list[int]:
+    km = kernels._idle
+    return [km.provisioner.pid] if km is not None else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_the_first_kernel_boots_before_the_command_line_is_parsed(tmp_path):
+    """``cutover run/plan`` start the first notebook's kernel from their raw arguments (both option
+    spellings); the command claims it for the same project root only."""
+    from cutover_lib import _kernels
+
+    root = _project(tmp_path)
+    _kernels.start_early(["--env", "local", f"--root={root}", "--phase", "cutover"])
+    early = _kernels.claim(root)
+    assert early is not None and early.cwd == root and _kernel_pids(early)
+    assert _kernels.claim(root) is None  # handed out once
+    with early:  # the command's own `with` does not start another
+        assert early._idle is not None
+        out = tmp_path / "out.ipynb"
+        execute_notebook(root / "notebooks" / "01_first.ipynb", out, {}, root, 60, 60, kernels=early)
+    assert not early._dir
+
+    _kernels.start_early(["--root", str(root), "--phase", "cutover"])
+    stray = _kernels._early
+    pids = _kernel_pids(stray)
+    assert _kernels.claim(tmp_path / "elsewhere") is None  # another root: closed, not used
+    assert stray._dir is None and not any(_alive(p) for p in pids)
+
+
+@pytest.mark.parametrize("args", [["--phase", "nosuch"], ["--env", "local"], ["--phase"],
+                                  ["--phase", "cutover", "--root", "/nonexistent/x"]])
+def test_no_early_kernel_when_the_arguments_do_not_say_which(tmp_path, args):
+    from cutover_lib import _kernels
+
+    root = _project(tmp_path)
+    try:
+        _kernels.start_early([*args, "--root", str(root)] if "--root" not in args else args)
+    except Exception:  # noqa: BLE001 - _entry ignores these: the CLI reports them
+        pass
+    assert _kernels.claim(root) is None
+
+
+def test_a_command_line_error_leaves_no_early_kernel(tmp_path):
+    import subprocess
+    import sys
+
+    root = _project(tmp_path)
+    with open(tmp_path / "err.txt", "w") as err:  # a file, not a pipe: a pipe would wait for the kernel too
+        res = subprocess.run([str(Path(sys.executable).with_name("cutover")), "plan", "--phase", "cutover",
+                              "--root", str(root), "--no-such-option"], stdout=err, stderr=err, timeout=60)
+    assert res.returncode == 2 and "No such option" in (tmp_path / "err.txt").read_text()
+    # the kernel it booted before parsing is gone with it (not left to notice its parent died)
+    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and "_kernel_main" in _cmdline(p)
+                 and _cwd(p) == str(root)]
+    assert not leftovers
+
+
+def _cmdline(p: Path) -> str:
+    try:
+        return (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _cwd(p: Path) -> str:
+    try:
+        return os.readlink(p / "cwd")
+    except OSError:
+        return ""
