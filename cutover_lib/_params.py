@@ -2,7 +2,8 @@
 
 Merge order (later wins): the ``extends`` base file(s) < the environment file < ``-p
 KEY=VALUE`` overrides from the command line.  Mappings merge key by key; lists and
-scalars replace.  Files whose name starts with ``_`` are bases, not environments.
+scalars replace.  Files whose name starts with ``_`` are bases, not environments.  Where the
+approvals are not waivable (prod), ``-p`` may change only :data:`RUNTIME_OVERRIDES`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "ComposeDeploy",
     "ComposeNode",
     "Environment",
+    "RUNTIME_OVERRIDES",
     "HelmDeploy",
     "SecretStore",
     "available_environments",
@@ -173,6 +175,39 @@ def _problems(exc: ValidationError, layers: list[tuple[str, dict[str, Any]]]) ->
     return lines
 
 
+#: What ``-p`` may change in an environment whose approvals are not waivable (prod): the run's
+#: timing and patience.  Who approves, what is deployed where, the services checked, the tools
+#: run and the keys trusted stay as the reviewed params file says (change the file instead).
+RUNTIME_OVERRIDES = ("t0", "timeouts.*", "slo.*", "monitoring.duration", "monitoring.interval", "bridge.heartbeat",
+                     "bridge.timeout", "bridge.retries", "deploy.compose.parallelism", "deploy.compose.health_timeout",
+                     "deploy.helm.timeout", "deploy.helm.watch")
+
+
+def _dotted_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        keys.extend(_dotted_keys(v, key + ".") if isinstance(v, dict) and v else [key])
+    return keys
+
+
+def _runtime_override(key: str) -> bool:
+    return any(key == allowed or (allowed.endswith(".*") and key.startswith(allowed[:-1]))
+               for allowed in RUNTIME_OVERRIDES)
+
+
+def _refuse_protected(name: str, data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    approvals = data.get("approvals")
+    if isinstance(approvals, dict) and approvals.get("waivable") is True:
+        return
+    protected = [k for k in _dotted_keys(overrides) if not _runtime_override(k)]
+    if protected:
+        raise ParamsError(
+            [f"-p {key}: refused: {name}'s approvals are not waivable, so -p may change only run-time settings "
+             f"({', '.join(RUNTIME_OVERRIDES)})" for key in protected],
+            hint=f"edit params/{name}.yaml instead (a reviewed change), then: cutover params check --env {name}")
+
+
 def load_environment(name: str, params_dir: Path, overrides: dict[str, Any] | None = None) -> Environment:
     """Load, merge and validate ``params_dir/<name>.yaml``; raise :class:`ParamsError` with every problem."""
     if not re.fullmatch(r"[A-Za-z0-9][\w-]*", name or ""):
@@ -184,6 +219,7 @@ def load_environment(name: str, params_dir: Path, overrides: dict[str, Any] | No
                           hint=f"known environments: {known}")
     data, layers = _load_chain(path, params_dir)
     if overrides:
+        _refuse_protected(name, data, overrides)
         data = _merge(data, overrides)
         layers.append(("-p", overrides))
     data.setdefault("name", name)

@@ -49,6 +49,17 @@ def cutover(root: Path, *args: str, timeout: float = 600) -> subprocess.Complete
                           capture_output=True, text=True, timeout=timeout)
 
 
+def variant(env: str, *pairs: str, overrides: dict | None = None, params: Path = REPO / "params"):
+    """params/<env>.yaml as it would validate with these ``KEY=VALUE`` changes (or ``overrides``)
+    made in the file itself: a test's stand-in for a reviewed edit, since prod refuses most ``-p``."""
+    from cutover_lib._params import Environment, _load_chain, _merge, parse_overrides
+
+    data, _ = _load_chain(params / f"{env}.yaml", params)
+    data = _merge(_merge(data, overrides or {}), parse_overrides(list(pairs)))
+    data.setdefault("name", env)
+    return Environment.model_validate(data, context={"root": params.resolve().parent})
+
+
 def lab_config(root: Path):
     from cutover_lib._params import load_environment
     from stellaops_lab import LabConfig

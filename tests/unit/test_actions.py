@@ -19,6 +19,7 @@ from cutover_lib._errors import CheckFailed, ParamsError, StepFailed
 from cutover_lib._evidence import RunFolder
 from cutover_lib._expect import describe, mismatches
 from cutover_lib._params import load_environment, parse_overrides
+from nb_helpers import variant
 from cutover_lib._secrets import mask
 from cutover_lib._steps import Runbook
 from cutover_lib._template import Missing, render_args, render_text
@@ -232,8 +233,7 @@ def test_path_from_params_is_appended(make_rb, tool, tmp_path, monkeypatch):
     ("helm", "kubectl --context stellaops-prod exec -n stellaops deployment/stellaops-scanner-web -- dotnet"),
 ])
 def test_inside_runs_the_command_in_the_service_container(make_rb, mode, prefix):
-    env = load_environment("prod", REPO / "params", parse_overrides(
-        [f"deploy.mode={mode}", 'deploy.compose.nodes=[{"name": "n1", "docker_host": "unix:///n1.sock"}]']))
+    env = variant("prod", f"deploy.mode={mode}", 'deploy.compose.nodes=[{"name": "n1", "docker_host": "unix:///n1.sock"}]')
     rb = make_rb(env=env, dry_run=True, with_reads=False)
     res = rb.sh("4.4.scanner-queue", "dotnet StellaOps.Scanner.WebService.dll health queue",
                 inside="stellaops-scanner-web")

@@ -8,13 +8,14 @@ from cutover_lib._approvals import ApprovalStore, approval_form, gate_status, re
 from cutover_lib._errors import GateNotApproved, UsageError
 from cutover_lib._evidence import RunFolder
 from cutover_lib._params import load_environment, parse_overrides
+from nb_helpers import variant
 from cutover_lib._steps import Runbook
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def make_rb(tmp_path, env="prod", **kw):
-    e = load_environment(env, REPO / "params", kw.pop("overrides", None))
+    e = variant(env, overrides=kw.pop("overrides", None))
     run = RunFolder.create(tmp_path / "executed", env, "t")
     return Runbook(e, run, root=tmp_path, notebook="nb.ipynb", **kw)
 
@@ -67,7 +68,7 @@ def test_approval_for_another_environment_does_not_count(tmp_path):
 
 
 def test_unknown_gate_role_and_disallowed_approver(tmp_path):
-    env = load_environment("prod", REPO / "params", parse_overrides(['approvals.approvers={"cto": ["Ada Lovelace"]}']))
+    env = variant("prod", 'approvals.approvers={"cto": ["Ada Lovelace"]}')
     store = ApprovalStore(tmp_path, env)
     with pytest.raises(UsageError, match="unknown gate 'launch'"):
         store.record(gate="launch", role="cto", name="A", record="CHG-1")

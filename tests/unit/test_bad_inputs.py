@@ -62,6 +62,13 @@ CLI_CASES = [
                             "CHG-1"], 2, "unknown gate 'go' for prod (gates: plan, t0, post-smoke, rollback)"),
     ("wrong-role", None, ["approve", "--env", "prod", "--gate", "plan", "--role", "intern", "--name", "A", "--record",
                           "CHG-1"], 2, "role 'intern' does not approve gate plan"),
+    ("prod-override-of-a-service", None, ["run", "--env", "prod", "--phase", "cutover", "-p",
+                                          "services.scanner=https://scanner.elsewhere.example"], 2,
+     "-p services.scanner: refused: prod's approvals are not waivable, so -p may change only run-time settings"),
+    ("prod-override-of-approvals", None, ["plan", "--env", "prod", "--phase", "cutover", "-p",
+                                          "approvals.waivable=true"], 2, "-p approvals.waivable: refused"),
+    ("prod-override-of-the-name", None, ["params", "check", "--env", "prod", "-p", "name=stage"], 2,
+     "-p name: refused"),
     ("resume-unknown-run", None, ["run", "--env", "local", "--phase", "cutover", "--resume", "20200101T000000Z-x"], 2,
      "cannot resume 20200101T000000Z-x: no such run under executed/local/"),
 ]

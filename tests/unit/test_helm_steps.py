@@ -12,7 +12,8 @@ import pytest
 from cutover_lib._errors import StepFailed, ToolMissing
 from cutover_lib._evidence import RunFolder
 from cutover_lib._helm_steps import secret_store_keys
-from cutover_lib._params import load_environment, parse_overrides
+from cutover_lib._params import parse_overrides
+from nb_helpers import variant
 from cutover_lib._steps import Runbook
 from standins.kube_api import kube_api  # noqa: F401 - fixture
 
@@ -64,7 +65,7 @@ def make_rb(tmp_path):
         ov = {"timeouts": {"health": "2s"}, "deploy": {"helm": {"deployments": DEPLOYMENTS, "watch": "1s"}}}
         for key, value in parse_overrides(list(overrides)).items():
             ov["deploy"]["helm"].update(value["helm"]) if key == "deploy" else ov.update({key: value})
-        environment = load_environment(env, REPO / "params", ov)
+        environment = variant(env, overrides=ov)
         run = run or RunFolder.create(tmp_path / "executed", env, "t")
         return Runbook(environment, run, root=root, notebook="nb.ipynb", **kw)
 

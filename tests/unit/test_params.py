@@ -163,3 +163,50 @@ def test_credentials_in_a_service_url_are_refused_without_echoing_them():
     assert res.exit_code == 2
     assert "services.scanner: a service URL must not hold credentials (user:password@)" in res.output
     assert "Sup3rSecret-77" not in res.output and "Traceback" not in res.output
+
+
+# --------------------------------------------------------------------------- protected params (issue 12)
+PROTECTED = ["name=stage", "tier=stage", "change_ticket=CHG-OTHER", "release=2099.01.1", "approvals.waivable=true",
+             "approvals.gates.t0.roles=[devops-lead]", 'approvals.approvers={"cto": ["Mallory"]}',
+             "services.scanner=https://scanner.elsewhere.example", "deploy.mode=compose",
+             "deploy.helm.kube_context=someone-elses-cluster", "deploy.helm.namespace=other",
+             "tools.stellaops_cli=/tmp/evil-cli", "tools.path=[/tmp/evil]", "trust.signer_keys=[/tmp/my-key.pem]",
+             "credentials.authority_client_secret=env:OTHER", "backup.mongo.out_dir=/tmp/elsewhere",
+             "smoke.web_pages={}", "tls_verify=false", "timeouts=5"]
+
+
+@pytest.mark.parametrize("pair", PROTECTED)
+def test_prod_refuses_overrides_of_who_approves_what_where_and_whom_to_trust(pair):
+    key = pair.split("=", 1)[0]
+    with pytest.raises(ParamsError) as ei:
+        load_environment("prod", REPO / "params", parse_overrides([pair]))
+    assert ei.value.exit_code == 2
+    (problem,) = ei.value.problems  # the key as given, or the first key under it
+    assert problem.startswith(f"-p {key}") and ": refused: prod's approvals are not waivable, so -p may change " \
+        "only run-time settings (t0, " in problem
+    assert "edit params/prod.yaml instead" in ei.value.hint
+
+
+@pytest.mark.parametrize("pair", ["t0=2026-12-01T10:00:00Z", "timeouts.http=20s", "timeouts={command: 20m}",
+                                  "slo.scan=3m", "monitoring.duration=2h", "bridge.heartbeat=5m",
+                                  "deploy.helm.timeout=20m", "deploy.helm.watch=1m"])
+def test_prod_accepts_run_time_overrides(pair):
+    env = load_environment("prod", REPO / "params", parse_overrides([pair]))
+    assert env.is_prod and env.name == "prod"
+
+
+def test_every_protected_key_is_named_and_waivable_environments_take_any_override():
+    with pytest.raises(ParamsError) as ei:
+        load_environment("prod", REPO / "params", parse_overrides(["slo.scan=3m", "name=dev", "tools.path=[/x]"]))
+    assert [p.split(":")[0] for p in ei.value.problems] == ["-p name", "-p tools.path"]
+    stage = load_environment("stage", REPO / "params", parse_overrides(["services.scanner=https://s.example"]))
+    assert stage.services.scanner == "https://s.example"
+
+
+def test_the_kernel_refuses_them_too(tmp_path):
+    """A notebook run by hand (papermill -p overrides ...) opens the run through the same loader."""
+    from cutover_lib._steps import Runbook
+
+    with pytest.raises(ParamsError) as ei:
+        Runbook.open("prod", overrides='["approvals.waivable=true"]', root=str(REPO))
+    assert "-p approvals.waivable: refused" in ei.value.problems[0]
