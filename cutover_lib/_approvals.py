@@ -20,16 +20,26 @@ import getpass
 import html
 import json
 import socket
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._errors import GateNotApproved, UsageError
+from ._errors import EvidenceError, GateNotApproved, UsageError
 from ._evidence import HashChain, iso, utc_now
 from ._params import Environment
 from ._steps import Runbook, StepContext, Waived
 
-__all__ = ["ApprovalStore", "gate", "gate_status", "require"]
+__all__ = ["ApprovalStore", "gate", "gate_status", "person", "require"]
+
+
+def person(name: str) -> str:
+    """Who a name denotes, for comparing approvers: Unicode NFKC (full-width and compatibility forms
+    folded), case-folded, invisible characters (zero-width, bidi controls) removed, spaces collapsed
+    -- so one person cannot fill two roles by spelling their name another way."""
+    folded = unicodedata.normalize("NFKC", name)
+    visible = "".join(ch for ch in folded if unicodedata.category(ch) not in ("Cf", "Cc", "Co", "Cs"))
+    return " ".join(visible.casefold().split())
 
 
 def _store_path(root: Path, env: Environment) -> Path:
@@ -60,7 +70,12 @@ class ApprovalStore:
         self.path = _store_path(root, env)
 
     def records(self) -> list[dict[str, Any]]:
-        return HashChain(self.path).read()
+        """The decisions recorded for this environment and change, read only through their hash
+        chain: a line written, edited, removed or reordered by hand stops every gate (exit 1)."""
+        label = f"executed/_approvals/{self.env.name}/{self.env.change_ticket}.jsonl"
+        records = HashChain(self.path).read_verified(label, hint=(
+            f"restore {label} from its backup, or move it aside and record the approvals again with cutover approve"))
+        return [r for r in records if r.get("env") == self.env.name and r.get("change") == self.env.change_ticket]
 
     def record(self, *, gate: str, role: str, name: str, record: str, comment: str = "",
                decision: str = "approve", plan_run: str | None = None, plan_digest: str | None = None,
@@ -74,18 +89,18 @@ class ApprovalStore:
         if role not in g.roles:
             raise UsageError(f"role {role!r} does not approve gate {gate} ({g.title})",
                              hint=f"gate {gate} needs: {' + '.join(g.roles)}")
-        name = name.strip()
-        if not name:
+        name = " ".join(name.split())
+        if not person(name):
             raise UsageError("an approval needs the approver's name", hint="pass --name 'First Last'")
         allowed = env.approvals.approvers.get(role)
-        if allowed and name not in allowed:
+        if allowed and person(name) not in {person(a) for a in allowed}:
             raise UsageError(f"{name} is not an approver for role {role} in {env.name}",
                              hint=f"approvers for {role}: {', '.join(allowed)} (params approvals.approvers)")
         if not record.strip():
             raise UsageError("an approval needs its record location", hint=f"pass --record {env.change_ticket} "
                              f"(the ticket id or channel: {g.record})")
         for prev in self._latest(gate).values():
-            if prev["name"].casefold() == name.casefold() and prev["role"] != role and prev["decision"] == "approve":
+            if person(prev["name"]) == person(name) and prev["role"] != role and prev["decision"] == "approve":
                 raise UsageError(f"{name} already approved gate {gate} as {prev['role']}; one person cannot fill "
                                  f"two roles of the same gate", hint=f"ask the {role} to approve")
         if decision not in ("approve", "reject"):
@@ -103,7 +118,7 @@ class ApprovalStore:
         latest: dict[tuple[str, str], dict[str, Any]] = {}
         for r in self.records():
             if r.get("gate") == gate and r.get("env") == self.env.name:
-                latest[(r["role"], r["name"].casefold())] = r
+                latest[(r["role"], person(r["name"]))] = r
         return latest
 
     def status(self, gate: str) -> GateStatus:
@@ -149,7 +164,12 @@ def _status_html(st: GateStatus, title: str) -> str:
 def gate(rb: Runbook, gate_name: str) -> Any:
     """Show the gate's approvals; in JupyterLab also the approval form.  Never blocks."""
     g = rb.env.approvals.gates[gate_name]
-    st = gate_status(rb, gate_name)
+    try:
+        st = gate_status(rb, gate_name)
+    except EvidenceError as exc:  # shown here; the gate's step (approvals.require) fails on it
+        rb.show_html(f"<p style='color:#cf222e'><b>Gate {html.escape(gate_name)}:</b> {html.escape(exc.one_line())}</p>",
+                     f"gate {gate_name}: {exc.one_line()}")
+        return None
     rb.show_html(_status_html(st, g.title), f"gate {gate_name}: missing {', '.join(st.missing) or 'none'}")
     if not rb.interactive or not rb._display:
         return None
@@ -198,9 +218,9 @@ def require(rb: Runbook, gate_name: str, *, section: str | None = None) -> dict[
     """The gate step: approved (evidence copied into the run), waived, or stop with exit 3."""
     g = rb.env.approvals.gates[gate_name]
     sec = section or g.section
-    st = gate_status(rb, gate_name)
 
     def act(ctx: StepContext) -> str:
+        st = gate_status(rb, gate_name)  # a tampered approvals file fails this step (exit 1)
         for role, rec in st.approved.items():
             rb.record("approval", **{k: v for k, v in rec.items() if k not in ("kind", "seq", "ts", "prev", "sha256")})
         ctx.artifact(f"approvals-{gate_name}.json", json.dumps(

@@ -246,6 +246,18 @@ class HashChain:
     def read(self) -> list[dict[str, Any]]:
         return self.read_from(0)[0]
 
+    def read_verified(self, label: str, hint: str) -> list[dict[str, Any]]:
+        """Every record, after checking the whole chain (no file: none); a line written or edited
+        by hand, removed or reordered raises :class:`EvidenceError` (exit 1) naming ``label`` and
+        the line."""
+        if not self.path.exists():
+            return []
+        findings, records, _ = _chain_findings(self.path, label)
+        if findings:
+            more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+            raise EvidenceError(f"{findings[0]}{more}: the file was changed outside cutover", hint=hint)
+        return records
+
     def read_from(self, offset: int) -> tuple[list[dict[str, Any]], int]:
         """The complete records after byte ``offset``, and the offset after the last of them
         (a line still being written is left for the next call; a line torn by a crash is not a
@@ -328,25 +340,30 @@ class HashChain:
         return sha256_bytes(last) if size else GENESIS
 
 
-def _chain_findings(path: Path) -> tuple[list[str], list[dict[str, Any]], str]:
+def _chain_findings(path: Path, label: str = "ledger.jsonl") -> tuple[list[str], list[dict[str, Any]], str]:
+    """What is wrong with a hash chain file (named ``label`` in the findings), its records and head."""
     findings: list[str] = []
     records: list[dict[str, Any]] = []
     try:
         lines = path.read_bytes().splitlines()
     except FileNotFoundError:
-        return ["missing: ledger.jsonl"], [], GENESIS
+        return [f"missing: {label}"], [], GENESIS
     prev = GENESIS
     for i, line in enumerate(lines, start=1):
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
-            findings.append(f"ledger.jsonl line {i}: not valid JSON")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            findings.append(f"{label} line {i}: not valid JSON")
+            prev = sha256_bytes(line)
+            continue
+        if not isinstance(rec, dict):
+            findings.append(f"{label} line {i}: not a record")
             prev = sha256_bytes(line)
             continue
         if rec.get("prev") != prev:
-            findings.append(f"ledger.jsonl line {i}: broken chain link (prev does not match line {i - 1})")
+            findings.append(f"{label} line {i}: broken chain link (prev does not match line {i - 1})")
         if rec.get("seq") != i:
-            findings.append(f"ledger.jsonl line {i}: sequence number {rec.get('seq')} where {i} was expected "
+            findings.append(f"{label} line {i}: sequence number {rec.get('seq')} where {i} was expected "
                             "(a line was removed, added or reordered)")
         records.append(rec)
         prev = sha256_bytes(line)

@@ -225,6 +225,7 @@ def approvals(env: EnvOpt, root: RootOpt = None) -> None:
         base = _root(root)
         environment = load_environment(env, base / "params")
         store = ApprovalStore(base, environment)
+        store.records()  # a tampered approvals file: one line, exit 1
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc) from None
     table = Table(title=f"{env}: approvals for {environment.change_ticket}")

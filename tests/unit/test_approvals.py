@@ -117,3 +117,86 @@ def test_widget_callbacks_only_record_and_next_step_then_runs(tmp_path, monkeypa
         form.approve_button.click()
     assert require(rb, "t0")["outcome"] == "passed"
     assert len([r for r in rb.run.read_ledger() if r["kind"] == "approval" and r.get("via") == "notebook"]) >= 2
+
+
+# --------------------------------------------------------------------------- issue 12: approvals a hand cannot write
+def _approved_plan(tmp_path):
+    rb = make_rb(tmp_path)
+    store = ApprovalStore(tmp_path, rb.env)
+    store.record(gate="plan", role="cto", name="Ada Lovelace", record="CHG-2025-1027-LAUNCH")
+    return rb, store
+
+
+def _forged_line(store, **fields):
+    import json
+
+    rec = {"seq": len(store.path.read_text().splitlines()) + 1, "ts": "2026-01-01T00:00:00.000Z", "kind": "approval",
+           "gate": "plan", "gate_title": "x", "env": "prod", "change": "CHG-2025-1027-LAUNCH", "role": "devops-lead",
+           "name": "Mallory", "decision": "approve", "at": "2026-01-01T00:00:00Z", "record": "CHG", "comment": "",
+           "via": "cli", "recorded_by": "x@y", "prev": "0" * 64, **fields}
+    with open(store.path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+@pytest.mark.parametrize("tamper", ["appended", "edited", "removed", "reordered", "garbage"])
+def test_a_hand_made_approvals_file_stops_the_gate(tmp_path, tamper):
+    from cutover_lib._errors import EvidenceError
+
+    rb, store = _approved_plan(tmp_path)
+    store.record(gate="plan", role="devops-lead", name="Grace Hopper", record="CHG-2025-1027-LAUNCH")
+    lines = store.path.read_text().splitlines()
+    if tamper == "appended":
+        _forged_line(store)
+    elif tamper == "edited":
+        store.path.write_text("\n".join([lines[0].replace("Ada Lovelace", "Ada Lovelacf"), lines[1]]) + "\n")
+    elif tamper == "removed":
+        store.path.write_text(lines[1] + "\n")
+    elif tamper == "reordered":
+        store.path.write_text("\n".join([lines[1], lines[0]]) + "\n")
+    else:
+        store.path.write_text(lines[0] + "\n{not json\n" + lines[1] + "\n")
+    with pytest.raises(EvidenceError) as ei:
+        store.records()
+    assert ei.value.exit_code == 1 and "executed/_approvals/prod/CHG-2025-1027-LAUNCH.jsonl line " in ei.value.message
+    assert "changed outside cutover" in ei.value.message and "record the approvals again" in ei.value.hint
+    with pytest.raises(Exception) as stop:  # the gate's step fails on it, with the reason in the ledger
+        require(rb, "plan")
+    last = rb.run.read_ledger()[-1]
+    assert last["step_id"] == "8.gate-plan" and last["outcome"] == "failed" and "line " in last["message"]
+    with pytest.raises(EvidenceError):  # and no new decision is chained onto a broken file
+        store.record(gate="plan", role="cto", name="Someone Else", record="CHG-2025-1027-LAUNCH")
+    assert stop.value is not None
+
+
+def test_approvals_count_only_for_their_environment_and_change(tmp_path):
+    """A consistent chain that carries another change's (or environment's) decision: not counted."""
+    from cutover_lib._evidence import HashChain
+
+    rb, store = _approved_plan(tmp_path)
+    HashChain(store.path).append({"kind": "approval", "gate": "plan", "env": "prod", "change": "CHG-OTHER",
+                                  "role": "devops-lead", "name": "Grace Hopper", "decision": "approve",
+                                  "at": "2026-01-01T00:00:00Z", "record": "CHG-OTHER"})
+    HashChain(store.path).append({"kind": "approval", "gate": "plan", "env": "stage", "change": "CHG-2025-1027-LAUNCH",
+                                  "role": "devops-lead", "name": "Grace Hopper", "decision": "approve",
+                                  "at": "2026-01-01T00:00:00Z", "record": "CHG"})
+    assert gate_status(rb, "plan").missing == ["devops-lead"]
+
+
+@pytest.mark.parametrize("spelling", ["ada lovelace", "ADA  LOVELACE", "\uff21\uff44\uff41 Lovelace",
+                                      "Ada Love\u200blace", "\u202eAda Lovelace", " Ada\tLovelace "])
+def test_one_person_is_one_person_however_the_name_is_spelled(tmp_path, spelling):
+    env = load_environment("prod", REPO / "params")
+    store = ApprovalStore(tmp_path, env)
+    store.record(gate="plan", role="cto", name="Ada Lovelace", record="CHG-1")
+    with pytest.raises(UsageError, match="one person cannot fill two roles"):
+        store.record(gate="plan", role="devops-lead", name=spelling, record="CHG-1")
+
+
+def test_named_approvers_match_however_the_name_is_spelled_and_no_one_else(tmp_path):
+    env = variant("prod", 'approvals.approvers={"cto": ["Ada Lovelace"]}')
+    store = ApprovalStore(tmp_path, env)
+    store.record(gate="plan", role="cto", name="\uff21da  lovelace", record="CHG-1")
+    with pytest.raises(UsageError, match="is not an approver for role cto"):
+        store.record(gate="plan", role="cto", name="Ada Lovelace2", record="CHG-1")
+    with pytest.raises(UsageError, match="needs the approver's name"):
+        store.record(gate="plan", role="cto", name="\u200b \u200d", record="CHG-1")

@@ -332,3 +332,23 @@ def test_helm_missing(tmp_path, monkeypatch):
         run_cells(rb, "05_apply.ipynb", "4.3.helm-upgrade")
     assert ei.value.exit_code == 2 and ei.value.one_line().startswith("helm is not installed")
     assert "install helm or put it on PATH" in ei.value.one_line()
+
+
+@pytest.mark.parametrize("argv", [["approvals", "--env", "stage"],
+                                  ["approve", "--env", "stage", "--gate", "plan", "--role", "cto", "--name", "Bo",
+                                   "--record", "CHG-1"],
+                                  ["run", "--env", "stage", "--phase", "cutover"]])
+def test_a_hand_edited_approvals_file_is_one_line_exit_1_and_kept(project, argv):
+    for role, name in (("devops-lead", "Ada"), ("cto", "Bob")):
+        assert cli("approve", "--env", "stage", "--gate", "plan", "--role", role, "--name", name, "--record", "CHG-1",
+                   "--root", str(project)).exit_code == 0
+    store = next((project / "executed" / "_approvals" / "stage").glob("*.jsonl"))
+    store.write_text(store.read_text().replace('"name":"Ada"', '"name":"Eve"'))  # the first of two lines
+    before = store.read_bytes()
+    assert b'"name":"Eve"' in before
+    res = cli(*argv, "--root", str(project))
+    assert res.exit_code == 1, res.output
+    first = res.output.strip().splitlines()[0]
+    assert first.startswith(f"error: executed/_approvals/stage/{store.name} line 2: broken chain link"), first
+    assert "changed outside cutover" in first, first
+    assert store.read_bytes() == before
