@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._cellmech import CellMechanics
-from ._errors import CheckFailed, ParamsError, StepFailed
+from ._errors import CheckFailed, OutcomeUnknown, ParamsError, StepFailed
 from ._result import Check, Result, _clock, _host, _item_name, _keep, _no_credentials_in, _observed, _safe, \
     _seconds, _title
 from ._secrets import mask
@@ -174,10 +174,12 @@ class Actions(CellMechanics):
             result.record = self.step(step_id, title or _title(step_id), owner=owner or self.owner,
                                       expect=expected, command=shown, action=act, mutating=mutating,
                                       required=required)
+        except OutcomeUnknown:
+            raise  # interrupted earlier and not confirmed: nothing ran now, nothing to roll back
         except StepFailed as exc:
             self._decide(on_failure, step_id, exc.message)
             raise
-        if result.outcome == "failed":
+        if result.outcome == "failed" and not result.record.get("unknown_outcome"):
             self._decide(on_failure, step_id, str(result.record.get("message", "")))
         return self._restored(result)
 

@@ -54,7 +54,7 @@ _IN_CELLS = {"compose", "helm"}
 def apply(rb: Runbook, section: str | None = None) -> None:
     """A plug-in deploy mode's apply (the lab's restart); a failure records the rollback decision.
     In compose and helm mode the cells of 4.2 / 4.3 are the path: nothing happens here."""
-    from ._errors import StepFailed
+    from ._errors import OutcomeUnknown, StepFailed
 
     mode = rb.env.deploy.mode
     if mode in _IN_CELLS:
@@ -64,6 +64,8 @@ def apply(rb: Runbook, section: str | None = None) -> None:
     sec = section or "4.2"
     try:
         adapter_for(rb).apply(rb, sec)
+    except OutcomeUnknown:
+        raise  # interrupted earlier and not confirmed: nothing ran now, nothing to roll back
     except StepFailed as exc:
         if sec.startswith("4"):  # the same rollback decision a cell's on_failure="rollback" records
             rb._decide("rollback", exc.step_id or f"{sec}.apply", exc.message)

@@ -14,7 +14,8 @@ and the process exit code the CLI uses for it::
     ├── LockHeld                      exit 4   another run holds the environment's lock
     ├── StepFailed                    exit 1   a required step failed (evidence already written)
     │   ├── CommandFailed             exit 1   a command exited non-zero or timed out
-    │   └── CheckFailed               exit 1   a check saw something other than expected
+    │   ├── CheckFailed               exit 1   a check saw something other than expected
+    │   └── OutcomeUnknown            exit 1   a mutating step was interrupted: confirm before re-running
     └── GateNotApproved               exit 3   a gate lacks the approvals the matrix requires
 
 The exit codes of ``cutover`` -- the one table; the runner and the CLI take theirs from here::
@@ -46,6 +47,7 @@ __all__ = [
     "EvidenceTampered",
     "GateNotApproved",
     "LockHeld",
+    "OutcomeUnknown",
     "ParamsError",
     "SecretError",
     "StepFailed",
@@ -126,6 +128,11 @@ class CommandFailed(StepFailed):
 
 class CheckFailed(StepFailed):
     pass
+
+
+class OutcomeUnknown(StepFailed):
+    """A resumed run reached a mutating step an earlier attempt was interrupted in: not re-run, not a
+    reason to roll back -- the operator checks the system and resumes with ``--confirm``."""
 
 
 class GateNotApproved(CutoverError):

@@ -149,6 +149,7 @@ def run_phase(
     echo: Callable[[str], None] = print,
     status: Callable[[str], None] | None = None,
     kernels: Kernels | None = None,
+    accept_param_changes: bool = False,
 ) -> RunResult:
     """Run ``phase`` against ``env_name``; return the outcome (expected failures are results,
     not exceptions).  Raises :class:`CutoverError` only for problems found before the run
@@ -173,12 +174,16 @@ def run_phase(
         executed = root / "executed"
         if resume:
             run = _open_for_resume(executed, env_name, resume, phase)
+            changed = _params_changed(run, env, accept_param_changes)
         else:
-            run = None
+            run, changed = None, None
         lock = EnvLock(executed, env_name)
         lock.acquire(run.run_id if run else f"(starting) {env_name}-{phase}", resume_of=run)
         try:
-            if phase == "cutover" and not dry_run and not resume:
+            if run is not None and changed is not None:
+                run.append({"kind": "params-changed", **changed})
+            # a resumed T0 run is checked against the approved plan as strictly as its first attempt
+            if phase == "cutover" and not dry_run:
                 blocked = _check_against_approved_plan(env, notebooks, root, executed, ov, echo, kernels)
                 if blocked is not None:
                     return blocked
@@ -231,6 +236,11 @@ def _check_against_approved_plan(env: Environment, notebooks: list[str], root: P
     return RunResult(check.path, "blocked", EXIT_GATE, message, result.index_html)
 
 
+#: outcomes a run is finished with: its seal stands, a resume would rewrite what it proves
+_FINAL = {"passed": "it passed", "rolled-back": "it was rolled back",
+          "rollback-failed": "its rollback failed: resume the rollback, not the cutover"}
+
+
 def _open_for_resume(executed: Path, env: str, run_id: str, phase: str) -> RunFolder:
     checked_name("run id", run_id, f"pass a run folder's name, e.g. --resume 20261027T140000Z-{env}-{phase}")
     path = executed / env / run_id
@@ -238,12 +248,37 @@ def _open_for_resume(executed: Path, env: str, run_id: str, phase: str) -> RunFo
         known = sorted(p.name for p in (executed / env).glob("*T*Z-*") if p.is_dir())[-3:]
         raise UsageError(f"cannot resume {run_id}: no such run under executed/{env}/",
                          hint=f"recent runs: {', '.join(known) or 'none'}")
+    if path.is_symlink() or not path.resolve().is_relative_to((executed / env).resolve()):
+        raise UsageError(f"cannot resume {run_id}: executed/{env}/{run_id} is a link out of executed/{env}/",
+                         hint="resume a run folder this checkout wrote, by its name")
     run = RunFolder.open(path)
     m = run.read_manifest()
     if m.get("phase") not in (phase, None):
         raise UsageError(f"run {run_id} is a {m.get('phase')} run, not {phase}",
                          hint=f"resume it with --phase {m.get('phase')}")
+    if m.get("dry_run"):
+        raise UsageError(f"run {run_id} is a plan (dry run): there is nothing to resume",
+                         hint=f"plan again: cutover plan --env {env} --phase {phase}")
+    if m.get("sealed") and m.get("outcome") in _FINAL:
+        raise UsageError(f"run {run_id} is sealed and cannot be resumed: {_FINAL[m['outcome']]}",
+                         hint=(f"cutover run --env {env} --phase rollback" if m["outcome"] == "rollback-failed"
+                               else f"start a new run: cutover run --env {env} --phase {phase}"))
     return run
+
+
+def _params_changed(run: RunFolder, env: Environment, accept: bool) -> dict[str, Any] | None:
+    """A resumed run keeps the params it started with (the same files and ``-p``): a change is
+    refused (exit 2) unless ``--accept-param-changes``, and then recorded in the run's ledger."""
+    before, now = run.read_manifest().get("params_sha256"), params_digest(env)
+    if not before or before == now:
+        return None
+    if not accept:
+        raise UsageError(f"the params of {env.name} changed since run {run.run_id} started (sha256 {before[:12]}… "
+                         f"then, {now[:12]}… now)",
+                         hint="resume with the params files and -p it started with, or pass --accept-param-changes "
+                              "(recorded in the run)")
+    return {"from_params_sha256": before, "to_params_sha256": now, "accepted_by": f"{getpass.getuser()}@{socket.gethostname()}",
+            "text": "params changed between attempts; resumed with --accept-param-changes"}
 
 
 def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, root: Path, dry_run: bool,
@@ -361,4 +396,8 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
     echo(f"outcome: {outcome}{' - ' + message if message else ''}")
     echo(f"evidence: {run.path}")
     echo(f"report:   {index}")
+    unknown = [r["step_id"] for r in run.read_ledger() if r.get("kind") == "step" and r.get("unknown_outcome")]
+    if "OutcomeUnknown:" in message and unknown:
+        echo(f"next:     check by hand what {unknown[-1]} did, then: cutover run --env {env.name} --phase {phase} "
+             f"--resume {run.run_id} --confirm {unknown[-1]}")
     return RunResult(run.path, outcome, exit_code, message, index, manifest["notebooks"])

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import CheckFailed, CutoverError, GateNotApproved, ParamsError, SecretError, StepFailed, ToolMissing
+from ._errors import (CheckFailed, CutoverError, GateNotApproved, OutcomeUnknown, ParamsError, SecretError,
+                      StepFailed, ToolMissing)
 
 #: errors that mean the environment or its configuration is wrong, not the system under change:
 #: the step is recorded as failed and the error itself propagates (exit 2, not 1)
@@ -252,6 +253,8 @@ class Runbook(Actions):
             raise gate_error
         if config_error is not None and required:
             raise config_error
+        if record["unknown_outcome"]:
+            raise OutcomeUnknown(f"step {step_id} failed: {message}", step_id=step_id) from None
         if outcome == "failed" and required:
             raise StepFailed(f"step {step_id} failed: {message}", step_id=step_id) from None
         return saved

@@ -80,11 +80,16 @@ def run(
                                                "tests fail.")] = False,
     waive: Annotated[Optional[list[str]], typer.Option("--waive", help="Waive a gate's missing approvals (stage, "
                                                         "dev and local only; recorded). GATE or 'all'.")] = None,
+    accept_param_changes: Annotated[bool, typer.Option("--accept-param-changes", help="With --resume: continue "
+                                                       "although the params changed since the run started "
+                                                       "(recorded in the run).")] = False,
     root: RootOpt = None,
 ) -> None:
     """Execute a phase's notebooks with papermill into a new evidence folder."""
+    if accept_param_changes and not resume:
+        raise _fail(_usage("--accept-param-changes goes with --resume RUN_ID", "a new run takes the params as they are"))
     _run_cmd(env, phase, dry_run=dry_run, with_reads=True, param=param, resume=resume, confirm=confirm,
-             no_rollback=no_rollback, root=root, waive=waive)
+             no_rollback=no_rollback, root=root, waive=waive, accept_param_changes=accept_param_changes)
 
 
 @app.command()
@@ -100,9 +105,15 @@ def plan(
              no_rollback=True, root=root, waive=["all"])
 
 
+def _usage(message: str, hint: str) -> Exception:
+    from ._errors import UsageError
+
+    return UsageError(message, hint=hint)
+
+
 def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Optional[list[str]],
              resume: Optional[str], confirm: Optional[list[str]], no_rollback: bool, root: Optional[Path],
-             waive: Optional[list[str]] = None) -> None:
+             waive: Optional[list[str]] = None, accept_param_changes: bool = False) -> None:
     from ._kernels import KERNEL_ENV, Kernels, claim
     from ._errors import CutoverError
     from ._phases import load_phases
@@ -129,7 +140,7 @@ def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Op
                                    overrides=param or [], resume=resume, confirm=confirm or [],
                                    rollback_on_failure=not no_rollback, waive=waive or [],
                                    echo=lambda s: console.print(s, markup=False), status=line.update,
-                                   kernels=kernels)
+                                   kernels=kernels, accept_param_changes=accept_param_changes)
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc) from None
     raise typer.Exit(result.exit_code)

@@ -81,6 +81,11 @@ def test_kill_9_during_a_mutating_step_then_resume(own_lab):
     assert again.returncode == 1, again.stdout + again.stderr
     assert "04_preflight.ipynb: finished in an earlier attempt, not re-run" in again.stdout
     assert "--confirm 4.2.lab-upgrade" in again.stdout
+    # the exact command to go on, and no rollback: nothing ran in this attempt (issue 12)
+    assert (f"next:     check by hand what 4.2.lab-upgrade did, then: cutover run --env local --phase cutover "
+            f"--resume {run.name} --confirm 4.2.lab-upgrade") in again.stdout
+    assert "running the rollback phase" not in again.stdout and "outcome: failed" in again.stdout
+    assert not any(r.get("kind") == "decision" for r in ledger(run))
     intents = [r for r in ledger(run) if r.get("kind") == "intent" and r["step_id"] == "4.2.lab-upgrade"]
     assert len(intents) == 1  # never silently repeated
     refused = [r for r in ledger(run) if r.get("kind") == "step" and r["step_id"] == "4.2.lab-upgrade"]
@@ -139,3 +144,55 @@ def test_plan_then_approved_plan_then_t0_and_a_changed_command_is_stopped(own_la
     t0 = cutover(root, "run", "--env", "local", "--phase", "cutover")
     assert t0.returncode == 0, t0.stdout + t0.stderr
     assert "commands match the approved plan" in t0.stdout
+    done = Path(next(x for x in t0.stdout.splitlines() if x.startswith("evidence: ")).split(": ", 1)[1])
+    sealed = (done / "manifest.json").read_bytes()
+    again = cutover(root, "run", "--env", "local", "--phase", "cutover", "--resume", done.name)
+    assert again.returncode == 2 and f"run {done.name} is sealed and cannot be resumed: it passed" in again.stderr
+    assert (done / "manifest.json").read_bytes() == sealed
+
+
+def test_resume_is_as_strict_as_a_first_run(own_lab):
+    """Issue 12: a resumed T0 run is checked against the approved plan again, keeps the params it
+    started with (or records the change), and a finished run's seal is never reopened."""
+    root = own_lab
+    plan = cutover(root, "plan", "--env", "local", "--phase", "cutover")
+    plan_run = Path(next(x for x in plan.stdout.splitlines() if x.startswith("evidence: ")).split(": ", 1)[1])
+    for role, name in (("cto", "Avery Chen"), ("devops-lead", "Sam Okafor")):
+        assert cutover(root, "approve", "--env", "local", "--gate", "plan", "--role", role, "--name", name,
+                       "--record", "CHG-TEST", "--plan", plan_run.name).returncode == 0
+    fault = ["-p", "deploy.lab.release_faults=" + json.dumps({"2025.09.2": {"runtime.ingest_error": True}})]
+    first = cutover(root, "run", "--env", "local", "--phase", "cutover", "--no-rollback", *fault)
+    assert first.returncode == 1 and "commands match the approved plan" in first.stdout, first.stdout + first.stderr
+    run = Path(next(x for x in first.stdout.splitlines() if x.startswith("evidence: ")).split(": ", 1)[1])
+    sealed = (run / "manifest.json").read_bytes()
+
+    # changed params: refused, nothing written
+    moved = ["-p", "backup.mongo.out_dir=.lab/elsewhere"]
+    res = cutover(root, "run", "--env", "local", "--phase", "cutover", "--resume", run.name, *fault, *moved)
+    assert res.returncode == 2 and f"the params of local changed since run {run.name} started" in res.stderr, res.stderr
+    assert "--accept-param-changes" in res.stderr and (run / "manifest.json").read_bytes() == sealed
+    # accepted and recorded -- and then the approved-plan check stops it (the backup command changed)
+    res = cutover(root, "run", "--env", "local", "--phase", "cutover", "--resume", run.name, *fault, *moved,
+                  "--accept-param-changes")
+    assert res.returncode == 3 and "differ from the approved plan" in res.stdout, res.stdout + res.stderr
+    changed = [r for r in ledger(run) if r.get("kind") == "params-changed"]
+    assert len(changed) == 1 and changed[0]["from_params_sha256"] != changed[0]["to_params_sha256"]
+    assert not any(r.get("kind") == "run-resume" for r in ledger(run))  # stopped before the notebooks
+
+    # the params it started with: the plan check passes and the run goes on (the fault still there:
+    # smoke fails again and rolls back) -- and a rolled-back run's seal then stands
+    res = cutover(root, "run", "--env", "local", "--phase", "cutover", "--resume", run.name, *fault)
+    assert "commands match the approved plan" in res.stdout and "outcome: rolled-back" in res.stdout, res.stdout
+    final = (run / "manifest.json").read_bytes()
+    res = cutover(root, "run", "--env", "local", "--phase", "cutover", "--resume", run.name, *fault)
+    assert res.returncode == 2 and f"run {run.name} is sealed and cannot be resumed: it was rolled back" in res.stderr
+    assert (run / "manifest.json").read_bytes() == final
+    # a plan is not resumable; a link out of executed/ is not followed
+    res = cutover(root, "run", "--env", "local", "--phase", "cutover", "--resume", plan_run.name)
+    assert res.returncode == 2 and "is a plan (dry run): there is nothing to resume" in res.stderr
+    outside = root.parent / "elsewhere-run"
+    outside.mkdir()
+    (root / "executed" / "local" / "20300101T000000Z-local-cutover").symlink_to(outside)
+    res = cutover(root, "run", "--env", "local", "--phase", "cutover", "--resume", "20300101T000000Z-local-cutover")
+    assert res.returncode == 2 and "is a link out of executed/local/" in res.stderr
+
