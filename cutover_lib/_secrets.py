@@ -15,6 +15,7 @@ through :func:`mask` first, so a value shows as ``***`` wherever it would appear
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import threading
@@ -27,7 +28,8 @@ from pydantic_core import core_schema
 
 from ._errors import SecretError
 
-__all__ = ["MASK", "SecretRef", "is_reference", "mask", "mask_obj", "register_resolver", "register_secret"]
+__all__ = ["MASK", "SecretRef", "derived_forms", "is_reference", "mask", "mask_obj", "register_resolver",
+           "register_secret"]
 
 MASK = "***"
 
@@ -36,8 +38,40 @@ _values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
 
+def _base64_cores(raw: bytes) -> set[str]:
+    """The base64 (and URL-safe base64) characters that encode ``raw`` alone, at each of the three
+    byte offsets it can have inside a longer encoded text."""
+    cores = set()
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        for shift in range(3):
+            text = encode(b"\0" * shift + raw).decode()
+            start, stop = -(-8 * shift // 6), 8 * (shift + len(raw)) // 6  # characters no other byte touches
+            cores.add(text[start:stop])
+    return cores
+
+
+def derived_forms(value: str) -> set[str]:
+    """The value and the forms a tool may print it in: URL-encoded, JSON-escaped, base64 at any
+    offset; for a URI with credentials (``mongodb://user:PASS@host``) also its password (as
+    written and decoded) and its ``user:password`` part."""
+    forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value), json.dumps(value)[1:-1]}
+    forms |= _base64_cores(value.encode())
+    try:
+        parts = urllib.parse.urlsplit(value)
+        password = parts.password
+    except ValueError:
+        password = None
+    if password:
+        if len(urllib.parse.unquote(password)) < 4:
+            raise SecretError("the password in a secret URI is shorter than 4 characters",
+                              hint="use a real credential; a short password cannot be masked when a tool prints it")
+        forms |= {password, urllib.parse.unquote(password), f"{parts.username}:{password}"}
+        forms |= _base64_cores(urllib.parse.unquote(password).encode())
+    return {f for f in forms if len(f) >= 4}
+
+
 def register_secret(value: str) -> None:
-    """Remember a resolved value so that :func:`mask` hides it (and its common encodings)."""
+    """Remember a resolved value so that :func:`mask` hides it and its derived forms."""
     global _pattern
     if not value or len(value) < 4:
         # Too short to mask without destroying ordinary text; such a secret is a config error.
@@ -45,12 +79,11 @@ def register_secret(value: str) -> None:
             raise SecretError("a resolved secret is shorter than 4 characters",
                               hint="use a real credential; short values cannot be masked safely")
         return
-    forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value),
-             base64.b64encode(value.encode()).decode().rstrip("=")}
+    forms = derived_forms(value)
     with _lock:
         if forms <= _values:
             return
-        _values.update(f for f in forms if len(f) >= 4)
+        _values.update(forms)
         alternatives = sorted(_values, key=len, reverse=True)
         _pattern = re.compile("|".join(re.escape(v) for v in alternatives))
 
@@ -142,8 +175,9 @@ class SecretRef:
     def __init__(self, ref: str, base: Path | None = None) -> None:
         m = _REF.match(ref or "")
         if not m:
-            raise ValueError(
-                f'expected a secret reference like env:NAME, file:PATH or k8s:NS/SECRET#KEY, got "{ref}"')
+            # never echoed: what was written here may be the secret itself
+            raise ValueError("expected a secret reference like env:NAME, file:PATH or k8s:NS/SECRET#KEY, got a "
+                             f"value that is not one ({len(ref or '')} characters, not shown)")
         if m.group(1) == "k8s" and not re.fullmatch(r"[a-z0-9-]+/[a-z0-9.-]+#[A-Za-z0-9._-]+", m.group(2)):
             raise ValueError(f'expected k8s:NAMESPACE/SECRET#KEY, got "{ref}"')
         self.ref = ref

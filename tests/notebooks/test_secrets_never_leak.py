@@ -65,6 +65,7 @@ def test_canaries_never_reach_evidence_or_terminal(tmp_path, kube_api):  # noqa:
     up(cfg)
     env = {**os.environ, "PATH": f"{STANDINS}:{os.environ['PATH']}", "MC_STANDIN_ROOT": str(tmp_path / "mc"),
            "MONGO_BACKUP_URI": f"mongodb://backup:{CANARY_ENV}@127.0.0.1:27017/stellaops",
+           "STANDIN_PS_LOG": str(tmp_path / "ps-during-backup.txt"),
            "BRIDGE_HOOK": f"http://127.0.0.1:{hook.server_address[1]}/hooks/{CANARY_HOOK}",
            "CUTOVER_ROOT": str(root)}
     (tmp_path / "mc" / "minio" / "stellaops").mkdir(parents=True)
@@ -114,3 +115,8 @@ def test_canaries_never_reach_evidence_or_terminal(tmp_path, kube_api):  # noqa:
             hits += [str(p) for p in runs if needle in p.read_bytes()]
             hits += [f"terminal output {i}" for i, out in enumerate(outputs) if needle.decode() in out]
     assert hits == []
+    # mongodump printed the URI's password alone (masked above); and while it ran, no process's
+    # command line on the host held any secret (the URI reaches it in a 0600 config, never argv)
+    ps = (tmp_path / "ps-during-backup.txt").read_text()
+    assert "mongodump --config" in ps
+    assert not [c for c in (CANARY_FILE, CANARY_ENV, CANARY_HOOK, CANARY_K8S) if c in ps]
