@@ -419,7 +419,7 @@ def execute_notebook(nb_in: Path, nb_out: Path, parameters: dict[str, Any], cwd:
 
     def deadline_passed() -> NotebookFailed:
         return NotebookFailed("NotebookDeadline", f"{Path(nb_in).name} exceeded its {deadline:g}s deadline "
-                              "(timeouts.notebook); the kernel was stopped")
+                              "(timeouts.notebook, plus what the notebook's metadata adds); the kernel was stopped")
 
     timer = threading.Timer(deadline, on_deadline)
     timer.daemon = True

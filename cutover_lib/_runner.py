@@ -241,6 +241,32 @@ _FINAL = {"passed": "it passed", "rolled-back": "it was rolled back",
           "rollback-failed": "its rollback failed: resume the rollback, not the cutover"}
 
 
+def notebook_deadline(env: Environment, notebook: Path) -> float:
+    """A notebook's whole-run deadline in seconds: ``timeouts.notebook``, plus each duration its
+    metadata names under ``cutover.deadline_adds`` -- 09_post_cutover names ``monitoring.duration``,
+    so Section 7's 4 h of monitoring is never cut short by a 2 h deadline."""
+    from datetime import timedelta
+
+    from ._template import lookup
+
+    seconds = env.timeouts.notebook.total_seconds()
+    try:
+        meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {}).get("cutover", {})
+    except (OSError, ValueError, AttributeError):
+        return seconds
+    adds = meta.get("deadline_adds", []) if isinstance(meta, dict) else []
+    for key in adds if isinstance(adds, list) else [adds]:
+        try:
+            value = lookup(env, str(key))
+        except KeyError:
+            value = None
+        if not isinstance(value, timedelta):
+            raise UsageError(f"notebooks/{notebook.name}: metadata cutover.deadline_adds names {key!r}, which is not a "
+                             "duration in params", hint="name a duration key, e.g. monitoring.duration")
+        seconds += value.total_seconds()
+    return seconds
+
+
 def _open_for_resume(executed: Path, env: str, run_id: str, phase: str) -> RunFolder:
     checked_name("run id", run_id, f"pass a run folder's name, e.g. --resume 20261027T140000Z-{env}-{phase}")
     path = executed / env / run_id
@@ -355,9 +381,9 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
             code, msg = EXIT_PASSED, ""
             with Progress(run, echo, with_status(reporter.on_record, status, where)):
                 try:
-                    execute_notebook(root / "notebooks" / nb, out, {**params, "notebook": nb}, root,
-                                     env.timeouts.notebook.total_seconds(), env.timeouts.notebook.total_seconds(),
-                                     kernels=kernels)
+                    deadline = notebook_deadline(env, root / "notebooks" / nb)
+                    execute_notebook(root / "notebooks" / nb, out, {**params, "notebook": nb}, root, deadline,
+                                     deadline, kernels=kernels)
                 except Exception as exc:  # noqa: BLE001 - papermill/nbclient errors become a run outcome
                     code, msg = _notebook_failure(exc)
             if out.exists():
