@@ -25,7 +25,8 @@ The exit codes of ``cutover`` -- the one table; the runner and the CLI take thei
     2  EXIT_USAGE   bad command line, params, secret reference or missing tool
     3  EXIT_GATE    a gate is not approved (or the run differs from the approved plan)
     4  EXIT_LOCK    another run holds the environment's lock
-    130            interrupted (Ctrl-C)
+    130            interrupted (Ctrl-C): what exists is sealed, the lock released, the resume command printed
+    143            terminated (SIGTERM): the same
 
 Third-party errors (subprocess, httpx, docker, kubernetes) are converted at the
 adapter edge into one of these, ``raise ... from exc``.  Messages never contain a
@@ -51,6 +52,7 @@ __all__ = [
     "ParamsError",
     "SecretError",
     "StepFailed",
+    "Terminated",
     "ToolMissing",
     "UsageError",
     "exit_code_for",
@@ -139,10 +141,16 @@ class GateNotApproved(CutoverError):
     exit_code = 3
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C is (so every ``finally`` runs); exit 143."""
+
+    exit_code = 143
+
+
 def exit_code_for(name: str) -> int:
     """The exit code of the error class called ``name`` (an error raised inside a notebook reaches the
     runner by name only); any other name is a failure (1)."""
-    cls = globals().get(name)
-    if isinstance(cls, type) and issubclass(cls, CutoverError):
-        return int(cls.exit_code)
+    cls = globals().get(name) or {"KeyboardInterrupt": KeyboardInterrupt}.get(name)
+    if isinstance(cls, type) and issubclass(cls, (CutoverError, KeyboardInterrupt)):
+        return int(getattr(cls, "exit_code", 130))
     return EXIT_FAILED

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import EXIT_FAILED, EXIT_GATE, EXIT_PASSED, UsageError, exit_code_for
+from ._errors import EXIT_FAILED, EXIT_GATE, EXIT_PASSED, Terminated, UsageError, exit_code_for
 from ._evidence import RunFolder, iso, utc_now
 from ._kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
 from ._lock import EnvLock, break_lock, checked_name
@@ -396,17 +396,24 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
                 return code, f"{nb}: {msg}"
         return EXIT_PASSED, ""
 
-    exit_code, message = execute(notebooks, phase)
-    if exit_code:
-        outcome = "blocked" if exit_code == EXIT_GATE else "failed"
-    decisions = [r for r in run.read_ledger() if r.get("kind") == "decision"]
-    if phase == "cutover" and decisions and decisions[-1].get("decision") == "rollback" and rollback_on_failure \
-            and not dry_run:
-        echo("smoke tests failed: running the rollback phase (Section 6)")
-        rb_code, rb_msg = execute(load_phases(root)["rollback"], "rollback")
-        outcome = "rolled-back" if rb_code == 0 else "rollback-failed"
-        message = message + (f"; rollback: {rb_msg}" if rb_msg else "; rolled back")
-        exit_code = exit_code or EXIT_FAILED
+    interrupted: KeyboardInterrupt | None = None
+    try:
+        exit_code, message = execute(notebooks, phase)
+        if exit_code:
+            outcome = "blocked" if exit_code == EXIT_GATE else "failed"
+        decisions = [r for r in run.read_ledger() if r.get("kind") == "decision"]
+        if phase == "cutover" and decisions and decisions[-1].get("decision") == "rollback" and rollback_on_failure \
+                and not dry_run:
+            echo("smoke tests failed: running the rollback phase (Section 6)")
+            rb_code, rb_msg = execute(load_phases(root)["rollback"], "rollback")
+            outcome = "rolled-back" if rb_code == 0 else "rollback-failed"
+            message = message + (f"; rollback: {rb_msg}" if rb_msg else "; rolled back")
+            exit_code = exit_code or EXIT_FAILED
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the kernel is already stopped; seal what exists
+        interrupted = exc
+        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        outcome, exit_code, message = "interrupted", exit_code_for(type(exc).__name__), f"interrupted by {how}"
+        run.append({"kind": "interrupted", "by": how})
     if dry_run:
         manifest["plan_digest"], manifest["planned_commands"] = plan_digest(run.read_ledger())
         manifest["planned"] = planned_commands(run.read_ledger())
@@ -422,6 +429,10 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
     echo(f"outcome: {outcome}{' - ' + message if message else ''}")
     echo(f"evidence: {run.path}")
     echo(f"report:   {index}")
+    if interrupted is not None:
+        echo(f"next:     cutover run --env {env.name} --phase {phase} --resume {run.run_id}"
+             f"{' --dry-run' if dry_run else ''}")
+        raise interrupted
     unknown = [r["step_id"] for r in run.read_ledger() if r.get("kind") == "step" and r.get("unknown_outcome")]
     if "OutcomeUnknown:" in message and unknown:
         echo(f"next:     check by hand what {unknown[-1]} did, then: cutover run --env {env.name} --phase {phase} "

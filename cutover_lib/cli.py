@@ -141,9 +141,17 @@ def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Op
                                    rollback_on_failure=not no_rollback, waive=waive or [],
                                    echo=lambda s: console.print(s, markup=False), status=line.update,
                                    kernels=kernels, accept_param_changes=accept_param_changes)
+    except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM (click would turn it into "Aborted!", exit 1)
+        raise typer.Exit(_interrupted(exc)) from None
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc) from None
     raise typer.Exit(result.exit_code)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    code = int(getattr(exc, "exit_code", 130))
+    typer.echo(f"{'terminated' if code == 143 else 'interrupted'}: the evidence written so far is kept", err=True)
+    return code
 
 
 @app.command()
@@ -282,12 +290,20 @@ def _add_plugin_commands() -> None:
 _add_plugin_commands()
 
 
+def _terminate(signum: int, frame: object) -> None:
+    from ._errors import Terminated
+
+    raise Terminated()
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)  # unwinds like Ctrl-C: the run is sealed, the lock released
     try:
         app()
-    except KeyboardInterrupt:
-        typer.echo("interrupted: the evidence written so far is kept; resume with --resume RUN_ID", err=True)
-        _exit(130)
+    except KeyboardInterrupt as exc:
+        _exit(_interrupted(exc))
     except SystemExit as exc:
         _exit(exc.code)
 

@@ -196,3 +196,33 @@ def test_resume_is_as_strict_as_a_first_run(own_lab):
     res = cutover(root, "run", "--env", "local", "--phase", "cutover", "--resume", "20300101T000000Z-local-cutover")
     assert res.returncode == 2 and "is a link out of executed/local/" in res.stderr
 
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_sigterm_and_ctrl_c_seal_what_exists_release_the_lock_and_say_how_to_resume(own_lab, sig, code, word):
+    root = own_lab
+    proc = subprocess.Popen([sys.executable, "-m", "cutover_lib.cli", "run", "--env", "local", "--phase", "cutover",
+                             "--root", str(root)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    run = None
+    while time.monotonic() < deadline:
+        runs = sorted((root / "executed" / "local").glob("*-local-cutover"))
+        if runs and (runs[-1] / "ledger.jsonl").exists() and \
+                any(r.get("kind") == "step" for r in ledger(runs[-1])):
+            run = runs[-1]
+            break
+        time.sleep(0.02)
+    assert run is not None, "the run never wrote a step"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, out + err
+    assert f"{word}: the evidence written so far is kept" in err and "Traceback" not in out + err
+    assert f"next:     cutover run --env local --phase cutover --resume {run.name}" in out
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["sealed"] and manifest["outcome"] == "interrupted"
+    assert any(r.get("kind") == "interrupted" for r in ledger(run))
+    assert cutover(root, "verify", str(run)).returncode == 0
+    assert not (root / "executed" / "local" / ".lock").exists()
+    res = cutover(root, "run", "--env", "local", "--phase", "cutover", "--resume", run.name,
+                  *[x for s in {r["step_id"] for r in ledger(run) if r.get("kind") == "intent"} for x in ("--confirm", s)])
+    assert res.returncode == 0, res.stdout + res.stderr
