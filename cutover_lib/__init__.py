@@ -57,7 +57,7 @@ _EXPORTS = {
     "signed_dsse": "._verify",
     "snapshot_holds": "._backup",
     "values_secrets_hold_keys": "._helm_steps",
-    "verify_run": "._evidence",
+    "verify_run": "._tamper",
     "visible_by_query": "._verify",
 }
 

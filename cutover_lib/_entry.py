@@ -4,7 +4,7 @@
 renders it, kept in the source; a test compares the two) without loading typer, click or the
 library: an operator's first command answers in the time Python takes to start.  Everything
 else goes to :func:`cutover_lib.cli.main`; for ``run`` and ``plan`` the first notebook's kernel
-starts booting first (:func:`._kernels.start_early`).
+starts booting first (:func:`._prestart.start_early`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main() -> None:
         os._exit(0 if args else 2)
     if args[0] in ("run", "plan") and "--help" not in args:
         try:  # the first notebook's kernel boots on the other core while the CLI loads
-            from ._kernels import start_early
+            from ._prestart import start_early
 
             start_early(args[1:])
         except KeyboardInterrupt:  # before anything was run or written

@@ -36,7 +36,6 @@ __all__ = [
     "atomic_write",
     "new_run_id",
     "utc_now",
-    "verify_run",
     "write_new",
 ]
 
@@ -368,47 +367,6 @@ def _chain_findings(path: Path, label: str = "ledger.jsonl") -> tuple[list[str],
         records.append(rec)
         prev = sha256_bytes(line)
     return findings, records, prev
-
-
-def verify_run(path: Path) -> list[str]:
-    """Every change to a sealed run folder, one finding per line; empty when untouched."""
-    run = RunFolder.open(path)
-    findings: list[str] = []
-    try:
-        manifest = run.read_manifest()
-    except EvidenceError:
-        findings.append("changed: manifest.json (no longer valid JSON)")
-        manifest = {"sealed": True, "files": {}}
-    if not manifest:
-        findings.append("missing: manifest.json")
-    elif not manifest.get("sealed"):
-        findings.append("manifest.json: run was never sealed (still running, or crashed: resume it)")
-    expected: dict[str, str] = manifest.get("files", {}) if manifest else {}
-    actual = run.file_hashes()
-    for name in sorted(set(expected) | set(actual)):
-        if name not in actual:
-            findings.append(f"missing: {name}")
-        elif name not in expected:
-            if manifest.get("sealed"):
-                findings.append(f"added: {name}")
-        elif expected[name] != actual[name]:
-            findings.append(f"changed: {name}")
-    chain, records, head = _chain_findings(run.ledger_path)
-    findings.extend(chain)
-    if manifest.get("sealed"):
-        if manifest.get("ledger_head") != head:
-            findings.append("ledger.jsonl: head does not match manifest.json (lines changed, dropped or appended)")
-        if manifest.get("ledger_records") != len(records):
-            findings.append(f"ledger.jsonl: {len(records)} records where manifest.json says "
-                            f"{manifest.get('ledger_records')}")
-        ends = [r for r in records if r.get("kind") == "run-end"]
-        if ends:
-            others = {k: v for k, v in expected.items() if k != "ledger.jsonl"}
-            if ends[-1].get("files_digest") != sha256_bytes(_canonical(others).encode()):
-                findings.append("manifest.json: file list does not match the digest sealed in the ledger")
-        else:
-            findings.append("ledger.jsonl: no run-end record")
-    return findings
 
 
 def is_run_id(name: str) -> bool:

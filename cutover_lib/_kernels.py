@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KERNEL_ENV", "Kernels", "NotebookFailed", "claim", "execute_notebook", "start_early", "warm_imports"]
+__all__ = ["KERNEL_ENV", "Kernels", "NotebookFailed", "execute_notebook", "warm_imports"]
 
 #: the run kernels' environment on top of the runner's: library warnings stay out of the record
 KERNEL_ENV = {"PYTHONWARNINGS": "ignore"}
@@ -80,8 +80,7 @@ def _manager_class() -> type:
 
     class ReadyClient(AsyncKernelClient):  # type: ignore[misc]
         def start_channels(self, *args: Any, **kwargs: Any) -> None:
-            # no heartbeat thread: the kernel manager (its process) says whether the kernel lives
-            kwargs["hb"] = False
+            kwargs["hb"] = False  # no heartbeat thread: the kernel manager knows whether the kernel lives
             if not self.channels_running:  # started early; nbclient starts it again
                 super().start_channels(*args, **kwargs)
 
@@ -345,55 +344,6 @@ class Kernels:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-
-
-_early: Kernels | None = None
-
-
-def start_early(args: list[str]) -> None:
-    """Boot the first notebook's kernel before the command line is even parsed (``cutover run``
-    and ``plan``: the CLI and its options load in about 0.3 s, the kernel takes longer).
-
-    ``args`` are the command's own arguments; only ``--root`` and ``--phase`` are looked at,
-    and nothing is started when either cannot be told from them (the CLI then reports the
-    problem or starts the kernel itself).  :func:`claim` hands the kernel to the command.
-    """
-    global _early
-    import atexit
-
-    from ._phases import find_root, load_phases
-
-    def option(name: str) -> str | None:
-        for i, arg in enumerate(args):
-            if arg == name and i + 1 < len(args):
-                return args[i + 1]
-            if arg.startswith(name + "="):
-                return arg.split("=", 1)[1]
-        return None
-
-    phase, root = option("--phase"), option("--root")
-    if _early is not None or not phase:
-        return
-    base = Path(root).resolve() if root else find_root()
-    first = load_phases(base).get(phase, [None])[0]
-    if not first or not (base / "notebooks" / first).is_file():
-        return
-    kernels = Kernels(base, env=KERNEL_ENV)
-    kernels.__enter__()
-    atexit.register(kernels.close)  # the command failed before claiming it: no kernel left behind
-    kernels.prepare(base / "notebooks" / first)
-    _early = kernels
-
-
-def claim(cwd: Path) -> Kernels | None:
-    """The kernels :func:`start_early` started for this project root, once (``None`` otherwise;
-    one started for another root is closed)."""
-    global _early
-    kernels, _early = _early, None
-    if kernels is not None and kernels.cwd != Path(cwd):
-        kernels.close()
-        return None
-    return kernels
 
 
 def execute_notebook(nb_in: Path, nb_out: Path, parameters: dict[str, Any], cwd: Path, cell_timeout: float,

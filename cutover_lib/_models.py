@@ -330,6 +330,15 @@ class Smoke(_Model):
     web_pages: dict[str, str] = Field(default_factory=dict)
 
 
+class Rehearsal(_Model):
+    """"Rehearsal must complete without manual interventions before proceeding to production": a
+    cutover here needs a passed ``rehearsal`` run of the same release in ``env`` (sealed, untouched,
+    not resumed, no waiver, no accepted params change) that ended within ``within``."""
+
+    env: str | None = None
+    within: Duration = timedelta(days=14)
+
+
 class Environment(_Model):
     """One environment of the runbook (``params/<name>.yaml``)."""
 
@@ -355,6 +364,7 @@ class Environment(_Model):
     tools: Tools = Tools()
     trust: Trust = Trust()
     smoke: Smoke = Smoke()
+    rehearsal: Rehearsal = Rehearsal()
     roles: list[Role] = Field(default_factory=list)
     offline_kit: str = "DEVOPS-OFFLINE-18-005"
     offline_kit_manifest: str | None = None

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import EXIT_FAILED, EXIT_GATE, EXIT_PASSED, Terminated, UsageError, exit_code_for
+from ._admission import open_for_resume, params_changed, passed_rehearsal
 from ._evidence import RunFolder, iso, utc_now
 from ._kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
-from ._lock import EnvLock, break_lock, checked_name
+from ._lock import EnvLock, break_lock
 from ._params import Environment, load_environment, params_digest
 from ._phases import load_phases
 from ._plan import plan_diff, plan_digest, planned_commands
@@ -173,8 +174,8 @@ def run_phase(
         exports = stack.enter_context(HtmlExports())
         executed = root / "executed"
         if resume:
-            run = _open_for_resume(executed, env_name, resume, phase)
-            changed = _params_changed(run, env, accept_param_changes)
+            run = open_for_resume(executed, env_name, resume, phase)
+            changed = params_changed(run, env, accept_param_changes)
         else:
             run, changed = None, None
         lock = EnvLock(executed, env_name)
@@ -182,6 +183,7 @@ def run_phase(
         try:
             if run is not None and changed is not None:
                 run.append({"kind": "params-changed", **changed})
+            rehearsed = passed_rehearsal(env, executed) if phase == "cutover" and not dry_run else None
             # a resumed T0 run is checked against the approved plan as strictly as its first attempt
             if phase == "cutover" and not dry_run:
                 blocked = _check_against_approved_plan(env, notebooks, root, executed, ov, echo, kernels)
@@ -190,6 +192,8 @@ def run_phase(
             if run is None:
                 run = RunFolder.create(executed, env_name, phase)
                 lock.rename(run.run_id)
+            if rehearsed is not None:
+                run.append({"kind": "rehearsal-evidence", **rehearsed})
             return _run(env, phase, notebooks, run, root=root, dry_run=dry_run, with_reads=with_reads,
                         overrides=ov, resume=bool(resume), confirm=confirm, waive=waive,
                         rollback_on_failure=rollback_on_failure, echo=echo, status=status, kernels=kernels,
@@ -236,11 +240,6 @@ def _check_against_approved_plan(env: Environment, notebooks: list[str], root: P
     return RunResult(check.path, "blocked", EXIT_GATE, message, result.index_html)
 
 
-#: outcomes a run is finished with: its seal stands, a resume would rewrite what it proves
-_FINAL = {"passed": "it passed", "rolled-back": "it was rolled back",
-          "rollback-failed": "its rollback failed: resume the rollback, not the cutover"}
-
-
 def notebook_deadline(env: Environment, notebook: Path) -> float:
     """A notebook's whole-run deadline in seconds: ``timeouts.notebook``, plus each duration its
     metadata names under ``cutover.deadline_adds`` -- 09_post_cutover names ``monitoring.duration``,
@@ -265,46 +264,6 @@ def notebook_deadline(env: Environment, notebook: Path) -> float:
                              "duration in params", hint="name a duration key, e.g. monitoring.duration")
         seconds += value.total_seconds()
     return seconds
-
-
-def _open_for_resume(executed: Path, env: str, run_id: str, phase: str) -> RunFolder:
-    checked_name("run id", run_id, f"pass a run folder's name, e.g. --resume 20261027T140000Z-{env}-{phase}")
-    path = executed / env / run_id
-    if not path.is_dir():
-        known = sorted(p.name for p in (executed / env).glob("*T*Z-*") if p.is_dir())[-3:]
-        raise UsageError(f"cannot resume {run_id}: no such run under executed/{env}/",
-                         hint=f"recent runs: {', '.join(known) or 'none'}")
-    if path.is_symlink() or not path.resolve().is_relative_to((executed / env).resolve()):
-        raise UsageError(f"cannot resume {run_id}: executed/{env}/{run_id} is a link out of executed/{env}/",
-                         hint="resume a run folder this checkout wrote, by its name")
-    run = RunFolder.open(path)
-    m = run.read_manifest()
-    if m.get("phase") not in (phase, None):
-        raise UsageError(f"run {run_id} is a {m.get('phase')} run, not {phase}",
-                         hint=f"resume it with --phase {m.get('phase')}")
-    if m.get("dry_run"):
-        raise UsageError(f"run {run_id} is a plan (dry run): there is nothing to resume",
-                         hint=f"plan again: cutover plan --env {env} --phase {phase}")
-    if m.get("sealed") and m.get("outcome") in _FINAL:
-        raise UsageError(f"run {run_id} is sealed and cannot be resumed: {_FINAL[m['outcome']]}",
-                         hint=(f"cutover run --env {env} --phase rollback" if m["outcome"] == "rollback-failed"
-                               else f"start a new run: cutover run --env {env} --phase {phase}"))
-    return run
-
-
-def _params_changed(run: RunFolder, env: Environment, accept: bool) -> dict[str, Any] | None:
-    """A resumed run keeps the params it started with (the same files and ``-p``): a change is
-    refused (exit 2) unless ``--accept-param-changes``, and then recorded in the run's ledger."""
-    before, now = run.read_manifest().get("params_sha256"), params_digest(env)
-    if not before or before == now:
-        return None
-    if not accept:
-        raise UsageError(f"the params of {env.name} changed since run {run.run_id} started (sha256 {before[:12]}… "
-                         f"then, {now[:12]}… now)",
-                         hint="resume with the params files and -p it started with, or pass --accept-param-changes "
-                              "(recorded in the run)")
-    return {"from_params_sha256": before, "to_params_sha256": now, "accepted_by": f"{getpass.getuser()}@{socket.gethostname()}",
-            "text": "params changed between attempts; resumed with --accept-param-changes"}
 
 
 def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, root: Path, dry_run: bool,

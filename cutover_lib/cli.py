@@ -114,7 +114,8 @@ def _usage(message: str, hint: str) -> Exception:
 def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Optional[list[str]],
              resume: Optional[str], confirm: Optional[list[str]], no_rollback: bool, root: Optional[Path],
              waive: Optional[list[str]] = None, accept_param_changes: bool = False) -> None:
-    from ._kernels import KERNEL_ENV, Kernels, claim
+    from ._kernels import KERNEL_ENV, Kernels
+    from ._prestart import claim
     from ._errors import CutoverError
     from ._phases import load_phases
 
@@ -158,7 +159,7 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
 def verify(run_dir: Annotated[Path, typer.Argument(help="A run folder, e.g. executed/local/<run-id>.")]) -> None:
     """Re-hash a run folder and check its ledger chain; exit 1 naming every change."""
     try:
-        from ._evidence import verify_run
+        from ._tamper import verify_run
 
         findings = verify_run(run_dir)
     except Exception as exc:  # noqa: BLE001

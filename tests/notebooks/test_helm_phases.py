@@ -133,9 +133,22 @@ def test_prod_cutover_in_helm_mode_then_non_convergence_rolls_back_by_history(wo
     approve(world, "prod")
     for name in DEPLOYMENTS:
         world.kube.add_deployment(name, converge_after=1)
+    # prod refuses to start before stage rehearsed this release (issue 12), then names the rehearsal
+    refused = world.cutover("run", "--env", "prod", "--phase", "cutover")
+    assert refused.returncode == 3 and "no passed stage rehearsal of release 2025.09.2" in refused.stderr, \
+        refused.stdout[-3000:] + refused.stderr[-2000:]
+    assert not list((world.root / "executed" / "prod").glob("*-prod-cutover"))
+    rehearsed = world.cutover("run", "--env", "stage", "--phase", "rehearsal")
+    assert rehearsed.returncode == 0, rehearsed.stdout[-5000:] + rehearsed.stderr[-2000:]
+    stage_run, _ = steps(rehearsed.stdout)
+    for name in DEPLOYMENTS:
+        world.kube.add_deployment(name, converge_after=1)
     ok = world.cutover("run", "--env", "prod", "--phase", "cutover")
     assert ok.returncode == 0, ok.stdout[-5000:] + ok.stderr[-2000:]
-    _, st = steps(ok.stdout)
+    prod_run, st = steps(ok.stdout)
+    evidence = [json.loads(x) for x in (prod_run / "ledger.jsonl").read_text().splitlines()
+                if '"rehearsal-evidence"' in x]
+    assert evidence and evidence[0]["run"] == stage_run.name and evidence[0]["env"] == "stage"
     assert st["4.3.helm-upgrade"]["command"] == ("helm upgrade stellaops deploy/helm/stellaops -f "
                                                  "deploy/helm/stellaops/values-prod.yaml --atomic --timeout 20s "
                                                  "--namespace stellaops --kube-context stellaops-prod")

@@ -166,7 +166,7 @@ def _alive(pid: int) -> bool:
 def test_the_first_kernel_boots_before_the_command_line_is_parsed(tmp_path):
     """``cutover run/plan`` start the first notebook's kernel from their raw arguments (both option
     spellings); the command claims it for the same project root only."""
-    from cutover_lib import _kernels
+    from cutover_lib import _prestart as _kernels
 
     root = _project(tmp_path)
     _kernels.start_early(["--env", "local", f"--root={root}", "--phase", "cutover"])
@@ -189,7 +189,7 @@ def test_the_first_kernel_boots_before_the_command_line_is_parsed(tmp_path):
 @pytest.mark.parametrize("args", [["--phase", "nosuch"], ["--env", "local"], ["--phase"],
                                   ["--phase", "cutover", "--root", "/nonexistent/x"]])
 def test_no_early_kernel_when_the_arguments_do_not_say_which(tmp_path, args):
-    from cutover_lib import _kernels
+    from cutover_lib import _prestart as _kernels
 
     root = _project(tmp_path)
     try:

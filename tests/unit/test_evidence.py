@@ -5,7 +5,8 @@ import stat
 import pytest
 
 from cutover_lib._errors import EvidenceError
-from cutover_lib._evidence import GENESIS, RunFolder, atomic_write, sha256_bytes, verify_run, write_new
+from cutover_lib._evidence import GENESIS, RunFolder, atomic_write, sha256_bytes, write_new
+from cutover_lib._tamper import verify_run
 
 
 @pytest.fixture
