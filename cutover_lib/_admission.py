@@ -14,9 +14,9 @@ from typing import Any
 
 from ._errors import GateNotApproved, UsageError
 from ._evidence import RunFolder, utc_now
-from ._tamper import verify_run
 from ._lock import checked_name
 from ._params import Environment, format_duration, params_digest
+from ._tamper import verify_run
 
 __all__ = ["open_for_resume", "params_changed", "passed_rehearsal"]
 
@@ -106,5 +106,6 @@ def params_changed(run: RunFolder, env: Environment, accept: bool) -> dict[str, 
                          f"then, {now[:12]}… now)",
                          hint="resume with the params files and -p it started with, or pass --accept-param-changes "
                               "(recorded in the run)")
-    return {"from_params_sha256": before, "to_params_sha256": now, "accepted_by": f"{getpass.getuser()}@{socket.gethostname()}",
+    return {"from_params_sha256": before, "to_params_sha256": now,
+            "accepted_by": f"{getpass.getuser()}@{socket.gethostname()}",
             "text": "params changed between attempts; resumed with --accept-param-changes"}

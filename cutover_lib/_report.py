@@ -35,7 +35,7 @@ def _exporter() -> Any:
         wrappers and ``alt`` to images: about half of an export's time.  Those attributes are
         added here on the template's own markup (:func:`_accessible`)."""
 
-        def from_notebook_node(self, nb: Any, resources: Any = None, **kw: Any) -> tuple[str, Any]:
+        def from_notebook_node(self, nb: Any, resources: Any = None, **kw: Any) -> Any:
             lang = nb.metadata.get("language_info", {})
             lexer = lang.get("pygments_lexer", lang.get("name", None))
             self.register_filter("highlight_code",
