@@ -30,7 +30,7 @@ from ._evidence import HashChain, iso, utc_now
 from ._params import Environment
 from ._steps import Runbook, StepContext, Waived
 
-__all__ = ["ApprovalStore", "gate", "gate_status", "person", "require"]
+__all__ = ["ApprovalStore", "gate", "gate_status", "pending_approvals", "person", "require"]
 
 
 def person(name: str) -> str:
@@ -245,6 +245,11 @@ def require(rb: Runbook, gate_name: str, *, section: str | None = None) -> dict[
 
     return rb.step(f"{sec}.gate-{gate_name}", f"Gate: {g.title}", owner="Approvals",
                    expect=f"approved by {' + '.join(g.roles)} (recorded in {g.record})", action=act)
+
+
+def pending_approvals(root: Path, env: Environment, gate_name: str) -> list[str]:
+    """The ``cutover approve`` commands a gate still needs, one per missing role."""
+    return [approve_command(env, gate_name, role) for role in ApprovalStore(root, env).status(gate_name).missing]
 
 
 def plan_digest_of(root: Path, env: Environment, plan_run: str) -> str:

@@ -1,7 +1,8 @@
 """The phases: which notebooks each one runs, in order -- data in ``notebooks/phases.yaml``.
 
 Light on purpose: the CLI reads it to start the first notebook's kernel before it loads
-anything else.  Adding a notebook to a phase is one line in that file.
+anything else.  Adding a notebook to a phase is one line in that file; a notebook that must run
+longer than ``timeouts.notebook`` says so in its own metadata (:func:`notebook_deadline`).
 """
 
 from __future__ import annotations
@@ -9,10 +10,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._errors import UsageError
 
-__all__ = ["PHASES_FILE", "find_root", "load_phases"]
+if TYPE_CHECKING:
+    from ._models import Environment
+
+__all__ = ["PHASES_FILE", "find_root", "load_phases", "notebook_deadline"]
 
 PHASES_FILE = "notebooks/phases.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -59,3 +64,30 @@ def find_root(start: Path | None = None) -> Path:
         if (p / "params").is_dir() and (p / "notebooks").is_dir():
             return p
     return cur
+
+
+def notebook_deadline(env: "Environment", notebook: Path) -> float:
+    """A notebook's whole-run deadline in seconds: ``timeouts.notebook``, plus each duration its
+    metadata names under ``cutover.deadline_adds`` -- 09_post_cutover names ``monitoring.duration``,
+    so Section 7's 4 h of monitoring is never cut short by a 2 h deadline."""
+    import json
+    from datetime import timedelta
+
+    from ._template import lookup
+
+    seconds = env.timeouts.notebook.total_seconds()
+    try:
+        meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {}).get("cutover", {})
+    except (OSError, ValueError, AttributeError):
+        return seconds
+    adds = meta.get("deadline_adds", []) if isinstance(meta, dict) else []
+    for key in adds if isinstance(adds, list) else [adds]:
+        try:
+            value = lookup(env, str(key))
+        except KeyError:
+            value = None
+        if not isinstance(value, timedelta):
+            raise UsageError(f"notebooks/{notebook.name}: metadata cutover.deadline_adds names {key!r}, which is not a "
+                             "duration in params", hint="name a duration key, e.g. monitoring.duration")
+        seconds += value.total_seconds()
+    return seconds

@@ -160,6 +160,7 @@ table{border-collapse:collapse;width:100%;font-size:13px}th,td{border:1px solid 
 text-align:left;vertical-align:top}th{background:#f6f8fa}.o{font-weight:bold;border-radius:4px;padding:1px 6px;color:#fff}
 .passed{background:#1a7f37}.failed{background:#cf222e}.skipped{background:#6e7781}.planned{background:#0969da}
 .waived{background:#9a6700}.blocked{background:#cf222e}.rolled-back{background:#bc4c00}.running{background:#6e7781}
+.rollback-pending{background:#9a6700}.rollback-failed{background:#cf222e}.interrupted{background:#6e7781}
 .breach{color:#cf222e;font-weight:bold}code{font-size:12px;white-space:pre-wrap}.muted{color:#57606a}
 """
 

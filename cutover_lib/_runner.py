@@ -30,7 +30,7 @@ from ._evidence import RunFolder, iso, utc_now
 from ._kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
 from ._lock import EnvLock, break_lock
 from ._params import Environment, load_environment, params_digest
-from ._phases import load_phases
+from ._phases import load_phases, notebook_deadline
 from ._plan import plan_diff, plan_digest, planned_commands
 from ._progress import Progress, with_status
 from ._report import HtmlExports
@@ -240,32 +240,6 @@ def _check_against_approved_plan(env: Environment, notebooks: list[str], root: P
     return RunResult(check.path, "blocked", EXIT_GATE, message, result.index_html)
 
 
-def notebook_deadline(env: Environment, notebook: Path) -> float:
-    """A notebook's whole-run deadline in seconds: ``timeouts.notebook``, plus each duration its
-    metadata names under ``cutover.deadline_adds`` -- 09_post_cutover names ``monitoring.duration``,
-    so Section 7's 4 h of monitoring is never cut short by a 2 h deadline."""
-    from datetime import timedelta
-
-    from ._template import lookup
-
-    seconds = env.timeouts.notebook.total_seconds()
-    try:
-        meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {}).get("cutover", {})
-    except (OSError, ValueError, AttributeError):
-        return seconds
-    adds = meta.get("deadline_adds", []) if isinstance(meta, dict) else []
-    for key in adds if isinstance(adds, list) else [adds]:
-        try:
-            value = lookup(env, str(key))
-        except KeyError:
-            value = None
-        if not isinstance(value, timedelta):
-            raise UsageError(f"notebooks/{notebook.name}: metadata cutover.deadline_adds names {key!r}, which is not a "
-                             "duration in params", hint="name a duration key, e.g. monitoring.duration")
-        seconds += value.total_seconds()
-    return seconds
-
-
 def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, root: Path, dry_run: bool,
          with_reads: bool, overrides: dict[str, Any], resume: bool, confirm: Sequence[str],
          waive: Sequence[str], rollback_on_failure: bool, echo: Callable[[str], None],
@@ -356,18 +330,31 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
         return EXIT_PASSED, ""
 
     interrupted: KeyboardInterrupt | None = None
+    pending: list[str] = []
     try:
-        exit_code, message = execute(notebooks, phase)
-        if exit_code:
-            outcome = "blocked" if exit_code == EXIT_GATE else "failed"
+        can_roll_back = phase == "cutover" and rollback_on_failure and not dry_run
+        earlier = [r for r in run.read_ledger() if r.get("kind") == "decision"] if resume else []
+        if can_roll_back and earlier and earlier[-1].get("decision") == "rollback":
+            # decided in an earlier attempt: the rollback goes on, the cutover's notebooks are not re-run
+            exit_code, message, outcome = EXIT_FAILED, f"rollback decided earlier: {earlier[-1].get('reason', '')}", \
+                "failed"
+        else:
+            exit_code, message = execute(notebooks, phase)
+            if exit_code:
+                outcome = "blocked" if exit_code == EXIT_GATE else "failed"
         decisions = [r for r in run.read_ledger() if r.get("kind") == "decision"]
-        if phase == "cutover" and decisions and decisions[-1].get("decision") == "rollback" and rollback_on_failure \
-                and not dry_run:
-            echo("smoke tests failed: running the rollback phase (Section 6)")
+        if can_roll_back and decisions and decisions[-1].get("decision") == "rollback":
+            echo(f"rollback decided ({decisions[-1].get('reason', '')}): running the rollback phase (Section 6)")
             rb_code, rb_msg = execute(load_phases(root)["rollback"], "rollback")
-            outcome = "rolled-back" if rb_code == 0 else "rollback-failed"
+            if rb_code == EXIT_GATE:  # waits for its approvals: record them, then resume
+                from ._approvals import pending_approvals
+
+                outcome, exit_code = "rollback-pending", EXIT_GATE
+                pending = pending_approvals(root, env, "rollback")
+            else:
+                outcome = "rolled-back" if rb_code == 0 else "rollback-failed"
+                exit_code = exit_code or EXIT_FAILED
             message = message + (f"; rollback: {rb_msg}" if rb_msg else "; rolled back")
-            exit_code = exit_code or EXIT_FAILED
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the kernel is already stopped; seal what exists
         interrupted = exc
         how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
@@ -392,6 +379,10 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
         echo(f"next:     cutover run --env {env.name} --phase {phase} --resume {run.run_id}"
              f"{' --dry-run' if dry_run else ''}")
         raise interrupted
+    for command in pending:
+        echo(f"next:     {command}")
+    if pending:
+        echo(f"then:     cutover run --env {env.name} --phase {phase} --resume {run.run_id}")
     unknown = [r["step_id"] for r in run.read_ledger() if r.get("kind") == "step" and r.get("unknown_outcome")]
     if "OutcomeUnknown:" in message and unknown:
         echo(f"next:     check by hand what {unknown[-1]} did, then: cutover run --env {env.name} --phase {phase} "

@@ -50,7 +50,7 @@ def test_the_monitoring_notebook_deadline_follows_the_monitoring_duration(tmp_pa
 
     from cutover_lib._errors import UsageError
     from cutover_lib._params import load_environment
-    from cutover_lib._runner import notebook_deadline
+    from cutover_lib._phases import notebook_deadline
 
     repo = Path(__file__).resolve().parents[2]
     prod = load_environment("prod", repo / "params")
@@ -71,7 +71,7 @@ def test_a_notebook_outlives_timeouts_notebook_by_what_it_adds(tmp_path):
     from pathlib import Path
 
     from cutover_lib._params import load_environment, parse_overrides
-    from cutover_lib._runner import notebook_deadline
+    from cutover_lib._phases import notebook_deadline
 
     repo = Path(__file__).resolve().parents[2]
     env = load_environment("local", repo / "params", parse_overrides(["timeouts.notebook=2s",

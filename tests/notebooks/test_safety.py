@@ -226,3 +226,45 @@ def test_sigterm_and_ctrl_c_seal_what_exists_release_the_lock_and_say_how_to_res
     res = cutover(root, "run", "--env", "local", "--phase", "cutover", "--resume", run.name,
                   *[x for s in {r["step_id"] for r in ledger(run) if r.get("kind") == "intent"} for x in ("--confirm", s)])
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_a_rollback_waiting_for_its_approvals_is_pending_then_resumes_into_the_rollback(tmp_path):
+    """Issue 12: smoke fails, the rollback gate lacks its approvals -> ``rollback-pending`` (exit 3)
+    with the approve commands and the resume command; the resume runs the rollback, not the
+    cutover's notebooks again."""
+    from typer.testing import CliRunner
+
+    from cutover_lib.cli import app
+    from nb_helpers import DEMO_APPROVALS
+    from stellaops_lab import down, up
+
+    root = make_project(tmp_path / "p", free_block())
+    cfg = lab_config(root)
+    up(cfg)
+    try:
+        def approve(gates):
+            for gate, role, name in DEMO_APPROVALS:
+                if gate in gates:
+                    res = CliRunner().invoke(app, ["approve", "--env", "local", "--gate", gate, "--role", role, "--name",
+                                                   name, "--record", "CHG-TEST", "--root", str(root)])
+                    assert res.exit_code == 0, res.output
+
+        approve({"plan", "t0", "post-smoke"})
+        fault = ["-p", "deploy.lab.release_faults=" + json.dumps({"2025.09.2": {"runtime.ingest_error": True}})]
+        first = cutover(root, "run", "--env", "local", "--phase", "cutover", *fault)
+        assert first.returncode == 3, first.stdout + first.stderr
+        run = Path(next(x for x in first.stdout.splitlines() if x.startswith("evidence: ")).split(": ", 1)[1])
+        assert "outcome: rollback-pending" in first.stdout
+        assert "rollback decided (smoke tests failed: 5.runtime-event): running the rollback phase" in first.stdout
+        assert "next:     cutover approve --env local --gate rollback --role devops-lead --name 'NAME'" in first.stdout
+        assert f"then:     cutover run --env local --phase cutover --resume {run.name}" in first.stdout
+        assert json.loads((run / "manifest.json").read_text())["outcome"] == "rollback-pending"
+
+        approve({"rollback"})
+        again = cutover(root, "run", "--env", "local", "--phase", "cutover", "--resume", run.name, *fault)
+        assert again.returncode == 1 and "outcome: rolled-back" in again.stdout, again.stdout + again.stderr
+        assert "[cutover " not in again.stdout  # the smoke tests were not run again
+        assert "[rollback 1/1] 08_rollback.ipynb" in again.stdout
+        assert cutover(root, "verify", str(run)).returncode == 0
+    finally:
+        down(cfg)
