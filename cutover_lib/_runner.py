@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import EXIT_FAILED, EXIT_GATE, EXIT_PASSED, Terminated, UsageError, exit_code_for
 from ._admission import open_for_resume, params_changed, passed_rehearsal
+from ._errors import EXIT_FAILED, EXIT_GATE, EXIT_PASSED, Terminated, UsageError, exit_code_for
 from ._evidence import RunFolder, iso, utc_now
 from ._kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
 from ._lock import EnvLock, break_lock
@@ -375,9 +375,9 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
     echo(f"outcome: {outcome}{' - ' + message if message else ''}")
     echo(f"evidence: {run.path}")
     echo(f"report:   {index}")
-    if interrupted is not None:
-        echo(f"next:     cutover run --env {env.name} --phase {phase} --resume {run.run_id}"
-             f"{' --dry-run' if dry_run else ''}")
+    if interrupted is not None:  # (a plan is not resumed: it is made again)
+        echo(f"next:     cutover plan --env {env.name} --phase {phase}" if dry_run else
+             f"next:     cutover run --env {env.name} --phase {phase} --resume {run.run_id}")
         raise interrupted
     for command in pending:
         echo(f"next:     {command}")

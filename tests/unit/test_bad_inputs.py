@@ -69,6 +69,9 @@ CLI_CASES = [
                                           "approvals.waivable=true"], 2, "-p approvals.waivable: refused"),
     ("prod-override-of-the-name", None, ["params", "check", "--env", "prod", "-p", "name=stage"], 2,
      "-p name: refused"),
+    ("accept-param-changes-without-resume", None, ["run", "--env", "local", "--phase", "cutover",
+                                                   "--accept-param-changes"], 2,
+     "--accept-param-changes goes with --resume RUN_ID"),
     ("resume-unknown-run", None, ["run", "--env", "local", "--phase", "cutover", "--resume", "20200101T000000Z-x"], 2,
      "cannot resume 20200101T000000Z-x: no such run under executed/local/"),
 ]
