@@ -179,7 +179,7 @@ class Actions(CellMechanics):
         except StepFailed as exc:
             self._decide(on_failure, step_id, exc.message)
             raise
-        if result.outcome == "failed" and not result.record.get("unknown_outcome"):
+        if result.outcome == "failed":
             self._decide(on_failure, step_id, str(result.record.get("message", "")))
         return self._restored(result)
 

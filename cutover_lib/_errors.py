@@ -150,7 +150,7 @@ class Terminated(KeyboardInterrupt):
 def exit_code_for(name: str) -> int:
     """The exit code of the error class called ``name`` (an error raised inside a notebook reaches the
     runner by name only); any other name is a failure (1)."""
-    cls = globals().get(name) or {"KeyboardInterrupt": KeyboardInterrupt}.get(name)
-    if isinstance(cls, type) and issubclass(cls, (CutoverError, KeyboardInterrupt)):
-        return int(getattr(cls, "exit_code", 130))
+    cls = globals().get(name)
+    if isinstance(cls, type) and issubclass(cls, CutoverError):
+        return int(cls.exit_code)
     return EXIT_FAILED

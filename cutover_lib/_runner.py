@@ -358,7 +358,7 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the kernel is already stopped; seal what exists
         interrupted = exc
         how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        outcome, exit_code, message = "interrupted", exit_code_for(type(exc).__name__), f"interrupted by {how}"
+        outcome, exit_code, message = "interrupted", getattr(exc, "exit_code", 130), f"interrupted by {how}"
         run.append({"kind": "interrupted", "by": how})
     if dry_run:
         manifest["plan_digest"], manifest["planned_commands"] = plan_digest(run.read_ledger())

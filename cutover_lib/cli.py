@@ -87,7 +87,10 @@ def run(
 ) -> None:
     """Execute a phase's notebooks with papermill into a new evidence folder."""
     if accept_param_changes and not resume:
-        raise _fail(_usage("--accept-param-changes goes with --resume RUN_ID", "a new run takes the params as they are"))
+        from ._errors import UsageError
+
+        raise _fail(UsageError("--accept-param-changes goes with --resume RUN_ID",
+                               hint="a new run takes the params as they are"))
     _run_cmd(env, phase, dry_run=dry_run, with_reads=True, param=param, resume=resume, confirm=confirm,
              no_rollback=no_rollback, root=root, waive=waive, accept_param_changes=accept_param_changes)
 
@@ -103,12 +106,6 @@ def plan(
     """Dry-run a phase: every mutating action is recorded as planned with its exact command."""
     _run_cmd(env, phase, dry_run=True, with_reads=with_reads, param=param, resume=None, confirm=None,
              no_rollback=True, root=root, waive=["all"])
-
-
-def _usage(message: str, hint: str) -> Exception:
-    from ._errors import UsageError
-
-    return UsageError(message, hint=hint)
 
 
 def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Optional[list[str]],

@@ -166,37 +166,38 @@ def _alive(pid: int) -> bool:
 def test_the_first_kernel_boots_before_the_command_line_is_parsed(tmp_path):
     """``cutover run/plan`` start the first notebook's kernel from their raw arguments (both option
     spellings); the command claims it for the same project root only."""
-    from cutover_lib import _prestart as _kernels
+    from cutover_lib import _prestart
 
     root = _project(tmp_path)
-    _kernels.start_early(["--env", "local", f"--root={root}", "--phase", "cutover"])
-    early = _kernels.claim(root)
+    _prestart.start_early(["--env", "local", f"--root={root}", "--phase", "cutover"])
+    early = _prestart.claim(root)
     assert early is not None and early.cwd == root and _kernel_pids(early)
-    assert _kernels.claim(root) is None  # handed out once
+    assert _prestart.claim(root) is None  # handed out once
     with early:  # the command's own `with` does not start another
         assert early._idle is not None
         out = tmp_path / "out.ipynb"
         execute_notebook(root / "notebooks" / "01_first.ipynb", out, {}, root, 60, 60, kernels=early)
     assert not early._dir
 
-    _kernels.start_early(["--root", str(root), "--phase", "cutover"])
-    stray = _kernels._early
+    _prestart.start_early(["--root", str(root), "--phase", "cutover"])
+    stray = _prestart._early
     pids = _kernel_pids(stray)
-    assert _kernels.claim(tmp_path / "elsewhere") is None  # another root: closed, not used
+    assert _prestart.claim(tmp_path / "elsewhere") is None  # another root: closed, not used
     assert stray._dir is None and not any(_alive(p) for p in pids)
 
 
 @pytest.mark.parametrize("args", [["--phase", "nosuch"], ["--env", "local"], ["--phase"],
                                   ["--phase", "cutover", "--root", "/nonexistent/x"]])
 def test_no_early_kernel_when_the_arguments_do_not_say_which(tmp_path, args):
-    from cutover_lib import _prestart as _kernels
+    from cutover_lib import _prestart
 
     root = _project(tmp_path)
     try:
-        _kernels.start_early([*args, "--root", str(root)] if "--root" not in args else args)
+        _prestart.start_early([*args, "--root", str(root)] if "--root" not in args else args)
     except Exception:  # noqa: BLE001 - _entry ignores these: the CLI reports them
         pass
-    assert _kernels.claim(root) is None
+    assert _prestart._early is None  # nothing was started, for any root
+    assert _prestart.claim(root) is None
 
 
 def test_a_command_line_error_leaves_no_early_kernel(tmp_path):

@@ -120,7 +120,7 @@ def test_one_exit_code_table():
 
     table = {"UsageError": 2, "ParamsError": 2, "SecretError": 2, "ToolMissing": 2, "EvidenceError": 1,
              "EvidenceTampered": 1, "LockHeld": 4, "StepFailed": 1, "CommandFailed": 1, "CheckFailed": 1,
-             "GateNotApproved": 3, "CutoverError": 1}
+             "GateNotApproved": 3, "OutcomeUnknown": 1, "CutoverError": 1}
     for name, code in table.items():
         assert getattr(_errors, name).exit_code == code == _errors.exit_code_for(name), name
         assert f"{name} " in _errors.__doc__ and f"exit {code}" in _errors.__doc__

@@ -153,15 +153,20 @@ def test_digest_changes_with_content_not_with_secret_values(monkeypatch):
     assert a != b
 
 
-def test_credentials_in_a_service_url_are_refused_without_echoing_them():
+@pytest.mark.parametrize("pair, env, said", [
+    ("services.scanner=https://admin:Sup3rSecret-77@scanner.example", "local",
+     "services.scanner: a service URL must not hold credentials (user:password@)"),
+    ("backup.mongo.uri=mongodb://backup:Sup3rSecret-77@db/x", "dev",
+     "backup.mongo.uri: expected a secret reference like env:NAME"),
+])
+def test_a_credential_where_none_belongs_is_refused_without_echoing_it(pair, env, said):
     from typer.testing import CliRunner
 
     from cutover_lib.cli import app
 
-    res = CliRunner().invoke(app, ["params", "check", "--env", "local", "-p",
-                                   "services.scanner=https://admin:Sup3rSecret-77@scanner.example", "--root", str(REPO)])
+    res = CliRunner().invoke(app, ["params", "check", "--env", env, "-p", pair, "--root", str(REPO)])
     assert res.exit_code == 2
-    assert "services.scanner: a service URL must not hold credentials (user:password@)" in res.output
+    assert said in res.output
     assert "Sup3rSecret-77" not in res.output and "Traceback" not in res.output
 
 

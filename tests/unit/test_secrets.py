@@ -1,11 +1,12 @@
 import base64
+import json
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from cutover_lib._errors import SecretError
-from cutover_lib._secrets import MASK, SecretRef, mask, mask_obj, register_secret
+from cutover_lib._secrets import MASK, SecretRef, _forget_all_for_tests, mask, mask_obj, register_secret
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,59 +65,34 @@ def test_too_short_secret_is_refused():
 
 
 # --------------------------------------------------------------------------- issue 12: derived forms
-def test_a_uri_secret_is_masked_by_its_parts_and_encodings():
-    import base64
-    import json as _json
-
-    from cutover_lib._secrets import _forget_all_for_tests, mask, register_secret
-
+@pytest.fixture
+def fresh_masker():
     _forget_all_for_tests()
-    try:
-        pw = "S3cr@t-pw-77"
-        register_secret("mongodb://backup:S3cr%40t-pw-77@db.internal:27017/stellaops")
-        printed = [
-            f"authenticating with password {pw}",                                     # the password alone, decoded
-            "password=S3cr%40t-pw-77&x=1",                                             # as written in the URI
-            "userinfo backup:S3cr%40t-pw-77",                                           # user:password
-            "Authorization: Basic " + base64.b64encode(f"backup:{pw}".encode()).decode(),  # inside base64, any offset
-            base64.b64encode(b"x" + pw.encode()).decode(), base64.b64encode(b"xy" + pw.encode()).decode(),
-            base64.urlsafe_b64encode(b"??" + pw.encode()).decode(),
-            _json.dumps({"uri": "mongodb://backup:S3cr%40t-pw-77@db.internal:27017/stellaops"}),
-        ]
-        for line in printed:
-            assert "***" in mask(line), line
-            assert pw not in mask(line) and "S3cr%40t-pw-77" not in mask(line)
-        assert mask("backup connected to db.internal") == "backup connected to db.internal"  # the user is no secret
-    finally:
-        _forget_all_for_tests()
-
-
-def test_a_value_with_quotes_is_masked_in_json_and_a_short_uri_password_is_refused():
-    import json as _json
-
-    import pytest as _pytest
-
-    from cutover_lib._errors import SecretError
-    from cutover_lib._secrets import _forget_all_for_tests, mask, register_secret
-
+    yield
     _forget_all_for_tests()
-    try:
-        register_secret('to"k\\en-1234')
-        assert _json.dumps({"t": 'to"k\\en-1234'}) == '{"t": "to\\"k\\\\en-1234"}'
-        assert mask(_json.dumps({"t": 'to"k\\en-1234'})) == '{"t": "***"}'
-        with _pytest.raises(SecretError, match="password in a secret URI is shorter than 4 characters"):
-            register_secret("postgres://admin:pw@db/x")
-    finally:
-        _forget_all_for_tests()
 
 
-def test_a_secret_written_as_a_value_is_refused_without_echoing_it():
-    from typer.testing import CliRunner
+def test_a_uri_secret_is_masked_by_its_parts_and_encodings(fresh_masker):
+    pw = "S3cr@t-pw-77"
+    register_secret("mongodb://backup:S3cr%40t-pw-77@db.internal:27017/stellaops")
+    printed = [
+        f"authenticating with password {pw}",                                     # the password alone, decoded
+        "password=S3cr%40t-pw-77&x=1",                                             # as written in the URI
+        "userinfo backup:S3cr%40t-pw-77",                                           # user:password
+        "Authorization: Basic " + base64.b64encode(f"backup:{pw}".encode()).decode(),  # inside base64, any offset
+        base64.b64encode(b"x" + pw.encode()).decode(), base64.b64encode(b"xy" + pw.encode()).decode(),
+        base64.urlsafe_b64encode(b"??" + pw.encode()).decode(),
+        json.dumps({"uri": "mongodb://backup:S3cr%40t-pw-77@db.internal:27017/stellaops"}),
+    ]
+    for line in printed:
+        assert "***" in mask(line), line
+        assert pw not in mask(line) and "S3cr%40t-pw-77" not in mask(line)
+    assert mask("backup connected to db.internal") == "backup connected to db.internal"  # the user is no secret
 
-    from cutover_lib.cli import app
 
-    res = CliRunner().invoke(app, ["params", "check", "--env", "dev", "-p",
-                                   "backup.mongo.uri=mongodb://backup:LeakMe-4711@db/x", "--root", str(REPO)])
-    assert res.exit_code == 2
-    assert "backup.mongo.uri: expected a secret reference like env:NAME" in res.output
-    assert "LeakMe-4711" not in res.output and "Traceback" not in res.output
+def test_a_value_with_quotes_is_masked_in_json_and_a_short_uri_password_is_refused(fresh_masker):
+    register_secret('to"k\\en-1234')
+    assert json.dumps({"t": 'to"k\\en-1234'}) == '{"t": "to\\"k\\\\en-1234"}'
+    assert mask(json.dumps({"t": 'to"k\\en-1234'})) == '{"t": "***"}'
+    with pytest.raises(SecretError, match="password in a secret URI is shorter than 4 characters"):
+        register_secret("postgres://admin:pw@db/x")
