@@ -1,66 +1,19 @@
-"""Environment parameters as pydantic models: one class per section of ``params/<env>.yaml``, and
-the duration and UTC time types they use.  Loading (``extends``, ``-p``) is :mod:`._params`."""
+"""Environment parameters as pydantic models: one class per section of ``params/<env>.yaml`` (the
+duration and UTC time types are :mod:`._durations`).  Loading (``extends``, ``-p``) is :mod:`._params`."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, Literal
+from datetime import timedelta
+from typing import Any, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, computed_field,
-                      field_validator, model_validator)
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
+from ._durations import Duration, UtcTime, format_duration, parse_duration
 from ._secrets import SecretRef
 
 __all__ = ["ComposeDeploy", "ComposeNode", "Environment", "HelmDeploy", "SecretStore", "format_duration",
            "parse_duration"]
-
-_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``15m`` / ``2s`` / ``500ms`` / ``4h`` (or a number of seconds) as a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
-    m = _DUR.match(str(value)) if isinstance(value, str) else None
-    if not m:
-        raise ValueError(f'expected a duration like 15m, got "{value}"')
-    return timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)])
-
-
-def format_duration(td: timedelta) -> str:
-    """The shortest exact spelling helm and humans read: 900 s -> ``15m``."""
-    s = td.total_seconds()
-    for unit in ("d", "h", "m", "s"):
-        n = s / _UNIT[unit]
-        if n >= 1 and n == int(n):
-            return f"{int(n)}{unit}"
-    return f"{int(round(s * 1000))}ms"
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, when_used="json")]
-
-
-def _parse_utc(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f'expected a UTC time like 2025-10-27T14:00:00Z, got "{value}"') from None
-    else:
-        raise ValueError(f'expected a UTC time like 2025-10-27T14:00:00Z, got "{value}"')
-    if dt.tzinfo is None:
-        raise ValueError(f'expected a UTC time with a zone (…Z), got "{value}"')
-    return dt.astimezone(timezone.utc)
-
-
-UtcTime = Annotated[datetime, BeforeValidator(_parse_utc),
-                    PlainSerializer(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ"), when_used="json")]
 
 
 class _Model(BaseModel):
@@ -339,6 +292,24 @@ class Rehearsal(_Model):
     within: Duration = timedelta(days=14)
 
 
+class OfflineKit(_Model):
+    """T-24h: the offline kit build (``build``, DEVOPS-OFFLINE-18-005) as it publishes itself: a
+    ``manifest`` (JSON: ``kit``, ``release``, ``images`` [{``repository``, ``tag``, ``digest``}],
+    ``bundles`` [{``path`` (next to the manifest), ``sha256``}]) and the site ``registry`` (its API
+    URL, ``https://registry.site:5000``) that must serve every listed image with that digest."""
+
+    build: str = "DEVOPS-OFFLINE-18-005"
+    manifest: str | None = None
+    registry: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def folder(self) -> str | None:
+        """The manifest's folder, where its bundle paths start (cells: ``{offline_kit.folder}``)."""
+        return self.manifest.rsplit("/", 1)[0] if self.manifest and "/" in self.manifest else \
+            ("." if self.manifest else None)
+
+
 class Environment(_Model):
     """One environment of the runbook (``params/<name>.yaml``)."""
 
@@ -366,8 +337,11 @@ class Environment(_Model):
     smoke: Smoke = Smoke()
     rehearsal: Rehearsal = Rehearsal()
     roles: list[Role] = Field(default_factory=list)
-    offline_kit: str = "DEVOPS-OFFLINE-18-005"
-    offline_kit_manifest: str | None = None
+    offline_kit: OfflineKit = OfflineKit()
+    #: files this environment's params name that the site provides outside this repository (the
+    #: offline kit as delivered, the pinned signer key): not required in the project folder;
+    #: pre-flight (4.1) checks each is there on the host that runs the cutover
+    site_files: list[str] = Field(default_factory=list)
     samples: dict[str, str] = Field(default_factory=lambda: {
         "sbom": "samples/sbom/demo.json",
         "dsse": "samples/dsse/demo.json",

@@ -27,6 +27,7 @@ from typing import Any
 from ._admission import open_for_resume, params_changed, passed_rehearsal
 from ._errors import EXIT_FAILED, EXIT_GATE, EXIT_PASSED, Terminated, UsageError, exit_code_for
 from ._evidence import RunFolder, iso, utc_now
+from ._files import require_files
 from ._kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
 from ._lock import EnvLock, break_lock
 from ._params import Environment, load_environment, params_digest
@@ -162,6 +163,7 @@ def run_phase(
         raise UsageError(f"unknown phase {phase!r}", hint=f"choose one of: {', '.join(phases)} (notebooks/phases.yaml)")
     ov = parse_overrides(list(overrides))
     env = load_environment(env_name, root / "params", ov)
+    require_files(env, root)
     notebooks = list(phases[phase])
     for nb in notebooks + (phases["rollback"] if phase == "cutover" else []):
         if not (root / "notebooks" / nb).exists():

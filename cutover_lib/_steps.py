@@ -34,6 +34,7 @@ _CONFIG_ERRORS = (SecretError, ToolMissing, ParamsError)
 from ._actions import Actions
 from ._evidence import RunFolder, iso, utc_now, write_new
 from ._phases import find_root
+from ._files import require_files
 from ._params import Environment, load_environment, parse_overrides
 from ._secrets import mask
 from ._shell import CommandResult, render, run_command
@@ -133,6 +134,7 @@ class Runbook(Actions):
         if isinstance(ov, list):
             ov = parse_overrides(ov)
         environment = load_environment(env, base / "params", ov)
+        require_files(environment, base)
         if run_dir:
             run = RunFolder(Path(run_dir))
         else:

@@ -51,13 +51,23 @@ def _fail(exc: Exception) -> "typer.Exit":
 
 
 @params_app.command("check")
-def params_check(env: EnvOpt, root: RootOpt = None, param: OverrideOpt = None) -> None:
-    """Validate params/<env>.yaml and print the resolved environment (secrets as references)."""
+def params_check(env: Annotated[Optional[str], typer.Option("--env", "-e", help="Environment (default: every "
+                                                            "params/<env>.yaml, one line each).")] = None,
+                 root: RootOpt = None, param: OverrideOpt = None) -> None:
+    """Validate params/<env>.yaml and the files it names, and print the resolved environment (secrets
+    as references); without --env, every environment (exit 2 if any is wrong)."""
     try:
+        from ._files import require_files
         from ._params import flatten, load_environment, parse_overrides
 
         base = _root(root)
-        environment = load_environment(env, base / "params", parse_overrides(param or []))
+        overrides = parse_overrides(param or [])
+        if env is None:
+            raise typer.Exit(_check_every(base, overrides))
+        environment = load_environment(env, base / "params", overrides)
+        require_files(environment, base)
+    except typer.Exit:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc) from None
     # two plain columns (a table library cost a fifth of this command's time for the same look)
@@ -65,6 +75,29 @@ def params_check(env: EnvOpt, root: RootOpt = None, param: OverrideOpt = None) -
     width = max(len(key) for key, _ in rows)
     typer.echo(f"params/{env}.yaml: valid ({len(rows)} keys; secrets shown as their references)")
     typer.echo("\n".join(f"{key:<{width}}  {value}".rstrip() for key, value in rows))
+
+
+def _check_every(base: Path, overrides: dict[str, object]) -> int:
+    """``params check`` without --env: one line per environment, every problem named; 2 if any."""
+    from ._errors import CutoverError
+    from ._files import require_files
+    from ._params import available_environments, load_environment
+
+    names = available_environments(base / "params")
+    bad = 0
+    for name in names:
+        try:
+            require_files(load_environment(name, base / "params", overrides or None), base)
+        except CutoverError as exc:
+            bad += 1
+            for problem in getattr(exc, "problems", None) or [exc.one_line()]:
+                typer.echo(f"error: {problem}", err=True)
+            continue
+        typer.echo(f"params/{name}.yaml: valid")
+    if bad:
+        typer.echo(f"hint: {bad} of {len(names)} environments have problems; fix them, then run: cutover params check",
+                   err=True)
+    return 2 if bad or not names else 0
 
 
 @app.command()

@@ -26,7 +26,7 @@ def project(tmp_path: Path) -> Path:
     """A copy of params/, notebooks/ and samples/ in a temporary root (runs write executed/ there)."""
     root = tmp_path / "project"
     root.mkdir()
-    for name in ("params", "notebooks", "samples", "deploy"):
+    for name in ("params", "notebooks", "samples", "deploy", "secrets"):
         src = REPO / name
         if src.exists():
             shutil.copytree(src, root / name)

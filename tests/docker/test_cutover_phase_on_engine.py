@@ -31,7 +31,7 @@ def project(tmp_path: Path, docker_host: str) -> Path:
     from stellaops_lab._standins import install_standins
 
     root = tmp_path / "project"
-    for name in ("params", "notebooks", "samples", "deploy"):
+    for name in ("params", "notebooks", "samples", "deploy", "secrets"):
         shutil.copytree(REPO / name, root / name)
     env = os.environ.copy()
     os.environ["LAB_CLIENT_SECRET"] = "lab-secret"  # what the compose files pass to the authority

@@ -34,7 +34,7 @@ def free_block(count: int = 7) -> int:
 
 
 def make_project(dest: Path, port_base: int) -> Path:
-    for name in ("params", "notebooks", "samples", "deploy"):
+    for name in ("params", "notebooks", "samples", "deploy", "secrets"):
         shutil.copytree(REPO / name, dest / name)
     local = dest / "params" / "local.yaml"
     text = re.sub(r"127\.0\.0\.1:1808(\d)", lambda m: f"127.0.0.1:{port_base + int(m.group(1))}", local.read_text())
@@ -105,7 +105,7 @@ def run_cells(rb, notebook: str, *step_ids: str, root: Path = REPO) -> dict:
     ns: dict = {"rb": rb}
     exec(compile(setup, f"{notebook}:setup", "exec"), ns)
     def makes(cell: str, sid: str) -> bool:  # the step id is the first argument of a call in the cell
-        return re.search(r'\(\s*(?:rb,\s*)?"' + re.escape(sid) + '"', cell) is not None
+        return re.search(r'\(\s*(?:rb,\s*)?f?"' + re.escape(sid) + '"', cell) is not None  # (f"...-{i}": a loop)
 
     wanted = [c for c in cells if any(makes(c, sid) for sid in step_ids)]
     assert len(wanted) == len(step_ids), f"{notebook} has no cell for one of {step_ids}"

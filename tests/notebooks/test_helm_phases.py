@@ -39,7 +39,6 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
     from stellaops_lab import down, up
 
     root = make_project(tmp_path / "p", free_block())
-    shutil.copytree(REPO / "secrets", root / "secrets")
     cfg = lab_config(root)
     up(cfg)
     bin_dir = tmp_path / "bin"
@@ -59,6 +58,7 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
            "MC_STANDIN_ROOT": str(tmp_path / "mc"), "MONGO_BACKUP_URI": "mongodb://backup:pw-0123@db:27017/x",
            "KUBECONFIG": str(kube_api.kubeconfig)}
     secret_file = root / ".lab" / "secrets" / "stellaops-prod-core" / "authority-client-secret"
+    kit = root / ".lab" / "offline-kit" / "{release}" / "offline-kit.manifest.json"
     params = [f"services.{s}={cfg.url(s)}" for s in SERVICES] + [
         "tls_verify=false", f"credentials.authority_client_secret=file:{secret_file}",
         f"deploy.helm.deployments={json.dumps(DEPLOYMENTS)}", "deploy.helm.timeout=20s", "deploy.helm.watch=1s", "timeouts.health=20s",
@@ -72,7 +72,9 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
         "smoke.runtime_event_query=GET {services.runtime}/api/v1/runtime/events?eventId={id}",
         # T-12h here: helm profiles through the helm stand-in; compose profiles need a docker CLI, which
         # `make test` may still be installing for the engine tests running alongside
-        "tools.validate_profiles_may_skip=true"]
+        "tools.validate_profiles_may_skip=true",
+        # the lab's offline kit stands for the one the site received
+        f"offline_kit.manifest={kit}", f'site_files=["{kit}"]']
 
     # in the project's params files, as a site edits its own (prod refuses -p for all but run-time settings)
     for name in ("prod", "stage"):

@@ -73,7 +73,9 @@ def test_the_script_reports_one_line_per_profile(root: Path, tmp_path: Path, mon
         "deploy/helm/stellaops/values-stage.yaml")]
     calls = (tmp_path / "calls.log").read_text()
     assert "docker compose --env-file deploy/compose/prod.env -f deploy/compose/docker-compose.prod.yaml config" in calls
-    assert "docker compose -f deploy/compose/docker-compose.dev.yaml config" in calls
+    for profile in ("dev", "airgap", "mirror"):  # every profile has its env file (issue 17)
+        assert f"docker compose --env-file deploy/compose/{profile}.env -f deploy/compose/docker-compose.{profile}.yaml " \
+               f"config" in calls
 
 
 def test_the_cell_passes_when_every_profile_is_ok_and_keeps_the_log(root: Path, tmp_path: Path,

@@ -1,0 +1,58 @@
+"""Durations (``15m``) and UTC times (``2025-10-27T14:00:00Z``) as params write them."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
+__all__ = ["Duration", "UtcTime", "format_duration", "parse_duration"]
+
+_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``15m`` / ``2s`` / ``500ms`` / ``4h`` (or a number of seconds) as a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    m = _DUR.match(str(value)) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(f'expected a duration like 15m, got "{value}"')
+    return timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)])
+
+
+def format_duration(td: timedelta) -> str:
+    """The shortest exact spelling helm and humans read: 900 s -> ``15m``."""
+    s = td.total_seconds()
+    for unit in ("d", "h", "m", "s"):
+        n = s / _UNIT[unit]
+        if n >= 1 and n == int(n):
+            return f"{int(n)}{unit}"
+    return f"{int(round(s * 1000))}ms"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, when_used="json")]
+
+
+def _parse_utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f'expected a UTC time like 2025-10-27T14:00:00Z, got "{value}"') from None
+    else:
+        raise ValueError(f'expected a UTC time like 2025-10-27T14:00:00Z, got "{value}"')
+    if dt.tzinfo is None:
+        raise ValueError(f'expected a UTC time with a zone (…Z), got "{value}"')
+    return dt.astimezone(timezone.utc)
+
+
+UtcTime = Annotated[datetime, BeforeValidator(_parse_utc),
+                    PlainSerializer(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ"), when_used="json")]
