@@ -56,12 +56,16 @@ lab-down: $(STAMP)
 test-docker: $(STAMP)
 	$(BIN)/python -m pytest tests/docker
 
-## make docker-lab-up: a private dockerd + local registry + lab images, for `cutover run --env lab-compose`
-docker-lab-up:
+## make docker-lab-up: a private dockerd + local registry + lab images and the lab's offline kit listing
+## them, for `cutover run --env lab-compose` (and lab-airgap, lab-mirror)
+KIT_RELEASE ?= 2025.09.2
+docker-lab-up: $(STAMP)
 	bash tools/dockerlab.sh install
 	bash tools/dockerlab.sh start-engine lab1 /tmp/cutover-docker/lab1 127.0.0.1
 	bash tools/dockerlab.sh start-registry
 	bash tools/dockerlab.sh build-images lab1
+	$(BIN)/python -m stellaops_lab.offline_kit --out $(LAB_DIR)/offline-kit --release $(KIT_RELEASE) \
+		--registry http://127.0.0.1:5000 --image stellaops/lab
 
 docker-lab-down:
 	-bash tools/dockerlab.sh stop-engine lab2

@@ -104,8 +104,10 @@ class Actions(CellMechanics):
             if not_here:  # (another deploy mode's params need not be complete here)
                 return self._not_applicable(step_id, title, owner, want, command, result, not_here)
             return self._failed_step(step_id, title, owner, want, command, exc, mutating, required, result)
+        if not items:  # (each= over an empty list)
+            not_here = not_here or f"{next(iter((each or {}).values()))} is empty: nothing to run"
         if not_here:
-            return self._not_applicable(step_id, title, owner, want, shown, result, not_here)
+            return self._not_applicable(step_id, title, owner, want, shown or command, result, not_here)
 
         def run_one(ctx: "StepContext", r: Result, node: Any, argv: list[str], log_name: str | None,
                     fds: tuple[int, ...] = ()) -> list[str]:
@@ -191,7 +193,8 @@ class Actions(CellMechanics):
         """Make the runbook's request ``"METHOD URL"`` (a template over params) as step ``step_id``.
 
         ``expect`` (default ``{"status": 200}``) may hold ``json`` (a subset of the answer),
-        ``contains`` (text the body must contain) and ``within`` (a duration).  ``wait`` repeats
+        ``contains`` (text the body must contain), ``headers`` (response headers and their values,
+        e.g. a registry's ``Docker-Content-Digest``) and ``within`` (a duration).  ``wait`` repeats
         the request until it meets ``expect`` or ``timeouts.health`` runs out (a service that is
         still starting)."""
         want = dict(expect or {"status": 200})
@@ -212,6 +215,7 @@ class Actions(CellMechanics):
         def once(ctx: "StepContext") -> str:
             r = self._http_client().request(method, url, json=json, headers=dict(headers or {}))
             result.status, result.elapsed_s, result.text = r.status, r.elapsed_s, r.text
+            result.headers = {k.lower(): v for k, v in r.headers.items()}
             try:
                 result.json = _json.loads(r.text) if r.text.strip()[:1] in ("{", "[") else None
             except ValueError:

@@ -203,8 +203,10 @@ class CellMechanics:
                 items = lookup(self.env, m.group(1), values)
             except KeyError:
                 raise ParamsError([f"{source} (each) is not set in params"]) from None
-        if not isinstance(items, (list, tuple)) or not items:
-            raise ParamsError([f"each {name}: {source} is not a non-empty list"])
+            if isinstance(items, (list, tuple)):  # params items may be templates ({release} in a path)
+                items = [render_text(i, self.env, values) if isinstance(i, str) else i for i in items]
+        if not isinstance(items, (list, tuple)):
+            raise ParamsError([f"each {name}: {source} is not a list"])
         return [{name: item} for item in items]
 
     def _failed_step(self, step_id: str, title: str | None, owner: str | None, want: Mapping[str, Any],
@@ -260,10 +262,17 @@ class CellMechanics:
                 problems.extend(wrong)
                 if not wrong:
                     seen.append(describe({"json": expected})[5:])
+        for name, value in (want.get("headers") or {}).items():
+            wanted, got = self._fill(value, values), result.headers.get(name.lower())
+            if got != wanted:
+                problems.append(f"header {name} is {got!r}, expected {wanted!r}" if got is not None else
+                                f"no {name} header (expected {wanted!r})")
+            else:
+                seen.append(f"{name}: {got}")
         if "contains" in want:
             needle = self._fill(want["contains"], values)
             if needle not in result.text:
-                problems.append(f"body does not contain {needle!r}")
+                problems.append(f"{'output' if result.exit is not None else 'body'} does not contain {needle!r}")
             else:
                 seen.append(f"contains {needle!r}")
         return problems

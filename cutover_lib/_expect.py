@@ -81,8 +81,11 @@ def describe(expect: Mapping[str, Any]) -> str:
         parts.append(f"exit {expect['exit']}")
     if "json" in expect and isinstance(expect["json"], Mapping):
         parts.append("json " + ", ".join(_json_words(expect["json"])))
+    for name, value in (expect.get("headers") or {}).items():
+        parts.append(f"header {name}: {value}")
     if "contains" in expect:
-        parts.append(f"body contains {_short(expect['contains'])}")
+        where = "output" if "exit" in expect else "body"
+        parts.append(f"{where} contains {_short(expect['contains'])}")
     if "within" in expect:
         parts.append(f"within {expect['within']}")
     return "; ".join(parts) or "as expected"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from ._approvals import require
@@ -12,7 +11,7 @@ from ._errors import CheckFailed
 from ._params import SecretStore
 from ._steps import Runbook, StepContext
 
-__all__ = ["bridge_reachable", "change_ticket_approved", "freeze_notice", "go_no_go", "offline_kit_status",
+__all__ = ["bridge_reachable", "change_ticket_approved", "freeze_notice", "go_no_go",
            "secret_stores"]
 
 
@@ -64,28 +63,6 @@ def secret_stores(rb: Runbook, section: str = "4.1") -> None:
             from ._helm_steps import secret_store_keys
 
             secret_store_keys(rb, name, store, step_prefix=prefix)
-
-
-def offline_kit_status(rb: Runbook) -> dict[str, Any]:
-    """T-24h: the offline kit build (DEVOPS-OFFLINE-18-005) exists for this release."""
-    def act(ctx: StepContext) -> str:
-        ref = rb.env.offline_kit_manifest
-        if not ref:
-            raise CheckFailed("offline_kit_manifest is not set in params",
-                              hint="point it at the offline kit build's manifest for this release")
-        path = rb.path(ref)
-        try:
-            doc = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise CheckFailed(f"expected the offline kit manifest at {ref}; observed no such file") from None
-        except json.JSONDecodeError as exc:
-            raise CheckFailed(f"offline kit manifest {ref} is not JSON ({exc.msg})") from None
-        ctx.check(doc.get("release") == rb.env.release, f"kit is for release {doc.get('release')!r}")
-        return f"offline kit for {doc['release']} built ({rb.env.offline_kit})"
-
-    return rb.step("2.t-24h.offline-kit", f"Offline kit build status ({rb.env.offline_kit})", owner="DevOps lead",
-                   expect=f"offline kit built for release {rb.env.release}",
-                   command=f"cat {rb.env.offline_kit_manifest}", action=act)
 
 
 def freeze_notice(rb: Runbook) -> dict[str, Any]:

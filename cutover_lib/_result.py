@@ -28,6 +28,7 @@ class Result:
         self.exit: int | None = None
         self.status: int | None = None
         self.text: str = ""  # stdout of a command, body of a response
+        self.headers: dict[str, str] = {}  # of a response, names in lower case
         self.json: Any = None
         self.elapsed_s: float = 0.0
         self.node: Any = None  # the compose node a per-node check is looking at

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,11 @@ class Missing:
 
     def __repr__(self) -> str:
         return f"<missing: {self.what}>"
+
+    def __iter__(self) -> "Iterator[Any]":
+        """Nothing to go through (``for image in kit["images"]``): the step that gave no value
+        is the failure on record, and the cells after it have nothing to check."""
+        return iter(())
 
 
 class NotNeeded(Missing):
@@ -108,6 +113,9 @@ def _substitute(template: str, root: Any, values: Mapping[str, Any] | None,
                               hint="set it in params/<env>.yaml, or correct the name in the notebook cell") from None
         if isinstance(value, Missing):  # an earlier step failed: this one fails too (not a params error)
             raise CheckFailed(f"{{{name}}} has no value: {value.what}")
+        if isinstance(value, str) and name.partition(".")[0] not in (values or {}) \
+                and _FIELD.search(value):  # a params value that is itself a template ({release} in a path)
+            value = render_text(value, root, values)
         try:
             return fmt(render_value(value))
         except TypeError as exc:

@@ -5,6 +5,8 @@
   generated once and kept across restarts; the runbook checks key *names* only.
 * **Object store** ``minio/stellaops`` as a folder of policy and bundle objects, the source of
   the 4.1 mirror.
+* The **offline kit** of the release (``offline-kit/<release>/``, :mod:`.offline_kit`): bundles
+  and their checksums; no images (the process lab runs none).
 * The **#launch-bridge** incoming webhook URL points at the lab notify service's Mattermost
   stand-in (``POST /hooks/<id>``).
 """
@@ -17,6 +19,7 @@ import secrets
 from pathlib import Path
 
 from ._config import LabConfig
+from .offline_kit import MANIFEST, publish
 
 __all__ = ["STORES", "client_secret", "provision"]
 
@@ -68,6 +71,9 @@ def provision(config: LabConfig) -> None:
     }
     for rel, text in objects.items():
         _write_once(bucket / rel, text)
+    release = config.release or "2025.09.2"
+    if not (base / "offline-kit" / release / MANIFEST).exists():
+        publish(base / "offline-kit", release)
 
 
 def client_secret(config: LabConfig) -> str:
