@@ -6,8 +6,11 @@ https://github.com/secure-systems-lab/dsse/blob/master/protocol.md):
 * the signature covers ``PAE(payloadType, payload)`` where
   ``PAE = "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`` (lengths are ASCII decimal
   byte counts);
-* ``payload`` and ``sig`` are base64 (standard alphabet when we write; standard or URL-safe,
-  padded or not, when we read, as the spec asks);
+* ``payload`` and ``sig`` are base64: the standard alphabet, padded, when we write; when we read,
+  exactly what securesystemslib's ``Envelope.from_dict`` accepts (its ``b64dec``): strict base64
+  with ``=`` padding in the standard alphabet or, failing that, in the URL-safe one (``-`` and
+  ``_`` for ``+`` and ``/``; the spec lets a reader accept either). Whitespace, line breaks, any
+  other character and missing padding are rejected, never skipped (see :func:`b64decode`);
 * keys are ECDSA P-256 with SHA-256 (DER-encoded signatures) or Ed25519.
 
 A key id is the lowercase hex SHA-256 of the public key's DER SubjectPublicKeyInfo, so
@@ -62,20 +65,35 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(type_bytes), type_bytes, len(payload), payload)
 
 
-def b64decode(text: str) -> bytes:
-    """Decode base64 in the standard or URL-safe alphabet, with or without padding.
+_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")
 
-    Raises ``ValueError`` on anything else.
+
+def b64decode(text: str) -> bytes:
+    """Decode DSSE base64 strictly, as securesystemslib's DSSE reader does.
+
+    First ``base64.b64decode(text, validate=True)`` (standard alphabet), then the same with
+    ``altchars="-_"`` (URL-safe). Padding is required; whitespace, line breaks and any other
+    character are errors (plain ``b64decode`` would silently drop them, so two different
+    strings would carry the same signed bytes). Raises ``ValueError`` with a one-line reason.
     """
     if not isinstance(text, str):
         raise ValueError("expected a base64 string")
-    padded = text + "=" * (-len(text) % 4)
+    for offset, char in enumerate(text):
+        if char not in _B64_CHARS:
+            raise ValueError(f"invalid base64: character {char!r} at offset {offset} is not in the standard "
+                             f"or URL-safe alphabet (no whitespace or line breaks)")
+    data = text.encode("ascii")
     try:
-        if "-" in text or "_" in text:
-            return base64.urlsafe_b64decode(padded.encode("ascii"))
-        return base64.b64decode(padded.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as exc:
-        raise ValueError(f"invalid base64: {exc}") from exc
+        return base64.b64decode(data, validate=True)
+    except binascii.Error:
+        pass
+    try:
+        return base64.b64decode(data, altchars=b"-_", validate=True)
+    except binascii.Error as exc:
+        if len(text) % 4:
+            raise ValueError(f"invalid base64: length {len(text)} is not a multiple of 4 "
+                             f"('=' padding is required)") from None
+        raise ValueError(f"invalid base64: {exc}") from None
 
 
 def _b64encode(data: bytes) -> str:
@@ -114,16 +132,23 @@ class Envelope:
             raise ValueError("envelope has no payloadType")
         if not isinstance(data.get("payload"), str):
             raise ValueError("envelope has no base64 payload")
-        payload = b64decode(data["payload"])
+        try:
+            payload = b64decode(data["payload"])
+        except ValueError as exc:
+            raise ValueError(f"{exc} (in payload)") from None
         raw_sigs = data.get("signatures", [])
         if not isinstance(raw_sigs, list):
             raise ValueError("envelope signatures must be a list")
         sigs: list[Signature] = []
-        for item in raw_sigs:
+        for index, item in enumerate(raw_sigs):
             if not isinstance(item, Mapping) or not isinstance(item.get("sig"), str):
                 raise ValueError("every signature needs a base64 sig")
             keyid = item.get("keyid") or ""
-            sigs.append(Signature(keyid=str(keyid), sig=b64decode(item["sig"])))
+            try:
+                sig = b64decode(item["sig"])
+            except ValueError as exc:
+                raise ValueError(f"{exc} (in signatures[{index}].sig)") from None
+            sigs.append(Signature(keyid=str(keyid), sig=sig))
         return cls(payload_type=payload_type, payload=payload, signatures=tuple(sigs))
 
     def to_dict(self) -> dict[str, Any]:
