@@ -2,7 +2,8 @@
 
 A thin layer over :mod:`stellaops_lab`; the library is imported inside each command so
 ``cutover --help`` stays instant. Expected errors print one ``error: ...`` line and exit 2
-(bad arguments) or 1 (the lab could not do it).
+(bad arguments) or 1 (the lab could not do it; ``lab up`` with a service not healthy: one
+``error:`` line per such service, then a ``hint:`` line).
 """
 
 from __future__ import annotations
@@ -47,17 +48,21 @@ def _config(data_dir: Path, port_base: int | None) -> "LabConfig":
 
 
 def _run(action: Callable[[], Any]) -> Any:
-    """Run ``action``; turn lab errors into one ``error:`` line and an exit code."""
-    from ._errors import LabConfigError, LabError
+    """Run ``action``; turn lab errors into one ``error:`` line (one per unhealthy service, then a
+    ``hint:`` line) and the error's exit code (2 bad arguments, 1 the lab could not do it)."""
+    from ._errors import LabError, LabUnhealthy
 
     try:
         return action()
-    except LabConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    except LabUnhealthy as exc:
+        for line in exc.lines():
+            typer.echo(f"error: {line}", err=True)
+        if exc.hint:
+            typer.echo(f"hint: {exc.hint}", err=True)
+        raise typer.Exit(exc.exit_code) from None
     except LabError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(exc.exit_code) from None
 
 
 def _print_status(rows: dict[str, dict[str, Any]]) -> None:
@@ -88,13 +93,19 @@ def up(
     scan_seconds: Annotated[float, typer.Option(help="Default scan duration.")] = 2.0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every /healthz.")] = 30.0,
 ) -> None:
-    """Start every lab service that is not running yet (idempotent)."""
+    """Start every lab service that is not running yet (idempotent); exit 1 if any is not healthy
+    (each named with what its /healthz said; the services are left running to inspect)."""
     from . import _control
+    from ._errors import LabUnhealthy
 
     def action() -> Any:
         config = _config(data_dir, port_base)
         config.scan_seconds = scan_seconds
-        return _control.up(config, timeout=timeout)
+        try:
+            return _control.up(config, timeout=timeout)
+        except LabUnhealthy as exc:
+            _print_status(exc.state)
+            raise
 
     _print_status(_run(action))
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from . import _store
-from ._config import SERVICES, LabConfig, fault_name
-from ._errors import LabConfigError, LabError
+from ._config import DEFAULT_PORT_BASE, SERVICES, LabConfig, fault_name
+from ._errors import LabConfigError, LabError, LabUnhealthy
 from ._standins import install_standins
 
 __all__ = ["clear_faults", "down", "list_faults", "set_fault", "status", "up"]
@@ -204,13 +204,16 @@ def _write_trusted_signer_key(config: LabConfig) -> Path:
 
 
 def up(config: LabConfig, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
-    """Start every lab service that is not already running, wait for ``/healthz``.
+    """Start every lab service that is not already running, wait until all answer ``/healthz`` 200.
 
     Also (re)installs the stand-in executables into ``config.bin_dir`` and the signer's
     public key at ``config.trusted_signer_key``, every time (even if all services run).
-    Idempotent: running services are left alone. Raises :class:`LabError` if a port is
-    taken by something else, a service exits during start, or ``timeout`` passes.
-    Returns :func:`status`.
+    Idempotent: running services are left alone, but their health is checked too. Raises
+    :class:`LabError` if a port is taken by something else or a service exits during start,
+    and :class:`LabUnhealthy` (services left running, to inspect) if a service does not answer
+    ``/healthz`` with 200 within ``timeout`` -- at once if a fault that makes it unhealthy
+    (``<service>.unhealthy``, ``<service>.down``) is set. Other faults (``runtime.ingest_error``,
+    ``scanner.queue_down``, ...) leave ``/healthz`` healthy. Returns :func:`status`.
     """
     from ._provision import provision
 
@@ -236,62 +239,129 @@ def up(config: LabConfig, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
                 hint="stop it, or move the lab with --port-base N / LabConfig(ports=...)",
             )
         to_start.append(service)
-    if not to_start:
-        return status(config)
 
-    env = _child_env(config)
-    jobs = [
-        {"argv": _serve_argv(config, s), "log": str(config.log_file(s)), "env": env}
-        for s in to_start
-    ]
+    started: dict[str, int] = {}
+    if to_start:
+        env = _child_env(config)
+        jobs = [
+            {"argv": _serve_argv(config, s), "log": str(config.log_file(s)), "env": env}
+            for s in to_start
+        ]
+        try:
+            launched = subprocess.run(
+                [sys.executable, "-c", _LAUNCHER],
+                input=json.dumps(jobs),
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            )
+            pids: list[int] = json.loads(launched.stdout)
+        except (subprocess.SubprocessError, OSError, ValueError) as exc:
+            raise LabError(f"could not start the lab processes: {exc}") from exc
+        for service, pid in zip(to_start, pids):
+            _atomic_write(config.pid_file(service), f"{pid}\n")
+        started = dict(zip(to_start, pids))
+
+    problems = _wait_until_healthy(config, started, timeout)
+    state = status(config)
+    if problems:
+        raise LabUnhealthy(problems, state, hint=_inspect_hint(config))
+    return state
+
+
+def _baked_faults(config: LabConfig) -> dict[str, Any]:
+    """The faults a start bakes into the processes (``LabConfig.faults``, else ``$LAB_FAULTS``)."""
+    if config.faults:
+        return dict(config.faults)
     try:
-        launched = subprocess.run(
-            [sys.executable, "-c", _LAUNCHER],
-            input=json.dumps(jobs),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        pids: list[int] = json.loads(launched.stdout)
-    except (subprocess.SubprocessError, OSError, ValueError) as exc:
-        raise LabError(f"could not start the lab processes: {exc}") from exc
-    for service, pid in zip(to_start, pids):
-        _atomic_write(config.pid_file(service), f"{pid}\n")
-
-    _wait_until_answering(config, dict(zip(to_start, pids)), timeout)
-    return status(config)
+        baked = json.loads(os.environ.get("LAB_FAULTS") or "{}")
+    except ValueError:
+        return {}
+    return baked if isinstance(baked, dict) else {}
 
 
-def _wait_until_answering(config: LabConfig, pids: dict[str, int], timeout: float) -> None:
+def _probe(config: LabConfig, service: str, timeout: float, known: dict[str, Any]) -> tuple[str | None, str | None]:
+    """GET ``/healthz`` once: ``(None, None)`` if it answers 200, else ``(what it said, the fault
+    that makes it so or None)``; ``known`` are the faults set in the store or baked at start."""
+    url = f"{config.url(service)}/healthz"
+    try:
+        code, body = _get_json(config.host, config.ports[service], "/healthz", timeout)
+    except OSError as exc:
+        reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else (
+            f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__)
+        fault = f"{service}.down"
+        return f"GET {url}: {reason}", fault if known.get(fault) not in (None, False, 0) else None
+    if code == 200:
+        return None, None
+    shown = json.dumps(body) if body is not None else "(no JSON body)"
+    said = f"GET {url} answered HTTP {code} {shown[:200]}"
+    fault = f"{service}.unhealthy"
+    if known.get(fault) in (None, False, 0):
+        try:  # the process knows its faults, the baked ones too
+            _, live = _get_json(config.host, config.ports[service], "/-/lab/faults", 1.0)
+            live_faults = live.get("faults") if isinstance(live, dict) else None
+            if not (isinstance(live_faults, dict) and live_faults.get(fault) not in (None, False, 0)):
+                return said, None
+        except OSError:
+            return said, None
+    return said, fault
+
+
+def _wait_until_healthy(config: LabConfig, started: dict[str, int], timeout: float) -> dict[str, str]:
+    """Poll every service's ``/healthz`` until each answers 200; returns the ones that did not.
+
+    A service whose fault says it will not be healthy (``unhealthy``, ``down``) is given up on at
+    once; the others get until ``timeout``. A service started here that exits is a ``LabError``.
+    """
     deadline = time.monotonic() + timeout
-    pending = dict(pids)
+    pending = list(SERVICES)
+    last: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    baked = _baked_faults(config)
     while pending:
-        faults = list_faults(config)
-        for service, pid in list(pending.items()):
-            if not _proc_alive(pid):
+        stored = list_faults(config)
+        known = {**baked, **stored}
+        for service in list(pending):
+            pid = started.get(service)
+            if pid is not None and not _proc_alive(pid):
                 log = config.log_file(service)
                 config.pid_file(service).unlink(missing_ok=True)
                 raise LabError(
                     f"lab {service} exited during start: {_log_tail(log) or 'no output'}",
                     hint=f"see {log}",
                 )
-            if f"{service}.down" in faults:
-                del pending[service]  # running, but told not to listen
-                continue
-            try:
-                _get_json(config.host, config.ports[service], "/healthz", 0.5)
-            except OSError:
-                continue
-            del pending[service]
+            said, fault = _probe(config, service, max(0.5, deadline - time.monotonic()), known)
+            if said is None:
+                pending.remove(service)
+            elif fault is not None:
+                how = "is set" if fault in stored else "is baked into this start (LAB_FAULTS)"
+                problems[service] = f"{said} (fault {fault} {how}; log {config.log_file(service)})"
+                pending.remove(service)
+            else:
+                last[service] = said
         if not pending:
-            return
+            break
         if time.monotonic() > deadline:
-            raise LabError(
-                f"lab services not answering after {timeout:.0f}s: {', '.join(pending)}",
-                hint=f"see logs in {config.log_dir}",
-            )
+            for service in pending:
+                problems[service] = (f"{last[service]}, still after {timeout:g}s "
+                                     f"(log {config.log_file(service)})")
+            break
         time.sleep(0.05)
+    return {service: problems[service] for service in SERVICES if service in problems}
+
+
+def _inspect_hint(config: LabConfig) -> str:
+    """How to look at a lab left running: its status command, its logs, and how to stop it."""
+    data = f"--data-dir {config.data_dir}"
+    base = config.ports[SERVICES[0]]
+    if config.ports != {name: base + i for i, name in enumerate(SERVICES)}:
+        ports = "; ".join(f"{name} {port}" for name, port in config.ports.items())
+        status_cmd = f"cutover lab status {data} (ports {ports})"
+    else:
+        status_cmd = f"cutover lab status {data}" + (f" --port-base {base}" if base != DEFAULT_PORT_BASE else "")
+    return (f"left running to inspect: {status_cmd}; logs in {config.log_dir}; then clear the fault "
+            f"(cutover lab fault clear {data}) or stop the lab (cutover lab down {data})")
 
 
 def down(config: LabConfig) -> list[str]:

@@ -126,3 +126,12 @@ def test_one_exit_code_table():
         assert f"{name} " in _errors.__doc__ and f"exit {code}" in _errors.__doc__
     assert _errors.exit_code_for("KeyError") == _errors.EXIT_FAILED == 1
     assert (_errors.EXIT_PASSED, _errors.EXIT_USAGE, _errors.EXIT_GATE, _errors.EXIT_LOCK) == (0, 2, 3, 4)
+    # `cutover lab ...` exits by the same table: a bad argument is usage, a lab that cannot start or is
+    # not healthy after `lab up` (issue 12) is a failed check
+    from stellaops_lab import _errors as lab_errors
+
+    lab_table = {"LabConfigError": _errors.EXIT_USAGE, "LabError": _errors.EXIT_FAILED,
+                 "LabUnhealthy": _errors.EXIT_FAILED}
+    for name, code in lab_table.items():
+        assert getattr(lab_errors, name).exit_code == code, name
+        assert f"{name} " in lab_errors.__doc__ and f"exit {code}" in lab_errors.__doc__

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from stellaops_lab import SERVICES, LabError, down, status, up
+from stellaops_lab._errors import LabUnhealthy
 
 from lab_helpers import SBOM, auth, make_config
 
@@ -33,7 +34,10 @@ def test_up_twice_persistence_and_clean_down(tmp_path: Path, http: httpx.Client,
     monkeypatch.setenv("LAB_FAULTS", json.dumps({"notify.unhealthy": True}))
     config = make_config(tmp_path / "lab", scan_seconds=0)
     try:
-        first = up(config)
+        with pytest.raises(LabUnhealthy) as info:  # a faulty release: up says so (issue 12), and keeps it running
+            up(config)
+        assert list(info.value.problems) == ["notify"]
+        first = info.value.state
         pids = {s: row["pid"] for s, row in first.items()}
         assert all(isinstance(p, int) and _alive(p) for p in pids.values())
         assert first["scanner"]["version"] == "2025.10.0-lab"
@@ -43,8 +47,10 @@ def test_up_twice_persistence_and_clean_down(tmp_path: Path, http: httpx.Client,
             assert (config.run_dir / f"{service}.pid").read_text().strip() == str(pids[service])
             assert config.log_file(service).exists()
 
-        second = up(config)  # harmless: same processes
-        assert {s: row["pid"] for s, row in second.items()} == pids
+        with pytest.raises(LabUnhealthy) as again:  # harmless: same processes, still named unhealthy
+            up(config)
+        assert list(again.value.problems) == ["notify"]
+        assert {s: row["pid"] for s, row in again.value.state.items()} == pids
 
         # write data everywhere
         jwks = http.get(f"{config.url('authority')}/jwks").json()
