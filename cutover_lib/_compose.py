@@ -12,11 +12,17 @@ What the engine itself knows is read through the docker SDK: the front-door netw
 the adapter edge, into :mod:`cutover_lib._errors` with one clear line and a fix hint:
 
 * engine not reachable  -> ``StepFailed`` naming the ``DOCKER_HOST`` and how to start it
+  (for ``ssh://`` nodes also: ssh refused, unknown or changed host key, key not accepted)
 * compose file missing  -> ``StepFailed`` naming the file and the params key
 * docker / compose v2 / docker SDK not installed -> ``ToolMissing``
 
 The docker CLI is ``$CUTOVER_DOCKER`` (read when a command is built), default ``docker``.
 Nothing here touches the ``Runbook``; :mod:`cutover_lib._compose_steps` turns these into steps.
+
+``ssh://`` nodes: the CLI runs the system ``ssh`` (the operator's ``~/.ssh/config`` and
+``known_hosts``) and ``docker system dial-stdio`` on the node; the SDK connects with paramiko
+(``docker[ssh]``), which reads ``~/.ssh/config`` (Hostname, Port, User, IdentityFile,
+ProxyCommand) and ``~/.ssh/known_hosts`` and refuses a host whose key is not there.
 """
 
 from __future__ import annotations
@@ -114,7 +120,8 @@ _NO_COMPOSE = ("'compose' is not a docker command", "unknown command: docker com
 
 
 def engine_unreachable(node: str, docker_host: str, detail: str = "") -> StepFailed:
-    how = ("check ssh access to the host and that dockerd runs there" if docker_host.startswith("ssh://")
+    how = ("check ssh access to the host (a key it accepts, its host key in ~/.ssh/known_hosts), "
+           "that the docker CLI and dockerd run there" if docker_host.startswith("ssh://")
            else "start it (systemctl start docker; in the lab: tools/dockerlab.sh start-engine NAME DIR)")
     extra = f": {detail}" if detail else ""
     return StepFailed(f"docker engine of node {node} not reachable at DOCKER_HOST={docker_host}{extra}",
@@ -150,21 +157,36 @@ def engine_client(node: str, docker_host: str, timeout: float = 30.0) -> Iterato
         from docker.errors import DockerException
     except ImportError as exc:
         raise ToolMissing("the docker Python SDK is not installed", hint="pip install docker") from exc
+    unreachable: tuple[type[Exception], ...] = (OSError,)  # requests' ConnectionError is an OSError
     if docker_host.startswith("unix://"):
         # docker-py leaks the socket of a failed unix connect; probe it ourselves first
         problem = _probe_unix(docker_host[len("unix://"):], timeout)
         if problem:
             raise engine_unreachable(node, docker_host, problem)
+    elif docker_host.startswith("ssh://"):
+        try:
+            import paramiko
+        except ImportError as exc:
+            raise ToolMissing(f"paramiko is not installed: the docker SDK cannot reach ssh:// node {node}",
+                              hint="pip install 'docker[ssh]'") from exc
+        unreachable += (paramiko.SSHException,)  # auth refused, host key unknown or changed, ...
+        # paramiko connects with no TCP timeout (a dead host takes minutes): probe first
+        problem = _probe_ssh(docker_host, timeout)
+        if problem:
+            raise engine_unreachable(node, docker_host, problem)
     # Negotiate the API version ourselves (as version="auto" does) so that a failed first call
-    # still closes the client's connection pool.
-    client = docker.DockerClient(base_url=docker_host, version=docker.constants.MINIMUM_DOCKER_API_VERSION,
-                                 timeout=int(timeout), use_ssh_client=docker_host.startswith("ssh://"))
+    # still closes the client's connection pool.  ssh://: paramiko (use_ssh_client=False), whose
+    # failures are exceptions here; the ssh-CLI transport of docker-py prints ssh's errors on our
+    # stderr, never waits for its ssh process and applies no timeout to a hung remote.
+    client = None
     try:
         try:
+            client = docker.DockerClient(base_url=docker_host, version=docker.constants.MINIMUM_DOCKER_API_VERSION,
+                                         timeout=int(timeout), use_ssh_client=False)  # (ssh: connects here)
             client.api._version = client.api.version(api_version=False)["ApiVersion"]
         except DockerException as exc:
             raise engine_unreachable(node, docker_host, _short(exc)) from exc
-        except OSError as exc:
+        except unreachable as exc:
             raise engine_unreachable(node, docker_host, _short(exc)) from exc
         yield client
     except DockerException as exc:
@@ -174,10 +196,11 @@ def engine_client(node: str, docker_host: str, timeout: float = 30.0) -> Iterato
             raise StepFailed(f"docker engine of node {node} ({docker_host}) answered "
                              f"{exc.status_code}: {_short(exc.explanation or exc)}") from exc
         raise engine_unreachable(node, docker_host, _short(exc)) from exc
-    except OSError as exc:  # requests' ConnectionError is an OSError
+    except unreachable as exc:
         raise engine_unreachable(node, docker_host, _short(exc)) from exc
     finally:
-        client.close()
+        if client is not None:
+            client.close()
 
 
 def _probe_unix(path: str, timeout: float) -> str:
@@ -190,6 +213,31 @@ def _probe_unix(path: str, timeout: float) -> str:
             sock.connect(path)
         except OSError as exc:
             return f"{path}: {exc.strerror or exc}"
+    return ""
+
+
+def _probe_ssh(docker_host: str, timeout: float) -> str:
+    """Empty when the ssh port of an ``ssh://`` DOCKER_HOST accepts a TCP connection, else why not.
+    Host and port as the SDK's paramiko transport resolves them (``~/.ssh/config`` Hostname, Port);
+    a ProxyCommand host is left to paramiko."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(docker_host)
+    host, port = url.hostname or "", url.port
+    config = Path(os.path.expanduser("~/.ssh/config"))
+    if config.exists():
+        import paramiko
+
+        found = paramiko.SSHConfig.from_path(str(config)).lookup(host)
+        if "proxycommand" in found:
+            return ""
+        host = found.get("hostname", host)
+        port = port or int(found.get("port", 22))
+    try:
+        socket.create_connection((host, port or 22), timeout=min(timeout, 10.0)).close()
+    except OSError as exc:
+        return f"ssh port {host}:{port or 22}: {exc.strerror or exc}"
     return ""
 
 
