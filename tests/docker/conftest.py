@@ -118,3 +118,32 @@ def clean_engines(docker_lab: DockerLab) -> Iterator[Callable[..., None]]:
     for host in docker_lab.engines.values():
         _reset_engine(host)
 
+
+
+# ------------------------------------------------------------------------------ ssh:// nodes
+
+@pytest.fixture(scope="session")
+def ssh_node(docker_lab: DockerLab, tmp_path_factory: pytest.TempPathFactory):
+    """A real sshd on a free loopback port in front of engine lab1 (tests/docker/ssh_node.py);
+    stopped at the end.  Skipped with the reason where sshd cannot be installed or started."""
+    from ssh_node import SshdUnavailable, start_sshd
+
+    try:
+        node = start_sshd(tmp_path_factory.mktemp("ssh-node"), docker_lab.engine("lab1"))
+    except SshdUnavailable as exc:
+        pytest.skip(f"no sshd for the ssh:// node tests: {exc}")
+    try:
+        yield node
+    finally:
+        node.stop()
+        print(f"\nssh node: sshd on 127.0.0.1:{node.port} accepted {node.accepted()} connection(s)")
+
+
+@pytest.fixture
+def ssh_operator(ssh_node, monkeypatch: pytest.MonkeyPatch):
+    """This process (and the commands it runs) as an operator host that knows the ssh node:
+    HOME with its .ssh, the ssh wrapper first on PATH, the real DOCKER_CONFIG; no ssh agent."""
+    for key, value in ssh_node.client_env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    return ssh_node
