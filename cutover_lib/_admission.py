@@ -58,7 +58,7 @@ def passed_rehearsal(env: Environment, executed: Path) -> dict[str, Any] | None:
                    f"release {m.get('release')}" if m.get("release") != env.release else
                    "ended too long ago" if age is None or age > need.within else
                    "; ".join(interventions) if interventions else
-                   "changed since it was sealed" if verify_run(path) else "")
+                   "changed since it was sealed" if verify_run(path, root=executed.parent) else "")
         if not problem:
             return {"env": need.env, "run": path.name, "release": m["release"], "ended": ended,
                     "ledger_head": m.get("ledger_head")}

@@ -22,7 +22,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,8 @@ __all__ = [
 GENESIS = "0" * 64
 SUBDIRS = ("notebooks", "html", "artifacts")
 _RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[\w-]+$")
-_TMP = re.compile(r"^\..+\.tmp-\d+$")
+#: the manifest and its signature: everything else in a run folder is hashed into the manifest
+_SEAL_FILES = ("manifest.json", "seal.dsse.json")
 
 
 def utc_now() -> datetime:
@@ -125,6 +126,8 @@ class RunFolder:
     """A run's evidence folder."""
 
     path: Path
+    #: after :meth:`seal`: what the signature in ``seal.dsse.json`` covers, and the key id
+    signed: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -197,11 +200,19 @@ class RunFolder:
         atomic_write(self.manifest_path, json.dumps(mask_obj(manifest), indent=2, sort_keys=True) + "\n")
 
     def file_hashes(self) -> dict[str, str]:
+        """sha256 of every regular file but the manifest and its signature -- dot and temporary
+        names included; a link is never followed (``cutover verify`` reports it)."""
         out: dict[str, str] = {}
         for p in sorted(self.path.rglob("*")):
-            if p.is_file() and p.name != "manifest.json" and not _TMP.match(p.name):
-                out[p.relative_to(self.path).as_posix()] = sha256_file(p)
+            rel = p.relative_to(self.path).as_posix()
+            if rel not in _SEAL_FILES and not p.is_symlink() and p.is_file():
+                out[rel] = sha256_file(p)
         return out
+
+    def folders(self) -> list[str]:
+        """Every folder of the run (empty ones too), relative."""
+        return sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
+                      if p.is_dir() and not p.is_symlink())
 
     def seal(self, manifest_update: dict[str, Any]) -> dict[str, Any]:
         """Close the run: a ``run-end`` ledger record naming the digest of every other file, then
@@ -212,10 +223,14 @@ class RunFolder:
                      "files_digest": files_digest, "files": len(others)})
         manifest = {**self.read_manifest(), **manifest_update}
         manifest["files"] = self.file_hashes()
+        manifest["folders"] = self.folders()
         manifest["ledger_head"] = self.ledger_head()
         manifest["ledger_records"] = len(self.read_ledger())
         manifest["sealed"] = True
         self.write_manifest(manifest)
+        from ._seal import sign_seal  # (the signature over it: seal.dsse.json)
+
+        self.signed = sign_seal(self)
         return manifest
 
 

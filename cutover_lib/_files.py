@@ -2,7 +2,7 @@
 
 The compose files and env files (the release's and the previous one's), the chart and its values,
 every deployment profile T-12h validates, the offline kit manifest, the pinned signer keys, the
-samples the smoke tests submit and the profile validation script: each must exist in the project
+keys trusted to seal runs, the samples the smoke tests submit and the profile validation script: each must exist in the project
 folder, or be declared in ``site_files`` (the site provides it outside this repository; pre-flight
 checks it on the host that runs the cutover).  ``cutover params check`` and ``cutover plan``/``run``
 fail with exit 2 naming the key and the path otherwise.
@@ -40,6 +40,8 @@ def named_files(env: Environment) -> Iterator[tuple[str, str, str]]:
     for i, key in enumerate(env.trust.signer_keys):
         if "://" not in key and not key.startswith("{services."):  # a URL serves the key: nothing on disk
             yield f"trust.signer_keys[{i}]", key, "."
+    for i, key in enumerate(env.trust.run_keys):
+        yield f"trust.run_keys[{i}]", key, "."
     for name, path in env.samples.items():
         yield f"samples.{name}", path, "."
     if "/" in env.tools.validate_profiles:  # (a bare name is a program on PATH)

@@ -16,7 +16,8 @@ TOP_HELP = (
     'Commands:\n'
     "  run        Execute a phase's notebooks with papermill into a new evidence...\n"
     '  plan       Dry-run a phase: every mutating action is recorded as planned...\n'
-    '  verify     Re-hash a run folder and check its ledger chain; exit 1 naming...\n'
+    '  verify     Re-hash a run folder, check its ledger chain and its signed...\n'
+    "  key        Print this operator's public key (made on first use), to add...\n"
     '  timeline   Print the Section 2 timeline: the UTC time of every activity,...\n'
     '  approve    Record an approval (or rejection) of a gate for the...\n'
     "  approvals  List the approvals recorded for the environment's change, gate...\n"

@@ -266,9 +266,12 @@ class Tools(_Model):
 
 
 class Trust(_Model):
-    """What the smoke tests trust: the signer's public keys (PEM files) a DSSE must verify against."""
+    """What the smoke tests trust: the signer's public keys (PEM files) a DSSE must verify against;
+    and whose seal on a run of this environment ``cutover verify`` accepts: ``run_keys`` (PEM
+    files or folders of them; none: the verifying operator's own key)."""
 
     signer_keys: list[str] = Field(default_factory=list)
+    run_keys: list[str] = Field(default_factory=list)
 
 
 class Smoke(_Model):

@@ -169,15 +169,26 @@ def step_failed(record: dict[str, Any]) -> Message:
 
 
 def heartbeat(env: Environment, phase: str, run_id: str, elapsed_s: float, current_step: str | None,
-              counts: dict[str, int]) -> Message:
+              counts: dict[str, int], ledger_head: str | None = None) -> Message:
     outcome = "failed" if counts.get("failed") else "waived" if counts.get("waived") else "planned"
     now = current_step or "between steps"
     text = (f":hourglass_flowing_sand: **{phase}** on **{env.name}** running for {_elapsed(elapsed_s)}; "
             f"now: {now}; {_counts_line(counts)}")
     att = _attachment(f"{env.name} · {phase} heartbeat", f"now: {now}", outcome, _fields(
         ("Elapsed", _elapsed(elapsed_s), True), ("Current step", now, True),
-        ("Steps", _counts_line(counts), False), ("Run", run_id, False)))
+        ("Steps", _counts_line(counts), False), ("Run", run_id, False),
+        ("Ledger head", ledger_head, False)))  # an anchor outside the run folder: a rewrite shows
     return Message(text, [att], "heartbeat")
+
+
+def sealed(env: Environment, phase: str, run_id: str, outcome: str, signed: dict[str, Any]) -> Message:
+    """The seal where the run folder's owner cannot rewrite it (ledger head, records, key)."""
+    head, records, key = str(signed.get("ledger_head")), signed.get("ledger_records"), str(signed.get("keyid"))
+    text = f":lock: **{phase}** on **{env.name}** sealed ({outcome}): ledger head `{head}`, {records} records, key `{key}`"
+    att = _attachment(f"{env.name} · {phase} sealed", f"ledger head {head[:16]}…", outcome, _fields(
+        ("Run", run_id, False), ("Ledger head", head, False), ("Records", records, True), ("Key", key, False),
+        ("Manifest sha256", signed.get("manifest_sha256"), False)))
+    return Message(text, [att], "sealed")
 
 
 # --------------------------------------------------------------------------- posting
@@ -330,14 +341,12 @@ class Heartbeat:
 
     def __init__(self, bridge: Bridge, env: Environment, phase: str, run_id: str,
                  status_fn: Callable[[], tuple[str | None, dict[str, int]]], *, interval: float | None = None,
-                 run: RunFolder | None = None) -> None:
-        self.bridge = bridge
-        self.env = env
-        self.phase = phase
-        self.run_id = run_id
+                 run: RunFolder | None = None, head_fn: Callable[[], str] | None = None) -> None:
+        self.bridge, self.env, self.phase, self.run_id = bridge, env, phase, run_id
         self.status_fn = status_fn
         self.interval = interval if interval is not None else bridge.config.heartbeat.total_seconds()
         self.run = run
+        self.head_fn = head_fn
         self.results: list[PostResult] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -370,7 +379,11 @@ class Heartbeat:
             current, counts = self.status_fn()
         except Exception as exc:  # noqa: BLE001 - a broken status callback must not stop the heartbeat
             current, counts = f"(status unavailable: {type(exc).__name__})", {}
-        msg = heartbeat(self.env, self.phase, self.run_id, time.monotonic() - self._started, current, counts)
+        try:
+            head = self.head_fn() if self.head_fn else None
+        except Exception:  # noqa: BLE001 - nor a ledger being written
+            head = None
+        msg = heartbeat(self.env, self.phase, self.run_id, time.monotonic() - self._started, current, counts, head)
         result = self.bridge.send(msg)
         if self.run is not None and self.bridge.run is None:
             try:

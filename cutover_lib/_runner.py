@@ -35,6 +35,7 @@ from ._phases import load_phases, notebook_deadline
 from ._plan import plan_diff, plan_digest, planned_commands
 from ._progress import Progress, with_status
 from ._report import HtmlExports
+from ._reporter import BridgeReporter
 from ._secrets import mask as _mask
 
 __all__ = ["EnvLock", "NotebookFailed", "RunResult", "break_lock", "run_phase"]
@@ -71,51 +72,6 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[dist] = "not installed"
     return out
-
-
-class _BridgeReporter:
-    """#launch-bridge from the runner process (never the kernel): phase start and finish, gate
-    decisions, each failed step, and a heartbeat every ``bridge.heartbeat`` while the run is
-    active.  Every post is recorded in the ledger; a failing webhook never fails the run.
-    A dry run posts nothing."""
-
-    def __init__(self, env: Environment, phase: str, run: RunFolder, dry_run: bool) -> None:
-        self.env, self.phase, self.run = env, phase, run
-        self.enabled = not dry_run and env.bridge.webhook is not None
-        self.bridge: Any = None
-        self.heartbeat: Any = None
-
-    def start(self) -> None:
-        if not self.enabled:
-            return
-        from ._notify import Bridge, Heartbeat, ledger_status, phase_started
-
-        self.bridge = Bridge(self.env.bridge, run=self.run, verify=self.env.tls_verify)
-        self.bridge.send(phase_started(self.env, self.phase, self.run.run_id, False))
-        self.heartbeat = Heartbeat(self.bridge, self.env, self.phase, self.run.run_id,
-                                   lambda: ledger_status(self.run), run=None).start()
-
-    def on_record(self, rec: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        from ._notify import gate_decision, step_failed
-
-        kind = rec.get("kind")
-        if kind in ("approval", "rejection", "waiver"):
-            self.bridge.send(gate_decision(rec))
-        elif kind == "step" and ".gate-" in rec.get("step_id", "") and rec.get("outcome") == "failed":
-            self.bridge.send(gate_decision(rec))
-        elif kind == "step" and rec.get("outcome") == "failed":
-            self.bridge.send(step_failed(rec))
-
-    def finish(self, outcome: str, message: str, index: Path) -> None:
-        if not self.enabled:
-            return
-        from ._notify import ledger_status, phase_finished
-
-        self.heartbeat.stop()
-        _, counts = ledger_status(self.run)
-        self.bridge.send(phase_finished(self.env, self.phase, self.run.run_id, outcome, message, counts, str(index)))
 
 
 def _json_default(value: Any) -> str:
@@ -282,7 +238,7 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
                 "dry_run": dry_run, "operator": manifest["operator"], "params_sha256": manifest["params_sha256"],
                 "git_commit": manifest["git_commit"]})
     echo(f"run {run.run_id}: {phase} on {env.name}{' (dry run)' if dry_run else ''}")
-    reporter = _BridgeReporter(env, phase, run, dry_run)
+    reporter = BridgeReporter(env, phase, run, dry_run)
     reporter.start()
     exit_code, outcome, message = EXIT_PASSED, "passed", ""
     params = {"env": env.name, "run_dir": str(run.path), "dry_run": dry_run, "resume": resume,
@@ -374,9 +330,12 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
     reporter.finish(outcome, message, run.path / "html" / "index.html")
     index = write_index(run, manifest, index_sections(run, env, root))
     run.seal(manifest)
+    unanchored = reporter.anchor(outcome)
     echo(f"outcome: {outcome}{' - ' + message if message else ''}")
     echo(f"evidence: {run.path}")
     echo(f"report:   {index}")
+    if unanchored:
+        echo(f"warning:  {unanchored}")
     if interrupted is not None:  # (a plan is not resumed: it is made again)
         echo(f"next:     cutover plan --env {env.name} --phase {phase}" if dry_run else
              f"next:     cutover run --env {env.name} --phase {phase} --resume {run.run_id}")

@@ -186,12 +186,15 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
 
 
 @app.command()
-def verify(run_dir: Annotated[Path, typer.Argument(help="A run folder, e.g. executed/local/<run-id>.")]) -> None:
-    """Re-hash a run folder and check its ledger chain; exit 1 naming every change."""
+def verify(run_dir: Annotated[Path, typer.Argument(help="A run folder, e.g. executed/local/<run-id>.")],
+           key: Annotated[Optional[list[Path]], typer.Option("--key", help="Also trust this PEM public key "
+                                                             "to have sealed the run.")] = None,
+           root: RootOpt = None) -> None:
+    """Re-hash a run folder, check its ledger chain and its signed seal; exit 1 naming every change."""
     try:
-        from ._tamper import verify_run
+        from ._tamper import verify_report
 
-        findings = verify_run(run_dir)
+        findings, sealed_by = verify_report(run_dir, key or [], root.resolve() if root else None)
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc) from None
     if findings:
@@ -201,7 +204,22 @@ def verify(run_dir: Annotated[Path, typer.Argument(help="A run folder, e.g. exec
         from ._errors import EXIT_FAILED
 
         raise typer.Exit(EXIT_FAILED)
-    typer.echo(f"ok: {run_dir}: every file and ledger link matches the sealed manifest")
+    typer.echo(f"ok: {run_dir}: every file and ledger link matches the sealed manifest; sealed by {sealed_by}")
+
+
+@app.command("key")
+def key_command() -> None:
+    """Print this operator's public key (made on first use), to add to trust.run_keys in params."""
+    try:
+        from ._dsse import key_id
+        from ._seal import key_path, operator_key, public_pem
+
+        own = operator_key()
+    except Exception as exc:  # noqa: BLE001
+        raise _fail(exc) from None
+    typer.echo(f"# key id {key_id(own)} ({key_path()}; the private key never leaves it)")
+    typer.echo("# save as deploy/keys/operators/<env>/<your-name>.pem and list the folder in trust.run_keys")
+    typer.echo(public_pem(own).rstrip())
 
 
 @app.command()

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The seals of the tests' runs are made with a throwaway operator key (per test process, and
+    the runs and kernels it starts), never the ~/.config key of whoever runs the tests."""
+    if "CUTOVER_OPERATOR_KEY" not in os.environ:
+        folder = Path(tempfile.mkdtemp(prefix="cutover-test-operator-"))
+        os.environ["CUTOVER_OPERATOR_KEY"] = str(folder / "operator-ed25519.pem")
 
 
 @pytest.fixture(autouse=True)
@@ -34,10 +45,12 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released): connections are refused."""
+def closed_port() -> Iterator[int]:
+    """A loopback port nothing listens on: bound and held (never listening) for the whole test, so
+    connections are refused and no other process -- a parallel test -- can start listening there."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    try:
+        yield s.getsockname()[1]
+    finally:
+        s.close()

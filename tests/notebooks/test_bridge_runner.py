@@ -58,6 +58,16 @@ def test_runner_posts_phase_events_and_heartbeats(lab_project):
     for p in Receiver.posts:
         assert p["username"] == "stellaops-cutover" and p["channel"] == "launch-bridge"
         assert p["attachments"] and {"fallback", "color", "title"} <= set(p["attachments"][0])
+    # anchors outside the run folder: the seal's ledger head last, and a head in every heartbeat
+    run = Path(next(x for x in res.stdout.splitlines() if x.startswith("evidence: ")).split(": ", 1)[1])
+    manifest = json.loads((run / "manifest.json").read_text())
+    seal = json.loads((run / "seal.dsse.json").read_text())
+    assert texts[-1] == (f":lock: **rehearsal** on **local** sealed (passed): ledger head `{manifest['ledger_head']}`, "
+                         f"{manifest['ledger_records']} records, key `{seal['signer']['keyid']}`")
+    chain = {json.loads(line)["prev"] for line in (run / "ledger.jsonl").read_text().splitlines()}
+    heads = [f["value"] for p in Receiver.posts if p["text"].startswith(":hourglass_flowing_sand:")
+             for f in p["attachments"][0]["fields"] if f["title"] == "Ledger head"]
+    assert heads and set(heads) <= chain  # each one a link of the sealed chain
 
 
 def test_dead_webhook_does_not_fail_the_run(lab_project):

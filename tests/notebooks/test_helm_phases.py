@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from cutover_lib._params import parse_overrides
+from cutover_lib._seal import operator_key, public_pem
 from nb_helpers import DEMO_APPROVALS, REPO, free_block, lab_config, make_project
 from standins.kube_api import kube_api  # noqa: F401 - fixture
 
@@ -59,6 +60,9 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
            "KUBECONFIG": str(kube_api.kubeconfig)}
     secret_file = root / ".lab" / "secrets" / "stellaops-prod-core" / "authority-client-secret"
     kit = root / ".lab" / "offline-kit" / "{release}" / "offline-kit.manifest.json"
+    sealers = tmp_path / "sealers"  # whose seal verify accepts on prod: this operator's, as a site lists its own
+    sealers.mkdir()
+    (sealers / "operator.pem").write_text(public_pem(operator_key()))
     params = [f"services.{s}={cfg.url(s)}" for s in SERVICES] + [
         "tls_verify=false", f"credentials.authority_client_secret=file:{secret_file}",
         f"deploy.helm.deployments={json.dumps(DEPLOYMENTS)}", "deploy.helm.timeout=20s", "deploy.helm.watch=1s", "timeouts.health=20s",
@@ -74,7 +78,7 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
         # `make test` may still be installing for the engine tests running alongside
         "tools.validate_profiles_may_skip=true",
         # the lab's offline kit stands for the one the site received
-        f"offline_kit.manifest={kit}", f'site_files=["{kit}"]']
+        f"offline_kit.manifest={kit}", f'site_files=["{kit}"]', f"trust.run_keys=[{sealers}]"]
 
     # in the project's params files, as a site edits its own (prod refuses -p for all but run-time settings)
     for name in ("prod", "stage"):

@@ -95,7 +95,7 @@ def test_plan_passes_only_while_the_environments_files_exist(project: Path):
 def test_a_declared_site_file_is_not_required_in_the_project(project: Path):
     env = load_environment("prod", project / "params")
     assert "deploy/keys/signer-prod.pem" in {render_text(f, env) for f in env.site_files}
-    assert not (project / "deploy" / "keys").exists()
+    assert not (project / "deploy" / "keys" / "signer-prod.pem").exists()
     assert cli("params", "check", "--env", "prod", "--root", str(project)).exit_code == 0
 
 
