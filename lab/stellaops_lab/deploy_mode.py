@@ -15,6 +15,7 @@ from typing import Any
 
 from cutover_lib._errors import CheckFailed
 from cutover_lib._steps import NotApplicable, Runbook, StepContext
+from ._errors import LabUnhealthy
 from .settings import lab_settings
 
 __all__ = ["LabSteps"]
@@ -34,7 +35,12 @@ def _restart(ctx: StepContext, rb: Runbook, release: str) -> str:
     cfg = _config(rb, release)
     stopped = down(cfg)
     ctx.log(f"stopped {len(stopped)} lab processes: {', '.join(stopped) or 'none'}")
-    state = up(cfg, timeout=rb.env.timeouts.health.total_seconds())
+    try:
+        state = up(cfg, timeout=rb.env.timeouts.health.total_seconds())
+    except LabUnhealthy as exc:  # restarted, but not healthy: the health step that follows says so
+        state = exc.state
+        for name, problem in exc.problems.items():
+            ctx.log(f"{name}: {problem}")
     for name, row in state.items():
         ctx.log(f"{name}: pid {row['pid']} {row['url']} version {row['version']} healthy={row['healthy']}")
     ctx.artifact(f"lab-status-{release}.json", json.dumps(state, indent=2, default=str))

@@ -233,7 +233,16 @@ def _apt_get_installs(text: str) -> set[str]:
                 break
     for group in re.findall(r"missing\+=\(([^)]*)\)", text):
         names.update(group.split())
+    for group in re.findall(r'\["apt-get", "install"((?:,\s*"[^"]*")*)', text):  # argv lists in Python
+        names.update(w for w in re.findall(r'"([^"]*)"', group) if not w.startswith("-"))
     return names
+
+
+def _installers() -> list[Path]:
+    """Every file of the project that may apt-get install something on the host."""
+    files = [REPO / "Makefile"] + [p for d in ("tools", "tests", "lab", "cutover_lib") for p in (REPO / d).rglob("*")
+                                   if p.suffix in (".py", ".sh") and ".venv" not in p.parts]
+    return [p for p in files if "apt-get" in p.read_text(errors="replace") and p != Path(__file__).resolve()]
 
 
 def _listed(path: Path = DEBIAN_PACKAGES) -> dict[str, str]:
@@ -247,8 +256,8 @@ def _listed(path: Path = DEBIAN_PACKAGES) -> dict[str, str]:
 
 
 def test_debian_packages_lists_every_apt_get_install() -> None:
-    installed = set().union(*(_apt_get_installs((REPO / p).read_text()) for p in ("Makefile", "tools/dockerlab.sh")))
-    assert {"python3-venv", "docker.io"} <= installed, f"the apt-get parsing found only {installed}"
+    installed = set().union(*(_apt_get_installs(p.read_text()) for p in _installers()))
+    assert {"python3-venv", "docker.io", "openssh-server"} <= installed, f"the apt-get parsing found only {installed}"
     missing = (installed | {"make"}) - _listed().keys()
     assert not missing, f"{DEBIAN_PACKAGES.relative_to(REPO)} does not list {sorted(missing)}"
 

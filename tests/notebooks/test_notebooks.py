@@ -87,6 +87,32 @@ def test_whole_runbook_on_the_lab(lab_project):
     assert seen["5.decision"]["observed"].startswith("GO")
 
 
+def test_a_release_that_comes_up_unhealthy_fails_the_health_step_and_rolls_back(tmp_path):
+    """The lab restarts on a release whose scanner is unhealthy: the restart is done (4.2.lab-upgrade),
+    the health step names the scanner (4.2.lab-health) and the rollback restores 2025.09.1."""
+    from stellaops_lab import down, status, up
+
+    root = make_project(tmp_path / "p", free_block())
+    cfg = lab_config(root)
+    up(cfg)
+    try:
+        approve_all(root)
+        fault = json.dumps({"2025.09.2": {"scanner.unhealthy": True}})
+        res = cutover(root, "run", "--env", "local", "--phase", "cutover", "-p", f"deploy.lab.release_faults={fault}",
+                      "-p", "timeouts.health=5s")
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "outcome: rolled-back" in res.stdout, res.stdout[-3000:]
+        steps = steps_of(run_dir_from(res.stdout))
+        assert steps["4.2.lab-upgrade"]["outcome"] == "passed", steps["4.2.lab-upgrade"]
+        assert not steps["4.2.lab-upgrade"]["artifacts"] or not any(
+            a.endswith(".traceback.txt") for a in steps["4.2.lab-upgrade"]["artifacts"])
+        assert steps["4.2.lab-health"]["outcome"] == "failed"
+        assert "scanner: healthy=False" in steps["4.2.lab-health"]["message"]
+        assert {(row["version"], row["healthy"]) for row in status(cfg).values()} == {("2025.09.1", True)}
+    finally:
+        down(cfg)
+
+
 def test_smoke_failure_rolls_back_and_the_record_shows_why(tmp_path):
     """A fault baked into 2025.09.2 fails a smoke test; rollback restores 2025.09.1 (lab deploy mode)."""
     from stellaops_lab import down, status, up
