@@ -74,6 +74,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _applied_without_decision(run: RunFolder) -> bool:
+    """A mutating step of Section 4.2/4.3 (the apply) ran, and no go/rollback decision was recorded."""
+    records = run.read_ledger()
+    return not any(r.get("kind") == "decision" for r in records) and any(
+        r.get("kind") == "step" and r.get("mutating") and str(r.get("section", "")).startswith(("4.2", "4.3"))
+        and r.get("outcome") in ("passed", "failed") for r in records)
+
+
 def _json_default(value: Any) -> str:
     """``-p`` values YAML reads as dates and times travel to the kernel as ISO text (the params
     models parse it back); anything else that JSON cannot carry is an error."""
@@ -300,6 +308,11 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
             exit_code, message = execute(notebooks, phase)
             if exit_code:
                 outcome = "blocked" if exit_code == EXIT_GATE else "failed"
+            if can_roll_back and exit_code not in (EXIT_PASSED, EXIT_GATE) and "OutcomeUnknown:" not in message \
+                    and _applied_without_decision(run):  # e.g. a smoke cell crashed: results unknown
+                run.append({"kind": "decision", "decision": "rollback", "failed": [], "reason":
+                            f"the cutover stopped after the release was applied, before its go/rollback decision "
+                            f"({_mask(message)})"})
         decisions = [r for r in run.read_ledger() if r.get("kind") == "decision"]
         if can_roll_back and decisions and decisions[-1].get("decision") == "rollback":
             echo(f"rollback decided ({decisions[-1].get('reason', '')}): running the rollback phase (Section 6)")

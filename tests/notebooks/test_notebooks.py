@@ -113,6 +113,56 @@ def test_a_release_that_comes_up_unhealthy_fails_the_health_step_and_rolls_back(
         down(cfg)
 
 
+def test_a_smoke_cell_that_crashes_still_ends_in_a_decision_and_the_rollback(tmp_path):
+    """A cell of the smoke notebook raises (a bug, not a failed check) after the release was applied:
+    the results are unknown, so the runner records the rollback decision and runs Section 6."""
+    import nbformat
+    from stellaops_lab import down, status, up
+
+    root = make_project(tmp_path / "p", free_block())
+    smoke = root / "notebooks" / "07_smoke.ipynb"
+    nb = nbformat.read(smoke, as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if "5.web-ui" in c.source)
+    nb.cells.insert(at, nbformat.v4.new_code_cell('raise RuntimeError("the smoke cell broke")'))
+    nbformat.write(nb, smoke)
+    cfg = lab_config(root)
+    up(cfg)
+    try:
+        approve_all(root)
+        res = cutover(root, "run", "--env", "local", "--phase", "cutover")
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "rollback decided (the cutover stopped after the release was applied, before its go/rollback " \
+               "decision (07_smoke.ipynb: RuntimeError: the smoke cell broke))" in res.stdout, res.stdout[-3000:]
+        assert "outcome: rolled-back" in res.stdout
+        steps = steps_of(run_dir_from(res.stdout))
+        assert "5.web-ui" not in steps and "5.decision" not in steps
+        assert steps["6.lab-rollback"]["outcome"] == "passed"
+        assert {row["version"] for row in status(cfg).values()} == {"2025.09.1"}
+    finally:
+        down(cfg)
+
+
+def test_a_crash_before_the_apply_rolls_nothing_back(tmp_path):
+    """Nothing was applied (the pre-flight notebook broke): no decision, no rollback, just failed."""
+    import nbformat
+    from stellaops_lab import down, up
+
+    root = make_project(tmp_path / "p", free_block())
+    pre = root / "notebooks" / "04_preflight.ipynb"
+    nb = nbformat.read(pre, as_version=4)
+    nb.cells.insert(4, nbformat.v4.new_code_cell('raise RuntimeError("pre-flight broke")'))
+    nbformat.write(nb, pre)
+    cfg = lab_config(root)
+    up(cfg)
+    try:
+        approve_all(root)
+        res = cutover(root, "run", "--env", "local", "--phase", "cutover")
+        assert res.returncode == 1 and "outcome: failed" in res.stdout, res.stdout[-3000:]
+        assert "rollback decided" not in res.stdout
+    finally:
+        down(cfg)
+
+
 def test_smoke_failure_rolls_back_and_the_record_shows_why(tmp_path):
     """A fault baked into 2025.09.2 fails a smoke test; rollback restores 2025.09.1 (lab deploy mode)."""
     from stellaops_lab import down, status, up
