@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import EvidenceError, GateNotApproved, UsageError
-from ._evidence import HashChain, iso, utc_now
+from ._evidence import HashChain, RunFolder, iso, utc_now
+from ._lock import checked_name
 from ._params import Environment
 from ._steps import Runbook, StepContext, Waived
 
@@ -66,7 +67,7 @@ class ApprovalStore:
     """The approvals of one change in one environment."""
 
     def __init__(self, root: Path, env: Environment) -> None:
-        self.env = env
+        self.env, self.root = env, root
         self.path = _store_path(root, env)
 
     def records(self) -> list[dict[str, Any]]:
@@ -79,13 +80,20 @@ class ApprovalStore:
 
     def record(self, *, gate: str, role: str, name: str, record: str, comment: str = "",
                decision: str = "approve", plan_run: str | None = None, plan_digest: str | None = None,
-               via: str = "cli") -> dict[str, Any]:
-        """Validate and store one decision; raise :class:`UsageError` (exit 2) when it is not allowed."""
+               via: str = "cli", run: str | None = None) -> dict[str, Any]:
+        """Validate and store one decision; raise :class:`UsageError` (exit 2) when it is not allowed.
+        A gate with ``after`` (post-smoke) approves one ``run``, once that step passed in it."""
         env = self.env
         gates = env.approvals.gates
         if gate not in gates:
             raise UsageError(f"unknown gate {gate!r} for {env.name}", hint=f"gates: {', '.join(gates)}")
         g = gates[gate]
+        if g.after and not run:
+            raise UsageError(f"gate {gate} ({g.title}) approves one run's results ({g.after}): name the run",
+                             hint=approve_command(env, gate, role, run="RUN_ID") + " (the run id `cutover run` printed)")
+        if run and not g.after:
+            raise UsageError(f"gate {gate} ({g.title}) is not approved per run", hint="leave out --run")
+        bound = passed_step(self.root, env, run, g.after) if run and g.after else None
         if role not in g.roles:
             raise UsageError(f"role {role!r} does not approve gate {gate} ({g.title})",
                              hint=f"gate {gate} needs: {' + '.join(g.roles)}")
@@ -99,7 +107,7 @@ class ApprovalStore:
         if not record.strip():
             raise UsageError("an approval needs its record location", hint=f"pass --record {env.change_ticket} "
                              f"(the ticket id or channel: {g.record})")
-        for prev in self._latest(gate).values():
+        for prev in self._latest(gate, run).values():
             if person(prev["name"]) == person(name) and prev["role"] != role and prev["decision"] == "approve":
                 raise UsageError(f"{name} already approved gate {gate} as {prev['role']}; one person cannot fill "
                                  f"two roles of the same gate", hint=f"ask the {role} to approve")
@@ -111,21 +119,30 @@ class ApprovalStore:
                "recorded_by": f"{getpass.getuser()}@{socket.gethostname()}"}
         if plan_run:
             rec.update({"plan_run": plan_run, "plan_digest": plan_digest})
+        if bound is not None:
+            rec.update({"run": run, "after": g.after, "after_at": bound.get("ended")})
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         return HashChain(self.path).append(rec)
 
-    def _latest(self, gate: str) -> dict[tuple[str, str], dict[str, Any]]:
+    def _latest(self, gate: str, run: str | None = None, after_at: str | None = None
+                ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The latest decision of each person for ``gate``; for a gate approved per run, only those
+        naming ``run`` and recorded after ``after_at`` (when its step passed there)."""
+        bound = self.env.approvals.gates[gate].after if gate in self.env.approvals.gates else None
         latest: dict[tuple[str, str], dict[str, Any]] = {}
         for r in self.records():
-            if r.get("gate") == gate and r.get("env") == self.env.name:
-                latest[(r["role"], person(r["name"]))] = r
+            if r.get("gate") != gate or r.get("env") != self.env.name:
+                continue
+            if bound and (r.get("run") != run or after_at is None or str(r.get("at", "")) < after_at):
+                continue
+            latest[(r["role"], person(r["name"]))] = r
         return latest
 
-    def status(self, gate: str) -> GateStatus:
+    def status(self, gate: str, run: str | None = None, after_at: str | None = None) -> GateStatus:
         g = self.env.approvals.gates[gate]
         approved: dict[str, dict[str, Any]] = {}
         rejected: list[dict[str, Any]] = []
-        for (role, _), r in self._latest(gate).items():
+        for (role, _), r in self._latest(gate, run, after_at).items():
             if r["decision"] == "approve":
                 approved.setdefault(role, r)
             else:
@@ -134,12 +151,36 @@ class ApprovalStore:
 
 
 def gate_status(rb: Runbook, gate_name: str) -> GateStatus:
-    return ApprovalStore(rb.root, rb.env).status(gate_name)
+    g = rb.env.approvals.gates[gate_name]
+    if not g.after:
+        return ApprovalStore(rb.root, rb.env).status(gate_name)
+    passed = [r for r in rb.run.read_ledger()
+              if r.get("kind") == "step" and r.get("step_id") == g.after and r.get("outcome") == "passed"]
+    return ApprovalStore(rb.root, rb.env).status(gate_name, rb.run.run_id, passed[-1]["ended"] if passed else None)
 
 
-def approve_command(env: Environment, gate_name: str, role: str) -> str:
+def passed_step(root: Path, env: Environment, run_id: str, step_id: str) -> dict[str, Any]:
+    """The record of ``step_id`` passing in run ``run_id`` of ``env``; :class:`UsageError` naming why not."""
+    checked_name("run id", run_id, f"pass a run folder's name, e.g. --run 20261027T140000Z-{env.name}-cutover")
+    folder = root / "executed" / env.name / run_id
+    if not (folder / "ledger.jsonl").is_file():
+        raise UsageError(f"no run {run_id} under executed/{env.name}/",
+                         hint="pass the run id `cutover run` printed (its evidence folder's name)")
+    records = [r for r in RunFolder(folder).read_ledger() if r.get("kind") == "step" and r.get("step_id") == step_id]
+    passed = [r for r in records if r.get("outcome") == "passed"]
+    if passed:
+        return passed[-1]
+    if records:
+        raise UsageError(f"run {run_id}: {step_id} {records[-1].get('outcome')}, so there is nothing to approve",
+                         hint="a failed smoke decision goes to the rollback gate, not this one")
+    raise UsageError(f"run {run_id} has no {step_id} result yet: approve once it has passed",
+                     hint=f"wait for {step_id} in that run, then approve")
+
+
+def approve_command(env: Environment, gate_name: str, role: str, run: str | None = None) -> str:
     return (f"cutover approve --env {env.name} --gate {gate_name} --role {role} --name 'NAME' "
-            f"--record {env.change_ticket if gate_name != 'rollback' else (env.incident_ticket or 'INC-...')}")
+            f"--record {env.change_ticket if gate_name != 'rollback' else (env.incident_ticket or 'INC-...')}"
+            + (f" --run {run}" if run else ""))
 
 
 def _status_html(st: GateStatus, title: str) -> str:
@@ -195,7 +236,8 @@ def approval_form(rb: Runbook, gate_name: str) -> Any:
     def decide(decision: str) -> None:
         try:
             rec = store.record(gate=gate_name, role=role.value, name=name.value, record=record.value,
-                               comment=comment.value, decision=decision, via="notebook")
+                               comment=comment.value, decision=decision, via="notebook",
+                               run=rb.run.run_id if g.after else None)
         except UsageError as exc:
             out.value = f"<span style='color:#cf222e'>{html.escape(exc.one_line())}</span>"
             return
@@ -229,27 +271,32 @@ def require(rb: Runbook, gate_name: str, *, section: str | None = None) -> dict[
             who = "; ".join(f"{r['name']} ({r['role']}): {r.get('comment') or 'no comment'}" for r in st.rejected)
             raise GateNotApproved(f"gate {gate_name} ({g.title}) was rejected by {who}",
                                   hint="resolve the objection, then record a new approval")
+        run = rb.run.run_id if g.after else None
         if not st.missing:
             return "approved by " + ", ".join(f"{r['name']} ({role}, {r['record']})" for role, r in st.approved.items())
         if gate_name in rb.waive or "all" in rb.waive:
             if not rb.env.approvals.waivable:
                 raise GateNotApproved(f"gate {gate_name} cannot be waived in {rb.env.name} ({rb.env.tier}); missing "
-                                      f"{', '.join(st.missing)}", hint=approve_command(rb.env, gate_name, st.missing[0]))
+                                      f"{', '.join(st.missing)}", hint=approve_command(rb.env, gate_name, st.missing[0], run))
             rb.record("waiver", gate=gate_name, missing=st.missing, by=f"{getpass.getuser()}@{socket.gethostname()}",
                       reason=f"--waive {gate_name} in {rb.env.tier}")
             raise Waived(f"missing {', '.join(st.missing)} waived by the operator (--waive) in {rb.env.tier}")
         where = "the approval form in the cell above, or " if rb.interactive else ""
         raise GateNotApproved(
             f"gate {gate_name} ({g.title}) lacks approval from {', '.join(st.missing)}",
-            hint=f"record it with {where}" + " ; ".join(approve_command(rb.env, gate_name, r) for r in st.missing))
+            hint=f"record it with {where}" + " ; ".join(approve_command(rb.env, gate_name, r, run) for r in st.missing))
 
     return rb.step(f"{sec}.gate-{gate_name}", f"Gate: {g.title}", owner="Approvals",
                    expect=f"approved by {' + '.join(g.roles)} (recorded in {g.record})", action=act)
 
 
-def pending_approvals(root: Path, env: Environment, gate_name: str) -> list[str]:
-    """The ``cutover approve`` commands a gate still needs, one per missing role."""
-    return [approve_command(env, gate_name, role) for role in ApprovalStore(root, env).status(gate_name).missing]
+def pending_approvals(root: Path, env: Environment, gate_name: str, run: str | None = None,
+                      after_at: str | None = None) -> list[str]:
+    """The ``cutover approve`` commands a gate still needs, one per missing role (``--run`` for a
+    gate approved per run)."""
+    bound = run if env.approvals.gates[gate_name].after else None
+    return [approve_command(env, gate_name, role, bound)
+            for role in ApprovalStore(root, env).status(gate_name, run, after_at).missing]
 
 
 def plan_digest_of(root: Path, env: Environment, plan_run: str) -> str:

@@ -179,10 +179,15 @@ class Backup(_Model):
 
 
 class Gate(_Model):
+    """A gate of the approval matrix.  ``after``: the gate approves what one run showed -- an
+    approval names that run (``cutover approve --run``) and counts only when recorded after this
+    step passed in it (post-smoke: ``5.decision``, the smoke results)."""
+
     title: str
     roles: list[str] = Field(min_length=1)
     record: str
     section: str
+    after: str | None = None
 
 
 class Approvals(_Model):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ._admission import open_for_resume, params_changed, passed_rehearsal
-from ._errors import EXIT_FAILED, EXIT_GATE, EXIT_PASSED, Terminated, UsageError, exit_code_for
+from ._errors import EXIT_FAILED, EXIT_GATE, EXIT_PASSED, CutoverError, Terminated, UsageError, exit_code_for
 from ._evidence import RunFolder, iso, utc_now
 from ._files import require_files
 from ._kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
@@ -72,6 +72,24 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[dist] = "not installed"
     return out
+
+
+def _pending_gate(root: Path, env: Environment, run: RunFolder) -> list[str]:
+    """The ``cutover approve`` commands the gate that stopped the run still needs."""
+    from ._approvals import pending_approvals
+
+    records = run.read_ledger()
+    stopped = [r["step_id"].split(".gate-", 1)[1] for r in records
+               if r.get("kind") == "step" and ".gate-" in r.get("step_id", "") and r.get("outcome") == "failed"]
+    if not stopped or stopped[-1] not in env.approvals.gates:
+        return []
+    after = env.approvals.gates[stopped[-1]].after
+    passed = [r.get("ended") for r in records if r.get("kind") == "step" and r.get("step_id") == after
+              and r.get("outcome") == "passed"]
+    try:
+        return pending_approvals(root, env, stopped[-1], run.run_id, passed[-1] if passed else None)
+    except CutoverError:  # (an approvals file that fails its chain: the gate step said so)
+        return []
 
 
 def _applied_without_decision(run: RunFolder) -> bool:
@@ -308,6 +326,8 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
             exit_code, message = execute(notebooks, phase)
             if exit_code:
                 outcome = "blocked" if exit_code == EXIT_GATE else "failed"
+            if outcome == "blocked":
+                pending = _pending_gate(root, env, run)
             if can_roll_back and exit_code not in (EXIT_PASSED, EXIT_GATE) and "OutcomeUnknown:" not in message \
                     and _applied_without_decision(run):  # e.g. a smoke cell crashed: results unknown
                 run.append({"kind": "decision", "decision": "rollback", "failed": [], "reason":

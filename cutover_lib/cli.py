@@ -253,6 +253,8 @@ def approve(
     comment: Annotated[str, typer.Option("--comment", help="Free text kept with the approval.")] = "",
     reject: Annotated[bool, typer.Option("--reject", help="Record a rejection instead of an approval.")] = False,
     plan_run: Annotated[Optional[str], typer.Option("--plan", help="The plan run (cutover plan) this approves.")] = None,
+    run: Annotated[Optional[str], typer.Option("--run", help="The run whose results this approves (post-smoke: "
+                                               "once its smoke decision passed).")] = None,
     root: RootOpt = None,
 ) -> None:
     """Record an approval (or rejection) of a gate for the environment's change ticket."""
@@ -265,7 +267,7 @@ def approve(
         digest = plan_digest_of(base, environment, plan_run) if plan_run else None
         rec = ApprovalStore(base, environment).record(gate=gate, role=role, name=name, record=record,
                                                       comment=comment, decision="reject" if reject else "approve",
-                                                      plan_run=plan_run, plan_digest=digest)
+                                                      plan_run=plan_run, plan_digest=digest, run=run)
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc) from None
     from ._notify import Bridge, gate_decision
@@ -277,7 +279,8 @@ def approve(
                        err=True)
     typer.echo(f"{rec['decision']}d: gate {gate} of {env} ({environment.change_ticket}) by {rec['name']} as "
                f"{rec['role']} at {rec['at']}, recorded in {rec['record']}"
-               + (f"; plan {plan_run} digest {str(digest)[:16]}…" if plan_run else ""))
+               + (f"; plan {plan_run} digest {str(digest)[:16]}…" if plan_run else "")
+               + (f"; run {run} ({rec['after']} passed at {rec['after_at']})" if run else ""))
 
 
 @app.command()

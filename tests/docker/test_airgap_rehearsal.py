@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from nb_helpers import through_post_smoke
 from stellaops_lab.offline_kit import publish
 from test_cutover_phase_on_engine import APPROVALS, network, project, run_of, steps
 
@@ -33,8 +34,11 @@ def guarded(log: Path) -> dict[str, str]:
 
 
 def cutover(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *args, "--root", str(root)], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=900, check=False)
+    def call(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *argv, "--root", str(root)], cwd=root,
+                              env=env, capture_output=True, text=True, timeout=900, check=False)
+
+    return through_post_smoke(call(*args), call, args)  # approved at the post-smoke gate, then resumed
 
 
 def bring_up_previous(host: str, profile: str) -> None:

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from nb_helpers import steps_of, through_post_smoke
 from stellaops_lab.demo import DEMO_APPROVERS
 from test_compose_engine import bring_up_stage, env_file, versions
 
-APPROVALS = [(gate, role, name) for gate, people in DEMO_APPROVERS.items() for role, name in people]
+#: approved up front; post-smoke approves one run's smoke results, after them (through_post_smoke)
+APPROVALS = [(gate, role, name) for gate, people in DEMO_APPROVERS.items() for role, name in people
+             if gate != "post-smoke"]
 
 pytestmark = pytest.mark.docker
 
@@ -56,17 +59,14 @@ def network(docker_host: str) -> None:
 
 
 def cutover(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *args, "--root", str(root)], cwd=root,
-                          capture_output=True, text=True, timeout=900)
+    def call(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *argv, "--root", str(root)], cwd=root,
+                              capture_output=True, text=True, timeout=900)
+
+    return through_post_smoke(call(*args), call, args)
 
 
-def steps(run: Path) -> dict[str, dict]:
-    out = {}
-    for line in (run / "ledger.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        if rec.get("kind") == "step":
-            out[rec["step_id"]] = rec
-    return out
+steps = steps_of
 
 
 def run_of(stdout: str) -> Path:

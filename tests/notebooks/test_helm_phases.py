@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ import yaml
 
 from cutover_lib._params import parse_overrides
 from cutover_lib._seal import operator_key, public_pem
-from nb_helpers import DEMO_APPROVALS, REPO, free_block, lab_config, make_project
+from nb_helpers import DEMO_APPROVALS, REPO, free_block, lab_config, make_project, steps_of, through_post_smoke
 from standins.kube_api import kube_api  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.notebooks
@@ -86,10 +85,13 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
         shipped.rename(root / "params" / f"_{name}-as-shipped.yaml")
         shipped.write_text(yaml.safe_dump({"extends": f"_{name}-as-shipped.yaml", **parse_overrides(params)}))
 
-    def cutover(*args: str) -> subprocess.CompletedProcess[str]:
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
         extra = [] if args[0] in ("verify",) else ["--root", str(root)]
         return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *args, *extra], cwd=root, env=env,
                               capture_output=True, text=True, timeout=600)
+
+    def cutover(*args: str) -> subprocess.CompletedProcess[str]:
+        return through_post_smoke(call(*args), call, args)  # approved at the post-smoke gate, then resumed
 
     class World:
         pass
@@ -104,16 +106,13 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
 
 def steps(stdout: str) -> tuple[Path, dict[str, dict]]:
     run = Path(next(x for x in stdout.splitlines() if x.startswith("evidence: ")).split(": ", 1)[1])
-    out = {}
-    for line in (run / "ledger.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        if rec.get("kind") == "step":
-            out[rec["step_id"]] = rec
-    return run, out
+    return run, steps_of(run)
 
 
 def approve(w, env: str) -> None:
     for gate, role, name in DEMO_APPROVALS:
+        if gate == "post-smoke":  # (after the smoke results, naming the run: through_post_smoke)
+            continue
         res = w.cutover("approve", "--env", env, "--gate", gate, "--role", role, "--name", name, "--record", "CHG-HELM")
         assert res.returncode == 0, res.stderr
 

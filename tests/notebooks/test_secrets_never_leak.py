@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nb_helpers import approve_all, free_block, lab_config, make_project
+from nb_helpers import approve_all, free_block, lab_config, make_project, through_post_smoke
 from standins.kube_api import kube_api  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.notebooks
@@ -80,8 +80,11 @@ def test_canaries_never_reach_evidence_or_terminal(tmp_path, kube_api):  # noqa:
     outputs: list[str] = []
 
     def run(*args: str, extra_env: dict[str, str] | None = None) -> int:
-        res = subprocess.run([sys.executable, "-m", "cutover_lib.cli", *args, "--root", str(root)], cwd=root,
-                             env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
+        def call(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *argv, "--root", str(root)], cwd=root,
+                                  env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
+
+        res = through_post_smoke(call(*args), call, args)  # (the approvals and the resume are leak paths too)
         outputs.append(res.stdout + res.stderr)
         return res.returncode
 
