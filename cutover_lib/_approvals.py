@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import EvidenceError, GateNotApproved, UsageError
-from ._evidence import HashChain, RunFolder, iso, utc_now
+from ._evidence import HashChain, RunFolder, _disk_error, iso, utc_now
 from ._lock import checked_name
 from ._params import Environment
 from ._steps import Runbook, StepContext, Waived
@@ -121,7 +121,10 @@ class ApprovalStore:
             rec.update({"plan_run": plan_run, "plan_digest": plan_digest})
         if bound is not None:
             rec.update({"run": run, "after": g.after, "after_at": bound.get("ended")})
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:  # a read-only or full disk: one line, nothing recorded
+            raise _disk_error(self.path.parent, exc) from None
         return HashChain(self.path).append(rec)
 
     def _latest(self, gate: str, run: str | None = None, after_at: str | None = None

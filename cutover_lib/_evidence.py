@@ -74,7 +74,10 @@ def _disk_error(path: Path, exc: OSError) -> EvidenceError:
     if exc.errno == errno.ENOSPC:
         return EvidenceError(f"disk full while writing evidence {path}",
                              hint="free space on that filesystem; nothing already written was touched")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if exc.errno == errno.EROFS:
+        return EvidenceError(f"cannot write evidence {path}: the filesystem is read-only",
+                             hint="run from a checkout whose executed/ folder is writable")
+    if exc.errno in (errno.EACCES, errno.EPERM):
         return EvidenceError(f"cannot write evidence {path}: {exc.strerror}",
                              hint="check the permissions of the executed/ folder")
     return EvidenceError(f"cannot write evidence {path}: {exc.strerror or exc}")
@@ -249,7 +252,14 @@ class HashChain:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fd = os.open(self.path.parent, os.O_RDONLY)
+        except FileNotFoundError:
+            raise EvidenceError(f"the evidence folder {self.path.parent} is gone (moved or deleted while in use)",
+                                hint="nothing more can be recorded there: restore it from a backup, or start "
+                                     "a new run") from None
+        except OSError as exc:
+            raise _disk_error(self.path.parent, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

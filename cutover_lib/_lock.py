@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import LockHeld, UsageError
-from ._evidence import RunFolder, atomic_write, iso, utc_now
+from ._evidence import RunFolder, _disk_error, atomic_write, iso, utc_now
 
 __all__ = ["EnvLock", "break_lock", "checked_name"]
 
@@ -51,7 +51,10 @@ class EnvLock:
     def acquire(self, run_id: str, resume_of: RunFolder | None = None) -> None:
         """Take the lock or raise :class:`LockHeld`.  Resuming a crashed run takes over that run's
         own stale lock (its process is gone on this host), and the takeover is recorded."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:  # a read-only or full disk: one line, not a traceback
+            raise _disk_error(self.path.parent, exc) from None
         h = self.holder()
         if resume_of is not None and h and h.get("run_id") == run_id and self.is_stale(h):
             resume_of.append({"kind": "lock-taken-over", "holder": h, "by": getpass.getuser()})
@@ -69,6 +72,8 @@ class EnvLock:
                                hint=f"if no run is active, break it with: cutover unlock --env {self.env}") from None
             raise LockHeld(f"environment {self.env} is locked by {who}: one run at a time",
                            hint="wait for it to finish") from None
+        except OSError as exc:
+            raise _disk_error(self.path, exc) from None
         with os.fdopen(fd, "w") as f:
             json.dump(info, f)
 
