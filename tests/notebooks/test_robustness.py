@@ -1,5 +1,6 @@
 """Issue 12, robustness: a read-only ``executed/`` and a run folder deleted while the run writes to
-it end in one line and exit 1 -- no traceback, the lock not left behind, nothing else touched."""
+it end in one line and exit 1 -- no traceback, the lock not left behind, nothing else touched; an
+ASCII-only terminal and a 130 kB ``-p`` value are just a run."""
 
 from __future__ import annotations
 
@@ -65,3 +66,14 @@ def test_a_run_folder_deleted_mid_run_is_one_line_and_the_lock_is_released(root:
     assert "is gone (moved or deleted while in use)" in res.stderr
     assert not (root / "executed" / "local" / ".lock").exists()
     assert list((root / "executed" / "local").iterdir()) == []  # nothing half-made put back
+
+
+def test_an_ascii_only_terminal_and_a_130_kb_override_are_just_a_run(root: Path):
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "LANG": "C", "LC_ALL": "C"}
+    big = "x" * 130_000
+    res = subprocess.run([sys.executable, "-m", "cutover_lib.cli", "plan", "--env", "local", "--phase", "readiness",
+                          "-p", f"description={big}", "--root", str(root)], cwd=root, env=env, capture_output=True,
+                         timeout=300)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert b"Traceback" not in res.stderr and b"outcome: passed" in res.stdout
+    res.stdout.decode("ascii")  # every byte the terminal got is ASCII
