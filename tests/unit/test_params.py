@@ -139,6 +139,9 @@ def test_extends_cycle_is_reported(tmp_path):
 def test_overrides_win_and_are_validated():
     env = load_environment("dev", REPO / "params", parse_overrides(["slo.scan=2m", "deploy.compose.parallelism=4"]))
     assert env.slo.scan == timedelta(minutes=2) and env.deploy.compose.parallelism == 4
+    # one key under a mapping merges into it: the rest of slo and of deploy.compose stay as the file says
+    assert env.slo.ui == timedelta(seconds=2) and env.slo.smoke_deadline == timedelta(minutes=45)
+    assert env.deploy.compose.file == "deploy/compose/docker-compose.dev.yaml" and env.deploy.compose.nodes
     with pytest.raises(ParamsError, match=r"-p: slo.scna: unknown key"):
         load_environment("dev", REPO / "params", parse_overrides(["slo.scna=2m"]))
     with pytest.raises(ParamsError, match="expected KEY=VALUE"):
