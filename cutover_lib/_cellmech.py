@@ -296,13 +296,14 @@ class CellMechanics:
     def _tool_env(self, values: Mapping[str, Any], extra: Mapping[str, str] | None,
                   program: str = "") -> dict[str, str]:
         """The tool's environment: ``tools.env`` when the program is one of the Stella Ops CLIs
-        (``tools.env_for``), and the cell's ``env``, secrets resolved now; ``tools.path`` appended to
-        ``PATH``."""
+        (``tools.env_for``), the program's own ``tools.program_env``, and the cell's ``env``, secrets
+        resolved now; ``tools.path`` appended to ``PATH``."""
         tools = self.env.tools
         ours = {os.path.basename(p) for p in (*tools.env_for, tools.stellaops_cli)}
         out: dict[str, str] = {}
         base = tools.env if os.path.basename(program) in ours else {}
-        for name, raw in {**base, **(extra or {})}.items():
+        own = tools.program_env.get(os.path.basename(program), {})
+        for name, raw in {**base, **own, **(extra or {})}.items():
             out[name] = self._env_value(name, raw, values)
         if self.env.tools.path:
             extra_path = os.pathsep.join(str(self.path(p)) for p in self.env.tools.path)

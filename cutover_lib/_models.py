@@ -268,6 +268,9 @@ class Tools(_Model):
     validate_profiles: str = "deploy/tools/validate-profiles.sh"
     validate_profiles_may_skip: bool = False
     path: list[str] = Field(default_factory=list)
+    #: what one program gets in its environment wherever it runs (a cell, or a check that lists what
+    #: a step made): templates or secret references, e.g. ``mc: {MC_HOST_minio: env:MC_HOST_MINIO}``
+    program_env: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
 class Trust(_Model):

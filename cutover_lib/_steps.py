@@ -90,6 +90,8 @@ class StepContext:
                 log = write_new(log, "")
             self.artifacts.append(log.relative_to(self.rb.run.path).as_posix())
         self.commands.append(render(argv, {k: v for k, v in (env or {}).items() if k == "DOCKER_HOST"}))
+        if argv and os.path.basename(argv[0]) in self.rb.env.tools.program_env:  # (mc's aliases, for a check)
+            env = {**self.rb._tool_env({}, None, program=argv[0]), **(env or {})}
         result = run_command(argv, timeout=timeout or self.rb.env.timeouts.command.total_seconds(),
                              log_path=log, env=env, cwd=cwd or self.rb.root, check=check,
                              capture_stdout=capture_stdout, pass_fds=pass_fds)

@@ -55,7 +55,8 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
         kube_api.add_secret(name, {k: f"value-of-{k}-0123" for k in keys})
     env = {**os.environ, "PATH": f"{bin_dir}:{STANDINS / 'bin'}:{os.environ['PATH']}",
            "HELM_STANDIN_STATE": str(state), "HELM_STANDIN_LOG": str(tmp_path / "helm-argv.jsonl"),
-           "MC_STANDIN_ROOT": str(tmp_path / "mc"), "MONGO_BACKUP_URI": "mongodb://backup:pw-0123@db:27017/x",
+           "MC_STANDIN_ROOT": str(tmp_path / "mc"), "MC_HOST_MINIO": "https://mc-access:mc-secret-4321@minio.local",
+           "MC_HOST_MINIO_BACKUP": "https://mc-access:mc-secret-4321@minio-backup.local", "MONGO_BACKUP_URI": "mongodb://backup:pw-0123@db:27017/x",
            "KUBECONFIG": str(kube_api.kubeconfig)}
     secret_file = root / ".lab" / "secrets" / "stellaops-prod-core" / "authority-client-secret"
     kit = root / ".lab" / "offline-kit" / "{release}" / "offline-kit.manifest.json"

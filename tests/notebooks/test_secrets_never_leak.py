@@ -27,6 +27,7 @@ CANARY_FILE = "canary-FILE-7f3a9c1e5b"        # the authority client secret, fil
 CANARY_ENV = "canary-ENV-2d8e4b6a0c"          # inside MONGO_BACKUP_URI, env: reference
 CANARY_HOOK = "canaryHOOK9b1c3e5f7a"          # the bridge webhook token, env: reference
 CANARY_K8S = "canary-K8S-4c6e8a0b2d"          # the authority client secret again, k8s: reference
+CANARY_MC = "canary-MC-8e0a2c4e6f"            # the MinIO alias secret key in MC_HOST_minio, env: reference
 
 
 def forms(value: str) -> list[bytes]:
@@ -65,6 +66,8 @@ def test_canaries_never_reach_evidence_or_terminal(tmp_path, kube_api):  # noqa:
     up(cfg)
     env = {**os.environ, "PATH": f"{STANDINS}:{os.environ['PATH']}", "MC_STANDIN_ROOT": str(tmp_path / "mc"),
            "MONGO_BACKUP_URI": f"mongodb://backup:{CANARY_ENV}@127.0.0.1:27017/stellaops",
+           "MC_HOST_MINIO": f"https://mc-access:{CANARY_MC}@minio.local",
+           "MC_HOST_MINIO_BACKUP": f"https://mc-access:{CANARY_MC}@minio-backup.local",
            "STANDIN_PS_LOG": str(tmp_path / "ps-during-backup.txt"),
            "BRIDGE_HOOK": f"http://127.0.0.1:{hook.server_address[1]}/hooks/{CANARY_HOOK}",
            "CUTOVER_ROOT": str(root)}
@@ -113,7 +116,7 @@ def test_canaries_never_reach_evidence_or_terminal(tmp_path, kube_api):  # noqa:
     assert len([p for p in runs if p.name == "ledger.jsonl"]) >= 5
     assert any("***" in p.read_text(errors="replace") for p in runs if p.suffix in (".log", ".txt", ".jsonl"))
     hits = []
-    for canary in (CANARY_FILE, CANARY_ENV, CANARY_HOOK, CANARY_K8S):
+    for canary in (CANARY_FILE, CANARY_ENV, CANARY_HOOK, CANARY_K8S, CANARY_MC):
         for needle in forms(canary):
             hits += [str(p) for p in runs if needle in p.read_bytes()]
             hits += [f"terminal output {i}" for i, out in enumerate(outputs) if needle.decode() in out]

@@ -20,14 +20,16 @@ import pytest
 
 from cutover_lib import _backup
 from stellaops_lab.backup_mode import LabBackup
-from cutover_lib._errors import StepFailed, ToolMissing
+from cutover_lib._errors import SecretError, StepFailed, ToolMissing
 from cutover_lib._evidence import RunFolder
 from cutover_lib._steps import Runbook
+from nb_helpers import run_cells
 
 REPO = Path(__file__).resolve().parents[2]
 STANDINS = REPO / "tests" / "standins" / "bin"
 CANARY_PW = "CanaryPw-9d8e7f6a5b"
 URI = f"mongodb://stellaops:{CANARY_PW}@db.example:27017/stellaops?authSource=admin"
+MC_HOST = "https://minio-access:minio-Secret-5c7e9a@minio.example"  # an mc alias with its credentials
 LAB = LabBackup()
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
@@ -56,6 +58,8 @@ def tools(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dic
     monkeypatch.setenv("MONGO_BACKUP_URI", URI)
     monkeypatch.setenv("STANDIN_ARGV_LOG", str(tmp_path / "argv.jsonl"))
     monkeypatch.setenv("MC_STANDIN_ROOT", str(tmp_path / "s3"))
+    monkeypatch.setenv("MC_HOST_MINIO", MC_HOST)  # the aliases' credentials (params tools.program_env)
+    monkeypatch.setenv("MC_HOST_MINIO_BACKUP", MC_HOST.replace("minio.", "minio-backup."))
     bucket = tmp_path / "s3" / "minio" / "stellaops"
     (bucket / "policies").mkdir(parents=True)
     (bucket / "policies" / "default.rego").write_text("package stellaops.policy\n")
@@ -170,6 +174,25 @@ def test_mc_mirror_exact_argv_and_verification(project: Path, tools: dict[str, A
     listing = (rb.run.path / "artifacts" / "4.1.mirror-minio.listing.txt").read_text()
     assert "bundles/kit.json" in listing and "policies/default.rego" in listing
     assert (tools["s3"] / target / "bundles" / "kit.json").exists()
+
+
+def test_mc_gets_its_aliases_credentials_from_the_environment_only(project: Path, tools: dict[str, Any],
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """mc mirror and the mc ls of its checks get MC_HOST_<alias> (params tools.program_env), never an
+    argument; an unset one fails the step naming the variable, the secret not shown anywhere."""
+    rb = open_rb(project, tools["overrides"])
+    (rec,) = cells(rb, "04_preflight.ipynb", "4.1.mirror-minio")
+    assert rec["outcome"] == "passed", rec["message"]  # (the stand-in mc refuses an alias without credentials)
+    secret = "minio-Secret-5c7e9a"
+    assert secret not in (tmp_path / "argv.jsonl").read_text()
+    assert not [p for p in rb.run.path.rglob("*") if p.is_file() and secret in p.read_text(errors="replace")]
+    monkeypatch.delenv("MC_HOST_MINIO")
+    rb = open_rb(project, tools["overrides"])
+    with pytest.raises(SecretError, match="MC_HOST_MINIO is not set"):
+        run_cells(rb, "04_preflight.ipynb", "4.1.mirror-minio", root=REPO)
+    recs = [r for r in rb.run.read_ledger() if r.get("kind") == "step" and r.get("step_id") == "4.1.mirror-minio"]
+    assert recs[-1]["outcome"] == "failed" and "MC_HOST_MINIO" in recs[-1]["message"]
 
 
 def test_mc_mirror_of_an_empty_bucket_fails(project: Path, tools: dict[str, Any]) -> None:
