@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Mapping
@@ -256,11 +257,21 @@ def above_zero(field: str) -> _Check:
 _PROFILE_LINE = re.compile(r"^validate-profiles: (?P<file>\S+): (?P<status>ok|FAILED|skipped)(?: \((?P<why>.*)\))?\s*$")
 
 
-def every_profile_validated() -> _Check:
+def every_profile_validated(renderings: str | None = None) -> _Check:
     """T-12h: every profile of ``deploy.profiles`` in params is reported ``ok`` by the validation
-    script (one ``validate-profiles: FILE: ok|FAILED (..)|skipped (..)`` line each).  A skipped
-    profile (its tool not installed) passes only where ``tools.validate_profiles_may_skip`` allows."""
+    script (one ``validate-profiles: FILE: ok [(how)]|FAILED (..)|skipped (..)`` line each; ``ok
+    (Helm library)``: linted and rendered by the Helm v4 library, no helm CLI).  A skipped profile
+    (its tool not installed) passes only where ``tools.validate_profiles_may_skip`` allows.
+    ``renderings``: the folder the script wrote renderings to (``VALIDATE_PROFILES_OUT``); each
+    ``<profile>.yaml`` there is kept as the artifact ``<step>.<profile>.yaml`` and the folder removed."""
     def check(ctx: "StepContext", result: "Result") -> str:
+        try:
+            return _profiles_check(ctx, result)
+        finally:
+            if renderings:
+                _keep_renderings(ctx, Path(renderings))
+
+    def _profiles_check(ctx: "StepContext", result: "Result") -> str:
         rb = ctx.rb
         seen: dict[str, tuple[str, str]] = {}
         for line in result.text.splitlines():
@@ -279,6 +290,20 @@ def every_profile_validated() -> _Check:
             raise CheckFailed(f"expected {ctx.expect}; observed " + "; ".join(bad),
                               hint="install the missing tool on this host, or fix the profile")
         ok = sum(1 for f in profiles.values() if seen[f][0] == "ok")
-        return f"{len(profiles)} profiles: {ok} ok" + (f", skipped: {', '.join(skipped)}" if skipped else "")
+        how: dict[str, list[str]] = {}
+        for name, f in profiles.items():
+            if seen[f][0] == "ok" and seen[f][1]:
+                how.setdefault(seen[f][1], []).append(name)
+        by = "".join(f", {w}: {', '.join(names)}" for w, names in how.items())
+        return f"{len(profiles)} profiles: {ok} ok{by}" + (f", skipped: {', '.join(skipped)}" if skipped else "")
 
     return _Check("every profile of deploy.profiles validated", check)
+
+
+def _keep_renderings(ctx: "StepContext", folder: Path) -> None:
+    """The script's renderings (``VALIDATE_PROFILES_OUT``) as the step's artifacts; the folder goes."""
+    try:
+        for path in sorted(folder.glob("*.yaml")):
+            ctx.artifact(f"{ctx.step_id}.{path.name}", path.read_text(encoding="utf-8", errors="replace"))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,11 +30,19 @@ def root(tmp_path: Path) -> Path:
     return tmp_path / "root"
 
 
-def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, helm: bool = True, failing: str = "") -> Path:
+def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, helm: bool = True, failing: str = "",
+          library: bool = True) -> Path:
     """PATH with a docker CLI stand-in (``compose version`` and ``compose config``; ``config`` of the
-    file named ``failing`` fails as docker compose does) and, with ``helm``, the helm stand-in."""
+    file named ``failing`` fails as docker compose does) and, with ``helm``, the helm stand-in.
+    Without ``library`` the cell's python (``sys.executable``, passed as PYTHON) is one that lacks
+    the Helm library, so helm profiles without a helm CLI are skipped."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
+    if not library:
+        bare = bin_dir / "python-without-helm"
+        bare.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'helm_python'\" >&2\nexit 1\n")
+        bare.chmod(0o755)
+        monkeypatch.setattr(sys, "executable", str(bare))
     docker = bin_dir / "docker"
     docker.write_text(f"""#!/bin/sh
 echo "docker $*" >> "{tmp_path}/calls.log"
@@ -93,7 +102,7 @@ def test_the_cell_passes_when_every_profile_is_ok_and_keeps_the_log(root: Path, 
 
 def test_a_skipped_profile_fails_in_prod_and_passes_named_where_allowed(root: Path, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch):
-    tools(tmp_path, monkeypatch, helm=False)
+    tools(tmp_path, monkeypatch, helm=False, library=False)
     rb = rb_for(root, "prod")
     with pytest.raises(StepFailed):
         run_cells(rb, "02_readiness.ipynb", "2.t-12h.validate-profiles")
@@ -125,3 +134,56 @@ def test_a_profile_params_name_but_the_script_never_saw_fails(root: Path, tmp_pa
     with pytest.raises(StepFailed):
         run_cells(rb, "02_readiness.ipynb", "2.t-12h.validate-profiles")
     assert "mirror (deploy/compose/docker-compose.mirror.yaml): not reported by the script" in record(rb)["message"]
+
+
+HELM_PROFILES = ("deploy/helm/stellaops/values-prod.yaml", "deploy/helm/stellaops/values-stage.yaml")
+
+
+def test_without_a_helm_cli_the_helm_library_validates_the_helm_profiles(root: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    pytest.importorskip("helm_python")
+    bin_dir = tools(tmp_path, monkeypatch, helm=False)
+    assert shutil.which("helm", path=os.environ["PATH"]) is None
+    out = subprocess.run([str(root / SCRIPT)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={**os.environ, "PYTHON": sys.executable, "VALIDATE_PROFILES_OUT": str(tmp_path / "r")})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-2:] == [f"validate-profiles: {f}: ok (Helm library)" for f in HELM_PROFILES]
+    assert f"→ helm-validate.py deploy/helm/stellaops {HELM_PROFILES[0]} --out {tmp_path / 'r'} (Helm library, " \
+           f"{sys.executable})" in out.stderr
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["prod.yaml", "stage.yaml"]
+    assert not (bin_dir / "helm").exists() and not (tmp_path / "helm.log").exists()
+
+
+def test_without_a_helm_cli_the_cell_passes_with_the_library_and_keeps_the_renderings(
+        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    pytest.importorskip("helm_python")
+    tools(tmp_path, monkeypatch, helm=False)
+    rb = rb_for(root, "prod")
+    run_cells(rb, "02_readiness.ipynb", "2.t-12h.validate-profiles")
+    rec = record(rb)
+    assert rec["outcome"] == "passed"
+    assert rec["observed"].endswith("7 profiles: 7 ok, Helm library: stage-helm, prod-helm")
+    assert rec["data"]["profiles"]["prod-helm"] == {"file": HELM_PROFILES[0], "status": "ok", "why": "Helm library"}
+    arts = rb.run.path / "artifacts"
+    for profile in ("prod", "stage"):
+        name = f"2.t-12h.validate-profiles.{profile}.yaml"
+        assert f"artifacts/{name}" in rec["artifacts"]
+        assert f"secretName: stellaops-{profile}-core" in (arts / name).read_text()
+    log = (arts / "2.t-12h.validate-profiles.log").read_text()
+    assert "helm-validate: deploy/helm/stellaops/values-prod.yaml: helm v4." in log
+
+
+def test_a_helm_profile_the_library_rejects_fails_the_step_naming_it(root: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    pytest.importorskip("helm_python")
+    tools(tmp_path, monkeypatch, helm=False)
+    values = root / HELM_PROFILES[1]
+    values.write_text(values.read_text().replace("web:              {replicas: 1,", "web:              {replicas: one,"))
+    rb = rb_for(root, "prod")
+    with pytest.raises(StepFailed):
+        run_cells(rb, "02_readiness.ipynb", "2.t-12h.validate-profiles")
+    rec = record(rb)
+    assert "observed exit 1; stage-helm: FAILED (kubernetes schema: templates/deployment.yaml: Deployment " \
+           "stellaops-web: spec.replicas: 'one' is not of type 'integer', 'null' (Kubernetes 1.37))" in rec["message"]
+    assert "prod-helm" not in rec["message"]
+    assert "artifacts/2.t-12h.validate-profiles.stage.yaml" in rec["artifacts"]  # (what was rejected, kept)
