@@ -26,7 +26,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DEBIAN_PACKAGES = REPO / "deploy" / "offline" / "debian-packages.txt"
 CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
-IMPORTS = "import stellaops_lab, papermill, nbconvert, jupyterlab, pytest, nbval, cutover_lib"
+IMPORTS = "import stellaops_lab, papermill, nbconvert, jupyterlab, pytest, nbval, helm_python, kubernetes_validate, cutover_lib"
 ERROR = "wheelhouse: error: "
 
 pytestmark = pytest.mark.timeout(1500)
