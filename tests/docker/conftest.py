@@ -96,27 +96,63 @@ def _reset_engine(docker_host: str, *, network: bool = False) -> None:
             v.remove(force=True)
         for n in client.networks.list():
             if n.name == f"{PROJECT}_default" or (network and n.name == "stellaops_frontdoor"):
-                # dockerd can keep a stale endpoint of a container it just removed ("has active
-                # endpoints"): disconnect whatever is left, by force, then remove
-                n.reload()
-                for endpoint in (n.attrs.get("Containers") or {}):
-                    try:
-                        n.disconnect(endpoint, force=True)
-                    except docker.errors.APIError:
-                        pass
-                n.remove()
+                _remove_network(n)
     finally:
         client.close()
+
+
+class StaleEndpoints(Exception):
+    """dockerd keeps an endpoint of a removed container and refuses to remove the network."""
+
+
+def _remove_network(n) -> None:  # noqa: ANN001 - a docker SDK Network
+    """dockerd can keep a stale endpoint of a container it just removed ("has active endpoints"),
+    for a moment or for good: disconnect whatever is listed, by force, and try again for ~10 s."""
+    import docker
+
+    for _ in range(20):
+        try:
+            n.reload()
+        except docker.errors.NotFound:
+            return
+        for endpoint in (n.attrs.get("Containers") or {}):
+            try:
+                n.disconnect(endpoint, force=True)
+            except docker.errors.APIError:
+                pass
+        try:
+            n.remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if "active endpoints" not in str(exc):
+                raise
+        time.sleep(0.5)
+    raise StaleEndpoints(f"network {n.name} keeps a stale endpoint")
+
+
+def _reset_or_restart(lab: DockerLab, host: str, **kw: bool) -> None:
+    """Reset an engine; one whose network keeps a stale endpoint for good is restarted (its state
+    on disk is kept; the restart drops the endpoint), then reset."""
+    try:
+        _reset_engine(host, **kw)
+    except StaleEndpoints:
+        name = next(n for n, h in lab.engines.items() if h == host)
+        _dockerlab("stop-engine", name, lab=lab, timeout=120)
+        del lab.engines[name]
+        lab.engine(name)
+        _reset_engine(host, **kw)
 
 
 @pytest.fixture
 def clean_engines(docker_lab: DockerLab) -> Iterator[Callable[..., None]]:
     """Every engine of the session starts (and ends) each test without the lab project."""
-    for host in docker_lab.engines.values():
-        _reset_engine(host)
-    yield lambda host, **kw: _reset_engine(host, **kw)
-    for host in docker_lab.engines.values():
-        _reset_engine(host)
+    for host in list(docker_lab.engines.values()):
+        _reset_or_restart(docker_lab, host)
+    yield lambda host, **kw: _reset_or_restart(docker_lab, host, **kw)
+    for host in list(docker_lab.engines.values()):
+        _reset_or_restart(docker_lab, host)
 
 
 
