@@ -90,7 +90,8 @@ class ApprovalStore:
         g = gates[gate]
         if g.after and not run:
             raise UsageError(f"gate {gate} ({g.title}) approves one run's results ({g.after}): name the run",
-                             hint=approve_command(env, gate, role, run="RUN_ID") + " (the run id `cutover run` printed)")
+                             hint=approve_command(env, gate, role, run="RUN_ID")
+                             + " (the run id `cutover run` printed)")
         if run and not g.after:
             raise UsageError(f"gate {gate} ({g.title}) is not approved per run", hint="leave out --run")
         bound = passed_step(self.root, env, run, g.after) if run and g.after else None
@@ -280,7 +281,8 @@ def require(rb: Runbook, gate_name: str, *, section: str | None = None) -> dict[
         if gate_name in rb.waive or "all" in rb.waive:
             if not rb.env.approvals.waivable:
                 raise GateNotApproved(f"gate {gate_name} cannot be waived in {rb.env.name} ({rb.env.tier}); missing "
-                                      f"{', '.join(st.missing)}", hint=approve_command(rb.env, gate_name, st.missing[0], run))
+                                      f"{', '.join(st.missing)}",
+                                      hint=approve_command(rb.env, gate_name, st.missing[0], run))
             rb.record("waiver", gate=gate_name, missing=st.missing, by=f"{getpass.getuser()}@{socket.gethostname()}",
                       reason=f"--waive {gate_name} in {rb.env.tier}")
             raise Waived(f"missing {', '.join(st.missing)} waived by the operator (--waive) in {rb.env.tier}")

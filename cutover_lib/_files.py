@@ -2,8 +2,8 @@
 
 The compose files and env files (the release's and the previous one's), the chart and its values,
 every deployment profile T-12h validates, the offline kit manifest, the pinned signer keys, the
-keys trusted to seal runs, the samples the smoke tests submit and the profile validation script: each must exist in the project
-folder, or be declared in ``site_files`` (the site provides it outside this repository; pre-flight
+keys trusted to seal runs, the samples the smoke tests submit and the profile validation script:
+each must exist in the project folder, or be declared in ``site_files`` (the site provides it outside this repository; pre-flight
 checks it on the host that runs the cutover).  ``cutover params check`` and ``cutover plan``/``run``
 fail with exit 2 naming the key and the path otherwise.
 """

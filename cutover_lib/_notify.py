@@ -184,7 +184,8 @@ def heartbeat(env: Environment, phase: str, run_id: str, elapsed_s: float, curre
 def sealed(env: Environment, phase: str, run_id: str, outcome: str, signed: dict[str, Any]) -> Message:
     """The seal where the run folder's owner cannot rewrite it (ledger head, records, key)."""
     head, records, key = str(signed.get("ledger_head")), signed.get("ledger_records"), str(signed.get("keyid"))
-    text = f":lock: **{phase}** on **{env.name}** sealed ({outcome}): ledger head `{head}`, {records} records, key `{key}`"
+    text = (f":lock: **{phase}** on **{env.name}** sealed ({outcome}): ledger head `{head}`, {records} records, "
+            f"key `{key}`")
     att = _attachment(f"{env.name} · {phase} sealed", f"ledger head {head[:16]}…", outcome, _fields(
         ("Run", run_id, False), ("Ledger head", head, False), ("Records", records, True), ("Key", key, False),
         ("Manifest sha256", signed.get("manifest_sha256"), False)))

@@ -69,20 +69,21 @@ def operator_key(create: bool = True) -> "Ed25519PrivateKey":
     except OSError as exc:
         raise EvidenceError(f"cannot read the operator key {path} ({exc.strerror})", hint=hint) from None
     try:
-        key = serialization.load_pem_private_key(pem, password=None)
+        loaded = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
         raise EvidenceError(f"the operator key {path} is not an unencrypted PEM private key ({exc})",
                             hint="move it away; a new key is made on the next seal") from None
-    if not isinstance(key, Ed25519PrivateKey):
+    if not isinstance(loaded, Ed25519PrivateKey):
         raise EvidenceError(f"the operator key {path} is not an Ed25519 key")
-    return key
+    return loaded
 
 
 def public_pem(key: Any) -> str:
     from cryptography.hazmat.primitives import serialization
 
     public = key.public_key() if hasattr(key, "public_key") else key
-    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pem: bytes = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem.decode()
 
 
 def _manifest(run: RunFolder) -> dict[str, Any]:
@@ -184,7 +185,7 @@ def check_seal(run: RunFolder, trusted: dict[str, str], source: str) -> tuple[li
         return [f"changed: {SEAL} (not a JSON document: {exc})"], None
     if not isinstance(doc, dict):
         return [f"changed: {SEAL} (not a DSSE envelope)"], None
-    signer = doc.get("signer") if isinstance(doc.get("signer"), dict) else {}
+    signer: dict[str, Any] = doc["signer"] if isinstance(doc.get("signer"), dict) else {}
     claimed = str(signer.get("keyid", "?"))
     result = verify_envelope(doc, trusted)
     if not result.ok:
