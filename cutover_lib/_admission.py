@@ -52,8 +52,8 @@ def passed_rehearsal(env: Environment, executed: Path) -> dict[str, Any] | None:
         interventions = sorted({_INTERVENTIONS[r["kind"]] for r in records if r.get("kind") in _INTERVENTIONS} |
                                {"a step was confirmed by hand" for r in records
                                 if r.get("kind") == "step" and r.get("confirmed")})
-        problem = ("not passed" if m.get("outcome") != "passed" else
-                   "a plan, not a run" if m.get("dry_run") else
+        problem = ("a plan, not a run" if m.get("dry_run") else
+                   "not passed" if m.get("outcome") != "passed" else
                    "not sealed" if not m.get("sealed") else
                    f"release {m.get('release')}" if m.get("release") != env.release else
                    "ended too long ago" if age is None or age > need.within else

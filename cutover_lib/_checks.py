@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._steps import Runbook, StepContext
+from ._steps import NotApplicable, Runbook, StepContext
 
 __all__ = ["decision"]
 
@@ -23,7 +23,16 @@ def decision(rb: Runbook, step_id: str, *, smoke: Sequence[str]) -> dict[str, An
     for rec in rb.run.read_ledger():
         if rec.get("kind") == "step" and rec.get("step_id") in smoke:
             latest[rec["step_id"]] = rec["outcome"]
-    failed = [s for s in smoke if latest.get(s) not in ("passed", "skipped", "planned", "waived")]
+    if rb.dry_run:  # a plan: nothing was deployed and no smoke test ran, so there is nothing to decide
+        rb.record("decision", decision="not evaluated", failed=[],
+                  reason="a plan (dry run): the smoke tests were planned, not run")
+
+        def planned(ctx: StepContext) -> str:
+            raise NotApplicable("a plan (dry run): the decision is not evaluated")
+
+        return rb.step(step_id, "Go / rollback decision", owner="Cutover lead",
+                       expect="every smoke test passed (announce success) — otherwise roll back", action=planned)
+    failed = [s for s in smoke if latest.get(s) not in ("passed", "skipped", "waived")]
     verdict = "rollback" if failed else "go"
     reason = ("smoke tests failed: " + ", ".join(failed)) if failed else f"all {len(smoke)} smoke tests passed"
     rb.record("decision", decision=verdict, reason=reason, failed=failed)

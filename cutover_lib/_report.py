@@ -239,7 +239,7 @@ def index_sections(run: RunFolder, env: Any, root: Path) -> list[tuple[str, str]
     e = html.escape
     records = run.read_ledger()
     steps = [r for r in records if r.get("kind") == "step"]
-    actual = actual_times(steps, env.slo.smoke_deadline)
+    actual = actual_times(steps, env.slo.smoke_deadline, planned=bool(run.read_manifest().get("dry_run")))
     rows = []
     for item in schedule(env.t0):
         act = actual.get(item["label"])
@@ -261,6 +261,7 @@ def index_sections(run: RunFolder, env: Any, root: Path) -> list[tuple[str, str]
     if decisions:
         sections.append(("Go / rollback decision", _table(
             ["When", "Decision", "Why"],
-            [[e(d["ts"]), _badge("passed" if d.get("decision") == "go" else "failed") + " " + e(d["decision"]),
+            [[e(d["ts"]), _badge({"go": "passed", "rollback": "failed"}.get(d.get("decision", ""), "planned"))
+              + " " + e(d["decision"]),
               e(str(d.get("reason", "")))] for d in decisions])))
     return sections

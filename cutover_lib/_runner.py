@@ -354,6 +354,8 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
     if dry_run:
         manifest["plan_digest"], manifest["planned_commands"] = plan_digest(run.read_ledger())
         manifest["planned"] = planned_commands(run.read_ledger())
+        if outcome == "passed":  # a plan ran nothing that changes anything: it never reads as a success
+            outcome = "planned"
     ended = utc_now()
     manifest.update({"ended": iso(ended), "outcome": outcome, "reason": message,
                      "duration_s": round((ended - started).total_seconds(), 3)})

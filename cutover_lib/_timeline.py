@@ -56,8 +56,10 @@ def _matches(step_id: str, prefixes: tuple[str, ...]) -> bool:
     return any(step_id == p or step_id.startswith(p + ".") for p in prefixes)
 
 
-def actual_times(steps: list[dict[str, Any]], smoke_deadline: timedelta) -> dict[str, dict[str, Any]]:
-    """Label -> {"actual": datetime, "breach": bool, "note": str} for the activities this run did."""
+def actual_times(steps: list[dict[str, Any]], smoke_deadline: timedelta,
+                 planned: bool = False) -> dict[str, dict[str, Any]]:
+    """Label -> {"actual": datetime, "breach": bool, "note": str} for the activities this run did
+    (``planned``: a plan, whose times say when it was planned, and no deadline is met or missed)."""
     out: dict[str, dict[str, Any]] = {}
     for a in ACTIVITIES:
         mine = [s for s in steps if _matches(s["step_id"], a.sections)]
@@ -67,6 +69,10 @@ def actual_times(steps: list[dict[str, Any]], smoke_deadline: timedelta) -> dict
             out[a.label] = {"actual": max(_parse(s["ended"]) for s in mine), "breach": False, "note": ""}
         else:
             out[a.label] = {"actual": min(_parse(s["started"]) for s in mine), "breach": False, "note": ""}
+    if planned:
+        for item in out.values():
+            item["note"] = "planned (dry run): not evaluated"
+        return out
     if "T+45m" in out:
         start = out.get("T0", {}).get("actual")
         if start is not None:

@@ -75,5 +75,5 @@ def test_an_ascii_only_terminal_and_a_130_kb_override_are_just_a_run(root: Path)
                           "-p", f"description={big}", "--root", str(root)], cwd=root, env=env, capture_output=True,
                          timeout=300)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
-    assert b"Traceback" not in res.stderr and b"outcome: passed" in res.stdout
+    assert b"Traceback" not in res.stderr and b"outcome: planned" in res.stdout
     res.stdout.decode("ascii")  # every byte the terminal got is ASCII
