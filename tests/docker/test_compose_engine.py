@@ -192,11 +192,10 @@ def test_unhealthy_release_fails_health_then_rollback_restores_previous(docker_l
     assert versions() == {name: (200, "2025.09.1") for name in SERVICES}
 
 
-def test_two_compose_nodes_updated_concurrently(docker_lab, clean_engines, tmp_path):
-    hosts = {"lab1": docker_lab.engine("lab1"), "lab2": docker_lab.engine("lab2")}
-    for h in hosts.values():
-        clean_engines(h)
-    # each engine publishes on its own loopback address (dockerd --ip), like two hosts
+def two_node_apply(tmp_path: Path, hosts: dict[str, str]) -> tuple[dict[str, dict], Path, float]:
+    """The runbook's 4.1 and 4.2 cells on two nodes at parallelism 2, each engine publishing on its
+    own loopback address (dockerd --ip, like two hosts): every node's steps pass, their up -d ran
+    at the same time, both addresses serve 2025.09.2.  Returns (step records, env file, seconds)."""
     two = env_file(tmp_path, "prod.env", STELLAOPS_BIND_ADDRESS="")
     rb = make_rb(tmp_path, hosts, f"deploy.compose.env_file={two}", "deploy.compose.parallelism=2")
     network_cell(rb)
@@ -206,16 +205,27 @@ def test_two_compose_nodes_updated_concurrently(docker_lab, clean_engines, tmp_p
     s = steps(rb)
     for sid in ("4.1.network", "4.2.pull", "4.2.up", "4.2.health", "4.2.logs"):
         nodes = s[sid]["data"]["nodes"]
-        assert {n: r["outcome"] for n, r in nodes.items()} == {"lab1": "passed", "lab2": "passed"}, sid
+        assert {n: r["outcome"] for n, r in nodes.items()} == {n: "passed" for n in hosts}, sid
+        assert {n: r["docker_host"] for n, r in nodes.items()} == hosts, sid
+    up = s["4.2.up"]["data"]["nodes"]
+    spans = [(_when(up[n]["started"]), _when(up[n]["ended"])) for n in hosts]
+    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], spans
+    assert versions("127.0.0.1") == {name: (200, "2025.09.2") for name in SERVICES}
+    assert versions("127.0.0.2") == {name: (200, "2025.09.2") for name in SERVICES}
+    return s, two, elapsed
+
+
+def _when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def test_two_compose_nodes_updated_concurrently(docker_lab, clean_engines, tmp_path):
+    hosts = {"lab1": docker_lab.engine("lab1"), "lab2": docker_lab.engine("lab2")}
+    for h in hosts.values():
+        clean_engines(h)
+    s, _, elapsed = two_node_apply(tmp_path, hosts)
     for sid in ("4.2.pull", "4.2.up"):
         cmds = s[sid]["commands"]
         assert sorted(c.split()[0] for c in cmds) == [f"DOCKER_HOST={hosts['lab1']}", f"DOCKER_HOST={hosts['lab2']}"]
         assert {f"artifacts/{sid}.lab1.log", f"artifacts/{sid}.lab2.log"} <= set(s[sid]["artifacts"])
-    # the two nodes' up -d ran at the same time
-    up = s["4.2.up"]["data"]["nodes"]
-    spans = [(datetime.fromisoformat(up[n]["started"].replace("Z", "+00:00")),
-              datetime.fromisoformat(up[n]["ended"].replace("Z", "+00:00"))) for n in ("lab1", "lab2")]
-    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], spans
-    assert versions("127.0.0.1") == {name: (200, "2025.09.2") for name in SERVICES}
-    assert versions("127.0.0.2") == {name: (200, "2025.09.2") for name in SERVICES}
     print(f"two-node apply: {elapsed:.1f}s")

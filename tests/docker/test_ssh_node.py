@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import subprocess
 import time
-from datetime import datetime
 
 import pytest
 
 from cutover_lib import _compose as dc
 from cutover_lib._errors import StepFailed
 from ssh_node import client_home, keypair
-from test_compose_engine import SERVICES, apply_cells, env_file, make_rb, network_cell, steps, versions
+from test_compose_engine import make_rb, network_cell, steps, two_node_apply
 
 pytestmark = pytest.mark.docker
 
@@ -34,8 +33,8 @@ def test_sdk_reaches_the_engine_through_sshd(docker_lab, ssh_operator):
     assert ssh_operator.accepted() > before  # it went through sshd
 
 
-def test_unreachable_ssh_node_is_one_line_naming_node_and_host(ssh_operator):
-    closed = f"ssh://root@127.0.0.1:{_closed_port()}"
+def test_unreachable_ssh_node_is_one_line_naming_node_and_host(ssh_operator, closed_port):
+    closed = f"ssh://root@127.0.0.1:{closed_port}"
     t0 = time.monotonic()
     with pytest.raises(StepFailed) as info:
         with dc.engine_client("ssh1", closed, timeout=10):
@@ -47,9 +46,9 @@ def test_unreachable_ssh_node_is_one_line_naming_node_and_host(ssh_operator):
     assert time.monotonic() - t0 < 10
 
 
-def test_unreachable_ssh_node_fails_the_cell_naming_node_and_host(docker_lab, ssh_operator, tmp_path):
+def test_unreachable_ssh_node_fails_the_cell_naming_node_and_host(docker_lab, ssh_operator, tmp_path, closed_port):
     """The same through the runbook's 4.1.network cell: the docker CLI's ssh, mapped per node."""
-    closed = f"ssh://root@127.0.0.1:{_closed_port()}"
+    closed = f"ssh://root@127.0.0.1:{closed_port}"
     rb = make_rb(tmp_path, {"ssh1": closed})
     with pytest.raises(StepFailed):
         network_cell(rb)
@@ -84,18 +83,8 @@ def test_ssh_node_and_unix_node_updated_in_parallel(docker_lab, clean_engines, s
     hosts = {"ssh1": ssh_operator.docker_host, "lab2": docker_lab.engine("lab2")}
     for h in (docker_lab.engine("lab1"), hosts["lab2"]):
         clean_engines(h)
-    two = env_file(tmp_path, "prod.env", STELLAOPS_BIND_ADDRESS="")  # each engine publishes on its own address
-    rb = make_rb(tmp_path, hosts, f"deploy.compose.env_file={two}", "deploy.compose.parallelism=2")
     before = ssh_operator.accepted()
-    network_cell(rb)
-    t0 = time.monotonic()
-    apply_cells(rb)
-    elapsed = time.monotonic() - t0
-    s = steps(rb)
-    for sid in ("4.1.network", "4.2.pull", "4.2.up", "4.2.health", "4.2.logs"):
-        nodes = s[sid]["data"]["nodes"]
-        assert {n: r["outcome"] for n, r in nodes.items()} == {"ssh1": "passed", "lab2": "passed"}, sid
-        assert {n: r["docker_host"] for n, r in nodes.items()} == hosts, sid
+    s, two, elapsed = two_node_apply(tmp_path, hosts)
     base = f"docker compose --env-file {two} -f deploy/compose/docker-compose.prod.yaml"
     for sid, args in (("4.2.pull", "pull"), ("4.2.up", "up -d"), ("4.2.health", "ps --all --format json")):
         assert sorted(s[sid]["commands"]) == sorted(f"DOCKER_HOST={h} {base} {args}" for h in hosts.values()), sid
@@ -105,23 +94,4 @@ def test_ssh_node_and_unix_node_updated_in_parallel(docker_lab, clean_engines, s
         assert health[name]["images"] == ["127.0.0.1:5000/stellaops/lab:2025.09.2"], name
         assert set(health[name]["containers"].values()) == {"running/healthy"}, name
     assert f"DOCKER_HOST={hosts['ssh1']} docker logs stellaops-scanner-web --tail 50" in s["4.2.logs"]["commands"]
-    up = s["4.2.up"]["data"]["nodes"]  # the two nodes' up -d ran at the same time
-    spans = [(_when(up[n]["started"]), _when(up[n]["ended"])) for n in ("ssh1", "lab2")]
-    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], spans
-    assert versions("127.0.0.1") == {name: (200, "2025.09.2") for name in SERVICES}
-    assert versions("127.0.0.2") == {name: (200, "2025.09.2") for name in SERVICES}
     print(f"ssh + unix apply: {elapsed:.1f}s, {ssh_operator.accepted() - before} ssh connections")
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _when(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-

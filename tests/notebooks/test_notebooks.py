@@ -80,109 +80,100 @@ def test_whole_runbook_on_the_lab(lab_project):
     assert seen["5.decision"]["observed"].startswith("GO")
 
 
-def test_a_release_that_comes_up_unhealthy_fails_the_health_step_and_rolls_back(tmp_path):
-    """The lab restarts on a release whose scanner is unhealthy: the restart is done (4.2.lab-upgrade),
-    the health step names the scanner (4.2.lab-health) and the rollback restores 2025.09.1."""
-    from stellaops_lab import down, status, up
-
-    root = make_project(tmp_path / "p", free_block())
-    cfg = lab_config(root)
-    up(cfg)
-    try:
-        approve_all(root)
-        fault = json.dumps({"2025.09.2": {"scanner.unhealthy": True}})
-        res = cutover(root, "run", "--env", "local", "--phase", "cutover", "-p", f"deploy.lab.release_faults={fault}",
-                      "-p", "timeouts.health=5s")
-        assert res.returncode == 1, res.stdout + res.stderr
-        assert "outcome: rolled-back" in res.stdout, res.stdout[-3000:]
-        steps = steps_of(run_dir_from(res.stdout))
-        assert steps["4.2.lab-upgrade"]["outcome"] == "passed", steps["4.2.lab-upgrade"]
-        assert not steps["4.2.lab-upgrade"]["artifacts"] or not any(
-            a.endswith(".traceback.txt") for a in steps["4.2.lab-upgrade"]["artifacts"])
-        assert steps["4.2.lab-health"]["outcome"] == "failed"
-        assert "scanner: healthy=False" in steps["4.2.lab-health"]["message"]
-        assert {(row["version"], row["healthy"]) for row in status(cfg).values()} == {("2025.09.1", True)}
-    finally:
-        down(cfg)
-
-
-def test_a_smoke_cell_that_crashes_still_ends_in_a_decision_and_the_rollback(tmp_path):
-    """A cell of the smoke notebook raises (a bug, not a failed check) after the release was applied:
-    the results are unknown, so the runner records the rollback decision and runs Section 6."""
-    import nbformat
-    from stellaops_lab import down, status, up
-
-    root = make_project(tmp_path / "p", free_block())
-    smoke = root / "notebooks" / "07_smoke.ipynb"
-    nb = nbformat.read(smoke, as_version=4)
-    at = next(i for i, c in enumerate(nb.cells) if "5.web-ui" in c.source)
-    nb.cells.insert(at, nbformat.v4.new_code_cell('raise RuntimeError("the smoke cell broke")'))
-    nbformat.write(nb, smoke)
-    cfg = lab_config(root)
-    up(cfg)
-    try:
-        approve_all(root)
-        res = cutover(root, "run", "--env", "local", "--phase", "cutover")
-        assert res.returncode == 1, res.stdout + res.stderr
-        assert "rollback decided (the cutover stopped after the release was applied, before its go/rollback " \
-               "decision (07_smoke.ipynb: RuntimeError: the smoke cell broke))" in res.stdout, res.stdout[-3000:]
-        assert "outcome: rolled-back" in res.stdout
-        steps = steps_of(run_dir_from(res.stdout))
-        assert "5.web-ui" not in steps and "5.decision" not in steps
-        assert steps["6.lab-rollback"]["outcome"] == "passed"
-        assert {row["version"] for row in status(cfg).values()} == {"2025.09.1"}
-    finally:
-        down(cfg)
-
-
-def test_a_crash_before_the_apply_rolls_nothing_back(tmp_path):
-    """Nothing was applied (the pre-flight notebook broke): no decision, no rollback, just failed."""
-    import nbformat
+@pytest.fixture
+def fresh_lab(tmp_path):
+    """A project and lab of the test's own (it bakes faults or edits notebooks), the approvals that
+    precede a cutover recorded; the lab is stopped afterwards.  Yields ``(root, lab config)``."""
     from stellaops_lab import down, up
 
     root = make_project(tmp_path / "p", free_block())
-    pre = root / "notebooks" / "04_preflight.ipynb"
-    nb = nbformat.read(pre, as_version=4)
-    nb.cells.insert(4, nbformat.v4.new_code_cell('raise RuntimeError("pre-flight broke")'))
-    nbformat.write(nb, pre)
     cfg = lab_config(root)
     up(cfg)
     try:
         approve_all(root)
-        res = cutover(root, "run", "--env", "local", "--phase", "cutover")
-        assert res.returncode == 1 and "outcome: failed" in res.stdout, res.stdout[-3000:]
-        assert "rollback decided" not in res.stdout
+        yield root, cfg
     finally:
         down(cfg)
 
 
-def test_smoke_failure_rolls_back_and_the_record_shows_why(tmp_path):
+def insert_cell(root: Path, notebook: str, at: int | str, source: str) -> None:
+    """A code cell put into the project's copy of ``notebook``, before cell ``at`` (an index, or
+    the first cell whose source contains that text)."""
+    path = root / "notebooks" / notebook
+    nb = nbformat.read(path, as_version=4)
+    index = at if isinstance(at, int) else next(i for i, c in enumerate(nb.cells) if at in c.source)
+    nb.cells.insert(index, nbformat.v4.new_code_cell(source))
+    nbformat.write(nb, path)
+
+
+def test_a_release_that_comes_up_unhealthy_fails_the_health_step_and_rolls_back(fresh_lab):
+    """The lab restarts on a release whose scanner is unhealthy: the restart is done (4.2.lab-upgrade),
+    the health step names the scanner (4.2.lab-health) and the rollback restores 2025.09.1."""
+    from stellaops_lab import status
+
+    root, cfg = fresh_lab
+    fault = json.dumps({"2025.09.2": {"scanner.unhealthy": True}})
+    res = cutover(root, "run", "--env", "local", "--phase", "cutover", "-p", f"deploy.lab.release_faults={fault}",
+                  "-p", "timeouts.health=5s")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "outcome: rolled-back" in res.stdout, res.stdout[-3000:]
+    steps = steps_of(run_dir_from(res.stdout))
+    assert steps["4.2.lab-upgrade"]["outcome"] == "passed", steps["4.2.lab-upgrade"]
+    assert not steps["4.2.lab-upgrade"]["artifacts"] or not any(
+        a.endswith(".traceback.txt") for a in steps["4.2.lab-upgrade"]["artifacts"])
+    assert steps["4.2.lab-health"]["outcome"] == "failed"
+    assert "scanner: healthy=False" in steps["4.2.lab-health"]["message"]
+    assert {(row["version"], row["healthy"]) for row in status(cfg).values()} == {("2025.09.1", True)}
+
+
+def test_a_smoke_cell_that_crashes_still_ends_in_a_decision_and_the_rollback(fresh_lab):
+    """A cell of the smoke notebook raises (a bug, not a failed check) after the release was applied:
+    the results are unknown, so the runner records the rollback decision and runs Section 6."""
+    from stellaops_lab import status
+
+    root, cfg = fresh_lab
+    insert_cell(root, "07_smoke.ipynb", "5.web-ui", 'raise RuntimeError("the smoke cell broke")')
+    res = cutover(root, "run", "--env", "local", "--phase", "cutover")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "rollback decided (the cutover stopped after the release was applied, before its go/rollback " \
+           "decision (07_smoke.ipynb: RuntimeError: the smoke cell broke))" in res.stdout, res.stdout[-3000:]
+    assert "outcome: rolled-back" in res.stdout
+    steps = steps_of(run_dir_from(res.stdout))
+    assert "5.web-ui" not in steps and "5.decision" not in steps
+    assert steps["6.lab-rollback"]["outcome"] == "passed"
+    assert {row["version"] for row in status(cfg).values()} == {"2025.09.1"}
+
+
+def test_a_crash_before_the_apply_rolls_nothing_back(fresh_lab):
+    """Nothing was applied (the pre-flight notebook broke): no decision, no rollback, just failed."""
+    root, _ = fresh_lab
+    insert_cell(root, "04_preflight.ipynb", 4, 'raise RuntimeError("pre-flight broke")')
+    res = cutover(root, "run", "--env", "local", "--phase", "cutover")
+    assert res.returncode == 1 and "outcome: failed" in res.stdout, res.stdout[-3000:]
+    assert "rollback decided" not in res.stdout
+
+
+def test_smoke_failure_rolls_back_and_the_record_shows_why(fresh_lab):
     """A fault baked into 2025.09.2 fails a smoke test; rollback restores 2025.09.1 (lab deploy mode)."""
-    from stellaops_lab import down, status, up
+    from stellaops_lab import status
 
-    root = make_project(tmp_path / "p", free_block())
-    cfg = lab_config(root)
-    up(cfg)
-    try:
-        approve_all(root)
-        fault = json.dumps({"2025.09.2": {"runtime.ingest_error": True}})
-        res = cutover(root, "run", "--env", "local", "--phase", "cutover", "-p", f"deploy.lab.release_faults={fault}")
-        assert res.returncode == 1, res.stdout + res.stderr
-        assert "outcome: rolled-back" in res.stdout
-        run = run_dir_from(res.stdout)
-        steps = steps_of(run)
-        assert steps["5.runtime-event"]["outcome"] == "failed"
-        assert steps["5.runtime-event"]["message"].startswith("expected HTTP 202; the record is visible")
-        assert "observed HTTP 500" in steps["5.runtime-event"]["message"]
-        assert steps["5.decision"]["outcome"] == "failed"
-        for sid in ("6.assess", "6.gate-rollback", "6.lab-rollback", "6.health-previous", "6.notify"):
-            assert steps[sid]["outcome"] in ("passed", "skipped"), (sid, steps[sid])
-        assert {row["version"] for row in status(cfg).values()} == {"2025.09.1"}
-        index = (run / "html" / "index.html").read_text()
-        assert "rolled-back" in index and "smoke tests failed: 5.runtime-event" in index
-        assert cutover(root, "verify", str(run)).returncode == 0
-    finally:
-        down(cfg)
+    root, cfg = fresh_lab
+    fault = json.dumps({"2025.09.2": {"runtime.ingest_error": True}})
+    res = cutover(root, "run", "--env", "local", "--phase", "cutover", "-p", f"deploy.lab.release_faults={fault}")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "outcome: rolled-back" in res.stdout
+    run = run_dir_from(res.stdout)
+    steps = steps_of(run)
+    assert steps["5.runtime-event"]["outcome"] == "failed"
+    assert steps["5.runtime-event"]["message"].startswith("expected HTTP 202; the record is visible")
+    assert "observed HTTP 500" in steps["5.runtime-event"]["message"]
+    assert steps["5.decision"]["outcome"] == "failed"
+    for sid in ("6.assess", "6.gate-rollback", "6.lab-rollback", "6.health-previous", "6.notify"):
+        assert steps[sid]["outcome"] in ("passed", "skipped"), (sid, steps[sid])
+    assert {row["version"] for row in status(cfg).values()} == {"2025.09.1"}
+    index = (run / "html" / "index.html").read_text()
+    assert "rolled-back" in index and "smoke tests failed: 5.runtime-event" in index
+    assert cutover(root, "verify", str(run)).returncode == 0
 
 
 def test_the_runbooks_cli_runs_with_the_runbooks_arguments(lab_project, tmp_path):
@@ -227,28 +218,20 @@ def test_the_runbooks_cli_runs_with_the_runbooks_arguments(lab_project, tmp_path
         "scan submit --profile local --sbom samples/sbom/demo.json --output json")
 
 
-def test_nbval_lax_runs_every_notebook(tmp_path):
+def test_nbval_lax_runs_every_notebook(fresh_lab):
     """nbval executes the committed notebooks cell by cell (lax: outputs are not compared)."""
-    from stellaops_lab import down, up
-
-    root = make_project(tmp_path / "p", free_block())
-    cfg = lab_config(root)
-    up(cfg)
-    try:
-        approve_all(root)
-        env = {**os.environ, "CUTOVER_ROOT": str(root)}
-        # post-smoke approves one run's smoke results, after them: in JupyterLab a person clicks the
-        # form the gate cell shows; nbval clicks nothing, so its require cell is skipped here
-        smoke = root / "notebooks" / "07_smoke.ipynb"
-        nb = nbformat.read(smoke, as_version=4)
-        (cell,) = [c for c in nb.cells if c.source.strip() == 'approvals.require(rb, "post-smoke")']
-        cell.metadata.setdefault("tags", []).append("nbval-skip")
-        nbformat.write(nb, smoke)
-        order = [p for p in sorted((root / "notebooks").glob("*.ipynb")) if not p.name.startswith("08")]
-        res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-                              "-W", "ignore::DeprecationWarning", "-o", "addopts=", "-o", "filterwarnings=",
-                              *map(str, order)], cwd=root, env=env, capture_output=True, text=True, timeout=900)
-        assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-        assert " passed" in res.stdout.splitlines()[-1]
-    finally:
-        down(cfg)
+    root, _ = fresh_lab
+    env = {**os.environ, "CUTOVER_ROOT": str(root)}
+    # post-smoke approves one run's smoke results, after them: in JupyterLab a person clicks the
+    # form the gate cell shows; nbval clicks nothing, so its require cell is skipped here
+    smoke = root / "notebooks" / "07_smoke.ipynb"
+    nb = nbformat.read(smoke, as_version=4)
+    (cell,) = [c for c in nb.cells if c.source.strip() == 'approvals.require(rb, "post-smoke")']
+    cell.metadata.setdefault("tags", []).append("nbval-skip")
+    nbformat.write(nb, smoke)
+    order = [p for p in sorted((root / "notebooks").glob("*.ipynb")) if not p.name.startswith("08")]
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                          "-W", "ignore::DeprecationWarning", "-o", "addopts=", "-o", "filterwarnings=",
+                          *map(str, order)], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert " passed" in res.stdout.splitlines()[-1]

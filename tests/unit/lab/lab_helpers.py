@@ -32,6 +32,15 @@ def auth(config: "LabConfig") -> tuple[str, str]:
     return ("stellaops-cutover", client_secret(config))
 
 
+def alive(pid: int) -> bool:
+    """True if the pid exists and is not a zombie (pid 1 here may not reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct ports that were free a moment ago (bound to port 0, then closed)."""
     sockets = []

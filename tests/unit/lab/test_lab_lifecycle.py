@@ -14,18 +14,9 @@ import pytest
 from stellaops_lab import SERVICES, LabError, down, status, up
 from stellaops_lab._errors import LabUnhealthy
 
-from lab_helpers import SBOM, auth, make_config
+from lab_helpers import SBOM, alive, auth, make_config
 
 pytestmark = pytest.mark.lab
-
-
-def _alive(pid: int) -> bool:
-    """True if the pid exists and is not a zombie (pid 1 here may not reap)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def test_up_twice_persistence_and_clean_down(tmp_path: Path, http: httpx.Client,
@@ -39,7 +30,7 @@ def test_up_twice_persistence_and_clean_down(tmp_path: Path, http: httpx.Client,
         assert list(info.value.problems) == ["notify"]
         first = info.value.state
         pids = {s: row["pid"] for s, row in first.items()}
-        assert all(isinstance(p, int) and _alive(p) for p in pids.values())
+        assert all(isinstance(p, int) and alive(p) for p in pids.values())
         assert first["scanner"]["version"] == "2025.10.0-lab"
         assert first["notify"]["healthy"] is False  # LAB_FAULTS baked in at start
         assert first["notify"]["faults"] == {"notify.unhealthy": True}
@@ -65,9 +56,9 @@ def test_up_twice_persistence_and_clean_down(tmp_path: Path, http: httpx.Client,
         stopped = down(config)
         assert stopped == list(SERVICES)
         deadline = time.monotonic() + 5
-        while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
+        while any(alive(p) for p in pids.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_alive(p) for p in pids.values())
+        assert not any(alive(p) for p in pids.values())
         assert not list(config.run_dir.glob("*.pid"))
         assert not any(row["running"] or row["healthy"] for row in status(config).values())
         assert down(config) == []  # second down is harmless
@@ -100,7 +91,7 @@ def test_down_never_kills_a_foreign_process(tmp_path: Path) -> None:
         (config.run_dir / "runtime.pid").write_text("not a pid\n")
         assert down(config) == []
         time.sleep(0.2)
-        assert foreign.poll() is None and _alive(foreign.pid)
+        assert foreign.poll() is None and alive(foreign.pid)
         assert not list(config.run_dir.glob("*.pid"))  # stale pid files cleaned up
         assert status(config)["scanner"]["running"] is False
     finally:

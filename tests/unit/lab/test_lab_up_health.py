@@ -17,18 +17,10 @@ import pytest
 from stellaops_lab import LabConfig, down, set_fault, status, up
 from stellaops_lab._errors import LabUnhealthy
 
-from lab_helpers import make_config
+from lab_helpers import alive, make_config
 from nb_helpers import free_block
 
 pytestmark = pytest.mark.lab
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def test_up_names_each_unhealthy_service_and_leaves_the_lab_running(tmp_path: Path) -> None:
@@ -51,7 +43,7 @@ def test_up_names_each_unhealthy_service_and_leaves_the_lab_running(tmp_path: Pa
         assert exc.exit_code == 1
         # kept running, for an operator to inspect
         state = status(config)
-        assert all(row["running"] and _alive(row["pid"]) for row in state.values())
+        assert all(row["running"] and alive(row["pid"]) for row in state.values())
         assert [s for s, row in state.items() if not row["healthy"]] == ["scanner", "web"]
         assert exc.state["runtime"]["healthy"] and exc.state["runtime"]["faults"] == {"runtime.ingest_error": True}
     finally:
