@@ -265,3 +265,23 @@ def test_parse_ps_reads_lines_and_arrays():
     assert dc.parse_ps("$ docker compose ps\n" + json.dumps(line) + "\n# exit 0") == [line]
     assert dc.parse_ps(json.dumps([line, line])) == [line, line]
     assert dc.parse_ps("WARN[0000] something\n") == []
+
+
+def test_rollback_down_passes_a_stale_endpoint_only(runbook_root: Path, tmp_path: Path, monkeypatch):
+    """dockerd's stale endpoint (moby/moby#43286) fails `down` on the network alone, every container
+    removed: the failed release is down, so the rollback goes on; a container that will not go fails."""
+    from nb_helpers import run_cells
+
+    fake_docker(tmp_path, monkeypatch, "echo ' Container stellaops-scanner-web  Removed'\necho 'failed to remove "
+                                       "network stellaops_default: Error response from daemon: error while removing "
+                                       "network: network stellaops_default id 98f2 has active endpoints' >&2\nexit 1\n")
+    rb = make_rb(runbook_root, tmp_path, "deploy.compose.env_file=prod.env")
+    run_cells(rb, "08_rollback.ipynb", "6.compose-down")
+    rec = steps(rb)["6.compose-down"]
+    assert rec["outcome"] == "passed" and "has active endpoints (passes)" in rec["observed"]
+    fake_docker(tmp_path, monkeypatch, "echo 'Error response from daemon: cannot remove container "
+                                       "stellaops-scanner-web: device or resource busy' >&2\nexit 1\n")
+    rb = make_rb(runbook_root, tmp_path, "deploy.compose.env_file=prod.env")
+    with pytest.raises(StepFailed):
+        run_cells(rb, "08_rollback.ipynb", "6.compose-down")
+    assert "device or resource busy" in steps(rb)["6.compose-down"]["message"]
