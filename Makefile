@@ -8,7 +8,7 @@ LAB_DIR ?= .lab
 export CUTOVER_LAB_DIR := $(abspath $(LAB_DIR))
 
 .PHONY: demo demo-rollback test test-docker docker-lab-up docker-lab-down lab-up lab-down benchmark
-.PHONY: wheelhouse install-offline debian-packages
+.PHONY: wheelhouse install-offline debian-packages lab-packages
 
 $(STAMP): pyproject.toml lab/pyproject.toml
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -21,12 +21,20 @@ $(STAMP): pyproject.toml lab/pyproject.toml
 	$(BIN)/python -m compileall -q cutover_lib lab/stellaops_lab
 	@touch $(STAMP)
 
+## lab-packages: the real programs the lab and the runbook drive, from Debian, installed once when missing:
+## Chromium (Playwright drives it for the Web UI smoke test, 5.web-ui; Playwright's own browser download
+## cannot work here) and Prometheus (the lab's monitoring, queried by T-30m and Section 7)
+LAB_PACKAGES := $(if $(shell command -v chromium),,chromium) $(if $(shell command -v prometheus),,prometheus)
+lab-packages:
+	@[ -z "$(strip $(LAB_PACKAGES))" ] || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(LAB_PACKAGES); }
+
 ## make demo: lab up, then readiness, rehearsal and cutover on `local`; prints the report path.
-demo: $(STAMP)
+demo: $(STAMP) lab-packages
 	@$(BIN)/python -m stellaops_lab.demo
 
 ## make demo-rollback: the same with a lab fault that fails a smoke test, so rollback runs.
-demo-rollback: $(STAMP)
+demo-rollback: $(STAMP) lab-packages
 	@$(BIN)/python -m stellaops_lab.demo --fault runtime.ingest_error
 
 ## make test: every test (unit, lab, notebooks, docker); starts and stops what it needs.
@@ -34,7 +42,7 @@ demo-rollback: $(STAMP)
 ## everything else on $(TEST_WORKERS) pytest-xdist workers in the other; the engine tests' output
 ## follows the other's.  Prints the total duration; fails if either run fails.
 TEST_WORKERS ?= 2
-test: $(STAMP)
+test: $(STAMP) lab-packages
 	@start=$$(date +%s); log=$$(mktemp); \
 	$(BIN)/python -m pytest -p no:cacheprovider -m "docker and not benchmark" >"$$log" 2>&1 & docker_pid=$$!; \
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not docker and not benchmark"; rc=$$?; \
@@ -46,7 +54,7 @@ test: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks -s -p no:cacheprovider -m benchmark
 
-lab-up: $(STAMP)
+lab-up: $(STAMP) lab-packages
 	$(BIN)/cutover lab up
 
 lab-down: $(STAMP)

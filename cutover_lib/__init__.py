@@ -43,7 +43,6 @@ _EXPORTS = {
     "UsageError": "._errors",
     "load_environment": "._params",
     "containers_healthy": "._compose_steps",
-    "every_page_renders": "._verify",
     "every_profile_validated": "._verify",
     "mirror_holds_source": "._backup",
     "objects_present": "._backup",
@@ -75,6 +74,7 @@ _MODULES = {
     "readiness": "._readiness",
     "rehearsal": "._rehearsal",
     "rollback": "._rollback",
+    "ticket": "._ticket",
 }
 
 

@@ -21,6 +21,7 @@ The returned :class:`Result` hands later cells what this one produced: ``scan["a
 from __future__ import annotations
 
 import json as _json
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -189,18 +190,24 @@ class Actions(CellMechanics):
     def http(self, step_id: str, request: str, *, title: str | None = None, owner: str | None = None,
              expect: Mapping[str, Any] | None = None, then: Sequence[Check] = (), json: Any = None,
              headers: Mapping[str, str] | None = None, vars: Mapping[str, Any] | None = None,
-             mutating: bool = False, required: bool = True, wait: bool = False) -> Result:
+             mutating: bool = False, required: bool = True, wait: bool = False, auth: str | None = None,
+             files: Mapping[str, Sequence[str]] | None = None, when: Mapping[str, Any] | None = None) -> Result:
         """Make the runbook's request ``"METHOD URL"`` (a template over params) as step ``step_id``.
 
         ``expect`` (default ``{"status": 200}``) may hold ``json`` (a subset of the answer),
         ``contains`` (text the body must contain), ``headers`` (response headers and their values,
         e.g. a registry's ``Docker-Content-Digest``) and ``within`` (a duration).  ``wait`` repeats
         the request until it meets ``expect`` or ``timeouts.health`` runs out (a service that is
-        still starting)."""
+        still starting).  ``auth`` (``"{ticket.token}"``: a params secret reference) is sent as
+        ``Authorization: Bearer``, resolved only now and never shown; ``files`` (part name -> paths)
+        makes it a multipart upload (a ticket's attachments); ``when`` as for ``rb.sh``."""
         want = dict(expect or {"status": 200})
         want.setdefault("status", 200)
         result = Result(step_id)
         values = dict(vars or {})
+        unmet = self._unmet(when)
+        if unmet:
+            return self._not_applicable(step_id, title, owner, want, request, result, unmet)
         try:
             method, _, url = render_text(request.strip(), self.env, values).partition(" ")
             url = url.strip()
@@ -211,9 +218,30 @@ class Actions(CellMechanics):
         except (ParamsError, CheckFailed) as exc:
             return self._failed_step(step_id, title, owner, want, request, exc, mutating, required, result)
         method = method.upper()
+        token = None
+        if auth is not None:
+            try:
+                token = self._secret_param(auth, what="the auth token")
+            except ParamsError as exc:
+                return self._failed_step(step_id, title, owner, want, request, exc, mutating, required, result)
 
         def once(ctx: "StepContext") -> str:
-            r = self._http_client().request(method, url, json=json, headers=dict(headers or {}))
+            sent = dict(headers or {})
+            if token is not None:
+                sent["Authorization"] = f"Bearer {token.resolve()}"  # (registered for masking as resolved)
+            upload = None
+            if files is not None:
+                named = [(part, Path(p)) for part, paths in files.items() for p in paths]
+                if not named:
+                    from ._steps import NotApplicable
+
+                    raise NotApplicable("no file to send (the step that keeps them kept none)")
+                try:
+                    upload = [(part, (p.name, p.read_bytes())) for part, p in named]
+                except OSError as exc:
+                    raise CheckFailed(f"cannot read {exc.filename} to send it: {exc.strerror}") from None
+                ctx.data["uploaded"] = [p.name for _, p in named]
+            r = self._http_client().request(method, url, json=json, headers=sent, files=upload)
             result.status, result.elapsed_s, result.text = r.status, r.elapsed_s, r.text
             result.headers = {k.lower(): v for k, v in r.headers.items()}
             try:
@@ -244,4 +272,58 @@ class Actions(CellMechanics):
                                   expect=self._describe(want, then, values), command=f"{method} {url}", action=act,
                                   mutating=mutating, required=required)
         return self._restored(result)
+
+    # ------------------------------------------------------------------ a browser
+    def browse(self, step_id: str, url: str, *, login: Mapping[str, str], pages: str | Mapping[str, str],
+               within: str, title: str | None = None, owner: str | None = None, required: bool = True) -> Result:
+        """In a real browser (Chromium, ``smoke.browser``), log in at ``url`` + ``login["path"]`` as
+        ``login["user"]`` with ``login["password"]`` (a secret reference, resolved now), then load each
+        page of ``pages`` (``{path: marker}``, or a template naming such a params mapping): each must show
+        its marker (text its HTML contains) within ``within``.  The form's selectors (``user_field``,
+        ``password_field``, ``submit``) come from ``login`` or else ``smoke.web_login``.  A screenshot of
+        each page is kept as ``<step>.<page>.png``; ``result["pages./"]`` is a page's seconds."""
+        from ._browser import LoginForm, PageSeen, visit
+
+        result = Result(step_id)
+        form = self.env.smoke.web_login
+        try:
+            base = render_text(url, self.env).rstrip("/")
+            _no_credentials_in(base, url)
+            fields = {k: render_text(login[k], self.env) if k in login else getattr(form, k)
+                      for k in ("path", "user", "user_field", "password_field", "submit")}
+            secret = self._secret_param(login.get("password", ""))
+            wanted = self._pages(pages)
+            budget = self._duration(within, {})
+        except (ParamsError, CheckFailed, KeyError) as exc:
+            error = exc if not isinstance(exc, KeyError) else ParamsError([f"login={{...}} has no {exc}"])
+            return self._failed_step(step_id, title, owner, {}, f"browse {url}", error, False, required, result)
+        budget_s = float(budget or 0)
+        shown = f"browse {base}: log in at {fields['path']} as {fields['user']}; open " + \
+            ", ".join(f"{p} (marker {m!r})" for p, m in wanted.items())
+        expect = f"logged in; every page shows its marker within {_seconds(budget_s)}"
+
+        def act(ctx: "StepContext") -> str:
+            password = secret.resolve()  # (registered for masking before anything can show it)
+            form_ = LoginForm(base + fields["path"], fields["user"], password, fields["user_field"],
+                              fields["password_field"], fields["submit"])
+
+            def keep(name: str, png: bytes) -> None:
+                ctx.artifact(f"{step_id}.{name}.png", png)
+
+            seen: list[PageSeen] = visit(base, form_, wanted, executable=self.env.smoke.browser,
+                                         timeout_s=self.env.timeouts.http.total_seconds(), keep=keep)
+            ctx.data["pages"] = [{"path": s.path, "marker": s.marker, "seconds": round(s.seconds, 3),
+                                  "problem": s.problem} for s in seen]
+            result.json = {"pages": {s.path: round(s.seconds, 3) for s in seen}}
+            problems = [f"{s.path}: {s.problem}" if s.problem else
+                        f"{s.path} shows {s.marker!r} after {s.seconds:.2f}s, over {_seconds(budget_s)}"
+                        for s in seen if s.problem or s.seconds > budget_s]
+            if problems:
+                raise CheckFailed(f"expected {ctx.expect}; observed " + "; ".join(problems))
+            return f"logged in as {fields['user']}; " + ", ".join(f"{s.path} {s.seconds:.2f}s" for s in seen) + \
+                f" (< {_seconds(budget_s)}); {len(seen)} screenshots kept"
+
+        result.record = self.step(step_id, title or _title(step_id), owner=owner or self.owner, expect=expect,
+                                  command=shown, action=act, required=required)
+        return result
 

@@ -220,6 +220,40 @@ class CellMechanics:
                                   required=required)
         return result
 
+    def _secret_param(self, raw: str, what: str = "the login password") -> SecretRef:
+        """A secret as written in a cell: ``{smoke.web_login.password}`` (a params secret reference)
+        or a reference itself (``env:NAME``); never a value (which is never echoed)."""
+        whole = _WHOLE.match(raw.strip())
+        if whole:
+            try:
+                value = lookup(self.env, whole.group(1))
+            except KeyError:
+                raise ParamsError([f"{raw} ({what}) is not set in params"],
+                                  hint="set it to a secret reference: env:NAME or file:PATH") from None
+            if isinstance(value, SecretRef):
+                return value
+        elif is_reference(raw):
+            return SecretRef(raw, base=self.root)
+        raise ParamsError([f"{what} must be a secret reference (env:NAME, file:PATH), or name one in params"],
+                          hint=f"{raw.strip('{}') if whole else 'the params key'}: env:NAME in params")
+
+    def _pages(self, pages: str | Mapping[str, str]) -> dict[str, str]:
+        """``{path: marker}`` as given, or the params mapping a template names (``{smoke.web_pages}``)."""
+        found: Any = pages
+        if isinstance(pages, str):
+            whole = _WHOLE.match(pages.strip())
+            try:
+                found = lookup(self.env, whole.group(1)) if whole else None
+            except KeyError:
+                found = None
+            if found is None:
+                raise ParamsError([f"pages={pages!r} names no params mapping of page -> marker"],
+                                  hint='list the pages under smoke.web_pages: {"/": "marker"}')
+        if not isinstance(found, Mapping) or not found:
+            raise ParamsError([f"{pages} is empty: no page to check"],
+                              hint="list the Web UI pages and a marker each must contain under smoke.web_pages")
+        return {str(k): str(v) for k, v in found.items()}
+
     def _duration(self, value: Any, values: Mapping[str, Any]) -> float | None:
         if value is None:
             return None

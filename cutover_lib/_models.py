@@ -34,12 +34,17 @@ class Services(_Model):
     @field_validator("*")
     @classmethod
     def _url(cls, v: str) -> str:
-        if re.match(r"^[a-z]+://[^/\s]*@", v, re.I):  # (never echoed: the part before @ may be a password)
-            raise ValueError("a service URL must not hold credentials (user:password@); give them as secret "
-                             "references under credentials.*")
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f'expected a base URL like https://scanner.example, got "{v}"')
-        return v.rstrip("/")
+        return base_url(v)
+
+
+def base_url(v: str) -> str:
+    """A service's base URL, without a trailing slash and without credentials in it."""
+    if re.match(r"^[a-z]+://[^/\s]*@", v, re.I):  # (never echoed: the part before @ may be a password)
+        raise ValueError("a service URL must not hold credentials (user:password@); give them as secret "
+                         "references under credentials.*")
+    if not re.match(r"^https?://[^/\s]+", v):
+        raise ValueError(f'expected a base URL like https://scanner.example, got "{v}"')
+    return v.rstrip("/")
 
 
 class ComposeNode(_Model):
@@ -226,29 +231,6 @@ class Role(_Model):
     contact: str
 
 
-class Monitoring(_Model):
-    """Section 7's heightened monitoring: how long, how often, and where latency, error rate and
-    queue depth are read (a Prometheus text endpoint per service; metric names per platform)."""
-
-    duration: Duration = timedelta(hours=4)
-    interval: Duration = timedelta(minutes=1)
-    metrics_path: str = "/metrics"
-    requests_metric: str = "http_requests_total"
-    errors_metric: str = "http_errors_total"
-    #: the request whose JSON answer holds the queue depth, and the field (unset: depth not sampled)
-    queue_query: str | None = None
-    queue_depth_field: str = "depth"
-
-
-class Audit(_Model):
-    """Section 7 "confirm audit trails": per trail, the request (a template over params) and the JSON
-    field that must be above zero.  Unset here: each platform says where its audit trails are."""
-
-    tokens_issued: str | None = None
-    scan_events: str | None = None
-    submissions: str | None = None
-
-
 class Tools(_Model):
     """The runbook's CLIs run as commands whose program is set here (default: the runbook's names).
 
@@ -282,18 +264,6 @@ class Trust(_Model):
     run_keys: list[str] = Field(default_factory=list)
 
 
-class Smoke(_Model):
-    """Where the smoke tests look, per environment (the runbook names what, not where).
-
-    ``runtime_event_query``: the request (``GET ...``) that finds a runtime event by ``{id}``
-    ("record visible in Mongo ``runtime_events``"); ``web_pages``: each Web UI page to load and
-    the marker its HTML must contain ("dashboards render"; "policy views consistent").
-    """
-
-    runtime_event_query: str | None = None
-    web_pages: dict[str, str] = Field(default_factory=dict)
-
-
 class Rehearsal(_Model):
     """"Rehearsal must complete without manual interventions before proceeding to production": a
     cutover here needs a passed ``rehearsal`` run of the same release in ``env`` (sealed, untouched,
@@ -321,6 +291,9 @@ class OfflineKit(_Model):
             ("." if self.manifest else None)
 
 
+from ._models_checks import Audit, Monitoring, Smoke, Ticket  # noqa: E402 - they build on _Model above
+
+
 class Environment(_Model):
     """One environment of the runbook (``params/<name>.yaml``)."""
 
@@ -342,6 +315,7 @@ class Environment(_Model):
     slo: Slo = Slo()
     timeouts: Timeouts = Timeouts()
     monitoring: Monitoring = Monitoring()
+    ticket: Ticket = Ticket()
     audit: Audit = Audit()
     tools: Tools = Tools()
     trust: Trust = Trust()

@@ -156,6 +156,8 @@ class HtmlExports:
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1f2328;max-width:1200px}
 h1{font-size:22px}h2{font-size:17px;border-bottom:1px solid #d0d7de;padding-bottom:4px;margin-top:28px}
+.pictures{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0}.pictures figure{margin:0;max-width:100%}
+.pictures img{max-width:560px;width:100%;border:1px solid #d0d7de}figcaption{font-size:12px;color:#57606a}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{border:1px solid #d0d7de;padding:4px 8px;
 text-align:left;vertical-align:top}th{background:#f6f8fa}.o{font-weight:bold;border-radius:4px;padding:1px 6px;color:#fff}
 .passed{background:#1a7f37}.failed{background:#cf222e}.skipped{background:#6e7781}.planned{background:#0969da}
@@ -219,7 +221,7 @@ def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[t
             ])
         step_html.append(f"<h3>Section {e(sec)}</h3>" + _table(
             ["Step", "Title", "Owner", "Outcome", "Start", "Took", "Command / request", "Expected",
-             "Observed", "Artifacts"], rows))
+             "Observed", "Artifacts"], rows) + _pictures(run, by_section[sec]))
     extra = "".join(f"<h2>{e(title)}</h2>{body}" for title, body in (extra_sections or []))
     doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
            f"<title>Cutover run {e(run.run_id)}</title><style>{_CSS}</style></head><body>"
@@ -230,6 +232,27 @@ def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[t
     out = run.path / "html" / "index.html"
     atomic_write(out, mask(doc))
     return out
+
+
+_PICTURE_MAX = 2_000_000  # bytes: a larger picture stays a link (the record opens fast, prints whole)
+
+
+def _pictures(run: RunFolder, steps: list[dict[str, Any]]) -> str:
+    """The PNG artifacts of these steps (web UI screenshots, monitoring charts) on the page itself,
+    as data URIs: the record is one offline file set, and a printed report keeps them."""
+    import base64
+
+    figures = []
+    for s in steps:
+        for a in s.get("artifacts", []):
+            path = run.path / a
+            if not a.endswith(".png") or not path.is_file() or path.stat().st_size > _PICTURE_MAX:
+                continue
+            data = base64.b64encode(path.read_bytes()).decode()
+            figures.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(Path(a).name)}'>"
+                           f"<figcaption><code>{html.escape(s['step_id'])}</code> {html.escape(Path(a).name)}"
+                           f"</figcaption></figure>")
+    return f"<div class='pictures'>{''.join(figures)}</div>" if figures else ""
 
 
 def index_sections(run: RunFolder, env: Any, root: Path) -> list[tuple[str, str]]:

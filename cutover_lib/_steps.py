@@ -32,6 +32,7 @@ from ._errors import (CheckFailed, CutoverError, GateNotApproved, OutcomeUnknown
 #: the step is recorded as failed and the error itself propagates (exit 2, not 1)
 _CONFIG_ERRORS = (SecretError, ToolMissing, ParamsError)
 from ._actions import Actions
+from ._promql import PromqlVerbs
 from ._evidence import RunFolder, iso, utc_now, write_new
 from ._phases import find_root
 from ._files import require_files
@@ -104,7 +105,7 @@ class StepContext:
             raise CheckFailed(f"expected {self.expect}; observed {mask(observed)}", step_id=self.step_id)
 
 
-class Runbook(Actions):
+class Runbook(Actions, PromqlVerbs):
     """One notebook's view of a run: environment, evidence folder, dry-run and resume state."""
 
     def __init__(self, env: Environment, run: RunFolder, *, root: Path, dry_run: bool = False,

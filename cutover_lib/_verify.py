@@ -1,11 +1,11 @@
 """Checks the runbook states in words, for a cell's ``then=[...]``.
 
 "Report accessible with signed DSSE", "Returns DSSE with matching SHA256", "record visible in
-``runtime_events``", "dashboards render": each is a small function named as the runbook says
+``runtime_events``": each is a small function named as the runbook says
 it, returning a check that :meth:`Runbook.sh` / :meth:`Runbook.http` run after the expected
 result matched.  A check gets the step and the :class:`~cutover_lib._actions.Result`, returns a
 short observation and raises :class:`CheckFailed` naming what it saw.  Where a check looks
-(trusted keys, queries, pages) comes from params, never from here.
+(trusted keys, queries) comes from params, never from here.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._actions import Result
     from ._steps import Runbook, StepContext
 
-__all__ = ["OIDC_REQUIRED", "above_zero", "every_page_renders", "every_profile_validated", "fresh_event", "oidc_discovery_complete", "same_payload_as",
+__all__ = ["OIDC_REQUIRED", "above_zero", "every_profile_validated", "fresh_event", "oidc_discovery_complete", "same_payload_as",
            "signed_dsse", "trusted_signer_keys", "visible_by_query"]
 
 #: fields every OpenID Connect discovery document has (OpenID Connect Discovery 1.0, section 3)
@@ -192,55 +192,6 @@ def visible_by_query(query: str, id: str) -> _Check:
         return f"record {id} visible"
 
     return _Check(f"the record is visible ({query})", check)
-
-
-def every_page_renders(within: str) -> _Check:
-    """Each page of ``smoke.web_pages`` loads within ``within`` and contains its marker; a headless
-    Chromium screenshot of the first is kept where Chromium is installed."""
-    def check(ctx: "StepContext", result: "Result") -> str:
-        from ._params import parse_duration
-
-        rb = ctx.rb
-        budget = parse_duration(render_text(within, rb.env)).total_seconds()
-        pages = rb.env.smoke.web_pages
-        if not pages:
-            raise ParamsError(["smoke.web_pages is empty: no page to check"],
-                              hint="list the Web UI pages and a marker each must contain under smoke.web_pages")
-        seen = []
-        for path, marker in pages.items():
-            url = rb.env.services.web + path
-            r = rb._http_client().get(url)
-            if r.status != 200 or r.elapsed_s > budget or marker not in r.text:
-                raise CheckFailed(f"expected {ctx.expect}; observed GET {url}: HTTP {r.status} in "
-                                  f"{r.elapsed_s:.2f}s{'' if marker in r.text else f', without {marker!r}'}")
-            seen.append(f"{path} {r.elapsed_s:.2f}s")
-        shot = _screenshot(ctx, rb.env.services.web + next(iter(pages)))
-        return ", ".join(seen) + (f" (< {budget:g}s)") + shot
-
-    return _Check(f"every page of smoke.web_pages renders within {within}", check)
-
-
-def _screenshot(ctx: "StepContext", url: str) -> str:
-    """A headless Chromium screenshot, kept as an artifact, where Chromium is installed."""
-    import shutil
-    import subprocess
-    import tempfile
-
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not exe:
-        return ""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "page.png"
-        try:
-            subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                            "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp}/profile",
-                            f"--screenshot={out}", "--window-size=1280,800", url],
-                           capture_output=True, timeout=60, check=False)
-            data = out.read_bytes()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    ctx.artifact(f"{ctx.step_id}-screenshot.png", data)
-    return "; screenshot kept"
 
 
 def above_zero(field: str) -> _Check:

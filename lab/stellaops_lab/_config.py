@@ -35,6 +35,8 @@ SERVICES: tuple[str, ...] = (
 
 DEFAULT_PORT_BASE = 18080
 DEFAULT_PORTS: dict[str, int] = {name: DEFAULT_PORT_BASE + i for i, name in enumerate(SERVICES)}
+#: the lab's Prometheus sits at the end of the block of ten ports a lab takes
+PROMETHEUS_OFFSET = 9
 DEFAULT_RELEASE = "2025.09.2"
 
 _COMMON_FAULTS = ("unhealthy", "slow", "down")
@@ -83,6 +85,10 @@ class LabConfig:
     scan_seconds: float = 2.0
     release: str | None = None  # STELLAOPS_RELEASE the services report; None keeps the environment's
     faults: dict[str, Any] = field(default_factory=dict)  # baked into this start (LAB_FAULTS), not stored
+    #: the lab's Prometheus (Debian's ``prometheus``), scraping every service's ``/metrics``
+    prometheus_port: int = DEFAULT_PORT_BASE + PROMETHEUS_OFFSET
+    prometheus: bool = True  # False: a lab without monitoring (the lab's own unit tests)
+    scrape_interval: str = "1s"
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -95,13 +101,17 @@ class LabConfig:
             if not isinstance(port, int) or not 0 < port < 65536:
                 raise LabConfigError(f"invalid port {port!r} for {name}")
         self.ports = merged
+        if not isinstance(self.prometheus_port, int) or not 0 < self.prometheus_port < 65536 \
+                or self.prometheus_port in merged.values():
+            raise LabConfigError(f"invalid or taken Prometheus port {self.prometheus_port!r}")
 
     @classmethod
     def from_port_base(cls, data_dir: Path | str, port_base: int, **kwargs: object) -> "LabConfig":
         """Ports ``port_base``, ``port_base + 1``, ... in :data:`SERVICES` order."""
-        if not 0 < port_base < 65536 - len(SERVICES):
+        if not 0 < port_base < 65536 - PROMETHEUS_OFFSET:
             raise LabConfigError(f"invalid port base {port_base}")
         ports = {name: port_base + i for i, name in enumerate(SERVICES)}
+        kwargs.setdefault("prometheus_port", port_base + PROMETHEUS_OFFSET)
         return cls(Path(data_dir), ports=ports, **kwargs)  # type: ignore[arg-type]
 
     def url(self, service: str) -> str:
@@ -110,6 +120,11 @@ class LabConfig:
             raise LabConfigError(f"unknown lab service {service!r}")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.ports[service]}"
+
+    @property
+    def prometheus_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.prometheus_port}"
 
     @property
     def run_dir(self) -> Path:

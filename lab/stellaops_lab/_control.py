@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _store
+from . import _prometheus, _store
 from ._config import DEFAULT_PORT_BASE, SERVICES, LabConfig, fault_name
 from ._errors import LabConfigError, LabError, LabUnhealthy
 from ._standins import install_standins
@@ -163,14 +163,14 @@ def _serve_argv(config: LabConfig, service: str) -> list[str]:
 
 
 def _child_env(config: LabConfig) -> dict[str, str]:
-    from ._provision import client_secret
+    from ._provision import service_env
 
     env = dict(os.environ)
     if config.release:
         env["STELLAOPS_RELEASE"] = config.release
     if config.faults:
         env["LAB_FAULTS"] = json.dumps(config.faults)
-    env["LAB_CLIENT_SECRET"] = client_secret(config)
+    env.update(service_env(config))  # LAB_CLIENT_SECRET, LAB_WEB_PASSWORD, LAB_TICKET_TOKEN
     import cutover_lib  # (the lab uses the tool's DSSE code; the tool never imports the lab)
 
     roots = [str(Path(__file__).resolve().parents[1]), str(Path(cutover_lib.__file__).resolve().parents[1])]
@@ -217,6 +217,7 @@ def up(config: LabConfig, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
     """
     from ._provision import provision
 
+    _prometheus.installed(config)
     config.run_dir.mkdir(parents=True, exist_ok=True)
     config.log_dir.mkdir(parents=True, exist_ok=True)
     provision(config)
@@ -240,6 +241,7 @@ def up(config: LabConfig, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
             )
         to_start.append(service)
 
+    _prometheus.start(config)  # first: it applies its scrape targets ~5 s after it starts
     started: dict[str, int] = {}
     if to_start:
         env = _child_env(config)
@@ -264,6 +266,7 @@ def up(config: LabConfig, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
         started = dict(zip(to_start, pids))
 
     problems = _wait_until_healthy(config, started, timeout)
+    _prometheus.wait(config)
     state = status(config)
     if problems:
         raise LabUnhealthy(problems, state, hint=_inspect_hint(config))
@@ -394,6 +397,8 @@ def down(config: LabConfig) -> list[str]:
         time.sleep(0.05)
     for service in targets:
         config.pid_file(service).unlink(missing_ok=True)
+    if _prometheus.stop(config):
+        targets[_prometheus.NAME] = 0
     return list(targets)
 
 

@@ -4,7 +4,8 @@ A named stand-in for the legacy Stella Ops Notify service, kept while the Notifi
 migration is pending.  ``POST /hooks/<id>`` accepts Mattermost incoming-webhook payloads
 (``text``, ``username``, ``channel``, ``attachments``) the way Mattermost does -- 200 with
 body ``ok``, 400 when neither text nor attachments is present -- and records them so the
-#launch-bridge posts of a run can be read back at ``GET /hooks/<id>/posts``.
+#launch-bridge posts of a run can be read back at ``GET /hooks/<id>/posts``.  It also hosts the
+lab's Jira-shaped change / incident ticket stand-in (:mod:`._ticket`, ``/rest/api/2/...``).
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ class HookPostsHandler(LabHandler):
 
 
 def handlers(ctx: ServiceContext) -> list[tuple[str, type, dict[str, Any]]]:
+    from ._ticket import handlers as ticket_handlers
+
     args = {"ctx": ctx}
     return [(r"/api/v1/notify/channels", ChannelsHandler, args),
             (r"/hooks/([A-Za-z0-9_-]+)", HookHandler, args),
-            (r"/hooks/([A-Za-z0-9_-]+)/posts", HookPostsHandler, args)]
+            (r"/hooks/([A-Za-z0-9_-]+)/posts", HookPostsHandler, args)] + ticket_handlers(ctx)

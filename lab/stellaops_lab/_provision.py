@@ -7,6 +7,10 @@
   the 4.1 mirror.
 * The **offline kit** of the release (``offline-kit/<release>/``, :mod:`.offline_kit`): bundles
   and their checksums; no images (the process lab runs none).
+* The **Web UI smoke account**'s password (``stellaops-web/smoke-password``), the one the lab web UI
+  accepts for :data:`~._webui.WEB_USER` (``LAB_WEB_PASSWORD`` when set, as the compose files pass it).
+* The **change ticket API token** (``stellaops-ticket/api-token``), the bearer token the lab's
+  Jira-shaped ticket stand-in (:mod:`._ticket`) accepts (``LAB_TICKET_TOKEN`` when set).
 * The **#launch-bridge** incoming webhook URL points at the lab notify service's Mattermost
   stand-in (``POST /hooks/<id>``).
 """
@@ -21,7 +25,7 @@ from pathlib import Path
 from ._config import LabConfig
 from .offline_kit import MANIFEST, publish
 
-__all__ = ["STORES", "client_secret", "provision"]
+__all__ = ["STORES", "client_secret", "provision", "service_env"]
 
 STORES: dict[str, tuple[str, ...]] = {
     "stellaops-prod-core": ("authority-signing-key.pem", "authority-client-secret", "signer-key.pem",
@@ -29,7 +33,12 @@ STORES: dict[str, tuple[str, ...]] = {
     "stellaops-prod-mongo": ("connection-string", "username", "password"),
     "stellaops-prod-minio": ("access-key", "secret-key", "endpoint"),
     "stellaops-prod-notify": ("smtp-password", "webhook-url"),
+    "stellaops-web": ("smoke-password",),
+    "stellaops-ticket": ("api-token",),
 }
+#: values a compose file passes to the lab services (the same on the host's side)
+_FROM_ENV = {"authority-client-secret": "LAB_CLIENT_SECRET", "smoke-password": "LAB_WEB_PASSWORD",
+             "api-token": "LAB_TICKET_TOKEN"}
 
 
 def _write_once(path: Path, value: str) -> None:
@@ -42,8 +51,8 @@ def _write_once(path: Path, value: str) -> None:
 
 
 def _value(config: LabConfig, store: str, key: str) -> str:
-    if key == "authority-client-secret" and os.environ.get("LAB_CLIENT_SECRET"):
-        return os.environ["LAB_CLIENT_SECRET"]
+    if key in _FROM_ENV and os.environ.get(_FROM_ENV[key]):
+        return os.environ[_FROM_ENV[key]]
     if key == "webhook-url":
         return f"{config.url('notify')}/hooks/launch-bridge-{secrets.token_hex(8)}"
     if key == "connection-string":
@@ -76,7 +85,14 @@ def provision(config: LabConfig) -> None:
         publish(base / "offline-kit", release)
 
 
+def service_env(config: LabConfig) -> dict[str, str]:
+    """The secrets the lab services check requests against, from the secret stores, by the
+    variable each service reads (``LAB_CLIENT_SECRET``, ``LAB_WEB_PASSWORD``, ``LAB_TICKET_TOKEN``)."""
+    provision(config)
+    return {var: next((config.data_dir / "secrets" / store / key).read_text().strip()
+                      for store, keys in STORES.items() if key in keys) for key, var in _FROM_ENV.items()}
+
+
 def client_secret(config: LabConfig) -> str:
     """The authority client secret the lab registers (from the core secret store)."""
-    provision(config)
-    return (config.data_dir / "secrets" / "stellaops-prod-core" / "authority-client-secret").read_text().strip()
+    return service_env(config)["LAB_CLIENT_SECRET"]

@@ -256,7 +256,7 @@ def handlers(ctx: ServiceContext) -> list[tuple[str, type, dict[str, Any]]]:
         "Scan events recorded (submitted, completed).",
         lambda: _scan_events(ctx),
     )
-    ctx.counters["lab_scanner_queue_depth"] = ("Scans not yet completed.", lambda: _depth(ctx))
+    ctx.counters["stellaops_scanner_queue_depth"] = ("Scans queued or running (not yet completed).", lambda: _depth(ctx))
     args = {"ctx": ctx}
     return [
         (r"/api/v1/scans", ScanSubmitHandler, args),

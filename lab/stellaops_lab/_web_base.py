@@ -38,64 +38,45 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 @dataclass
 class Metrics:
-    """In-process request metrics, rendered in the Prometheus text format."""
+    """In-process request metrics in the Prometheus text format, named as a Stella Ops service
+    exports them: OpenTelemetry's ASP.NET Core HTTP server histogram
+    ``http_server_request_duration_seconds`` by route, method and status code."""
 
     service: str
-    requests: dict[tuple[str, str, int], int] = field(default_factory=lambda: defaultdict(int))
-    buckets: dict[tuple[str, float], int] = field(default_factory=lambda: defaultdict(int))
-    latency_sum: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    latency_count: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    errors: int = 0
+    counts: dict[tuple[str, str, int], int] = field(default_factory=lambda: defaultdict(int))
+    buckets: dict[tuple[str, str, int, float], int] = field(default_factory=lambda: defaultdict(int))
+    sums: dict[tuple[str, str, int], float] = field(default_factory=lambda: defaultdict(float))
 
-    def observe(self, handler: str, method: str, code: int, seconds: float) -> None:
-        self.requests[(handler, method, code)] += 1
-        if code >= 500:
-            self.errors += 1
+    def observe(self, route: str, method: str, code: int, seconds: float) -> None:
+        key = (route, method, code)
+        self.counts[key] += 1
+        self.sums[key] += seconds
         for bound in _BUCKETS:
             if seconds <= bound:
-                self.buckets[(handler, bound)] += 1
-        self.latency_sum[handler] += seconds
-        self.latency_count[handler] += 1
+                self.buckets[(*key, bound)] += 1
 
     def render(self, extra: dict[str, tuple[str, float]]) -> str:
-        svc = self.service
-        lines = [
-            "# HELP lab_http_requests_total HTTP requests handled.",
-            "# TYPE lab_http_requests_total counter",
-        ]
-        for (handler, method, code), count in sorted(self.requests.items()):
-            lines.append(
-                f'lab_http_requests_total{{service="{svc}",handler="{handler}",'
-                f'method="{method}",code="{code}"}} {count}'
-            )
-        lines += [
-            "# HELP lab_http_errors_total HTTP requests answered with a 5xx status.",
-            "# TYPE lab_http_errors_total counter",
-            f'lab_http_errors_total{{service="{svc}"}} {self.errors}',
-            "# HELP lab_http_request_duration_seconds Request latency.",
-            "# TYPE lab_http_request_duration_seconds histogram",
-        ]
-        for handler in sorted(self.latency_count):
-            labels = f'service="{svc}",handler="{handler}"'
+        name = "http_server_request_duration_seconds"
+        lines = [f"# HELP {name} Duration of HTTP server requests.", f"# TYPE {name} histogram"]
+        for (route, method, code), total in sorted(self.counts.items()):
+            labels = (f'http_request_method="{_label(method)}",http_response_status_code="{code}",'
+                      f'http_route="{_label(route)}"')
             for bound in _BUCKETS:
-                count = self.buckets.get((handler, bound), 0)
-                lines.append(
-                    f'lab_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {count}'
-                )
-            total = self.latency_count[handler]
-            lines.append(f'lab_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {total}')
-            lines.append(
-                f"lab_http_request_duration_seconds_sum{{{labels}}} "
-                f"{self.latency_sum[handler]:.6f}"
-            )
-            lines.append(f"lab_http_request_duration_seconds_count{{{labels}}} {total}")
-        for name, (help_text, value) in sorted(extra.items()):
+                lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {self.buckets.get((route, method, code, bound), 0)}')
+            lines.append(f'{name}_bucket{{{labels},le="+Inf"}} {total}')
+            lines.append(f"{name}_sum{{{labels}}} {self.sums[(route, method, code)]:.6f}")
+            lines.append(f"{name}_count{{{labels}}} {total}")
+        for metric, (help_text, value) in sorted(extra.items()):
             lines += [
-                f"# HELP {name} {help_text}",
-                f"# TYPE {name} {'counter' if name.endswith('_total') else 'gauge'}",
-                f'{name}{{service="{svc}"}} {value:g}',
+                f"# HELP {metric} {help_text}",
+                f"# TYPE {metric} {'counter' if metric.endswith('_total') else 'gauge'}",
+                f'{metric}{{service="{self.service}"}} {value:g}',
             ]
         return "\n".join(lines) + "\n"
 

@@ -1,22 +1,34 @@
-"""Lab web UI: a server-rendered dashboard and policy view (no JavaScript, no external URLs).
+"""Lab web UI: a login form, a server-rendered dashboard and policy view (no JavaScript, no external URLs).
 
-A named stand-in for the Stella Ops Web UI. ``GET /`` renders ``id="dashboard"`` with
-widgets read from the shared SQLite state; ``GET /policy`` renders ``id="policy-view"``.
-Both show the same policy digest, so "policy views consistent" can be checked by
-comparing the two pages. The ``web.slow`` fault delays both pages.
+A named stand-in for the Stella Ops Web UI. ``GET /login`` is a form (``username``, ``password``,
+a submit button); ``POST /login`` with :data:`WEB_USER` and the password of the web secret store
+(``LAB_WEB_PASSWORD``, set by ``cutover lab up`` from ``.lab/secrets/stellaops-web/smoke-password``)
+sets a session cookie and redirects to the page asked for; a wrong one answers 401 with the form
+again.  ``GET /`` renders ``id="dashboard"`` with widgets read from the shared SQLite state;
+``GET /policy`` renders ``id="policy-view"``; both need the session (otherwise a redirect to
+``/login?next=...``).  Both show the same policy digest, so "policy views consistent" can be
+checked by comparing the two pages. The ``web.slow`` fault delays every page, the login too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import html
 import json
+import os
+import secrets
 import time
+import urllib.parse
 from typing import Any
 
 from ._web_base import LabHandler, ServiceContext
 
-__all__ = ["POLICY", "handlers", "policy_digest"]
+__all__ = ["POLICY", "SESSION_COOKIE", "WEB_USER", "handlers", "policy_digest"]
+
+#: the lab web UI's smoke account (its password: ``LAB_WEB_PASSWORD``)
+WEB_USER = "cutover-smoke"
+SESSION_COOKIE = "stellaops_session"
 
 POLICY: dict[str, Any] = {
     "name": "stellaops-launch-default",
@@ -51,7 +63,55 @@ def _count(ctx: ServiceContext, table: str) -> int:
     return int(ctx.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
-class DashboardHandler(LabHandler):
+def _sessions(ctx: ServiceContext) -> set[str]:
+    return ctx.cache.setdefault("sessions", set())  # type: ignore[no-any-return]
+
+
+class LoginHandler(LabHandler):
+    """``GET /login``: the form; ``POST /login``: check the account, set the session, redirect."""
+
+    def get(self) -> None:
+        self._form("", 200)
+
+    def post(self) -> None:
+        user = self.get_body_argument("username", "")
+        given = self.get_body_argument("password", "").encode()
+        want = os.environ.get("LAB_WEB_PASSWORD", "lab-web-smoke").encode()
+        if user != WEB_USER or not hmac.compare_digest(given, want):
+            self._form("Wrong user name or password.", 401)
+            return
+        token = secrets.token_urlsafe(24)
+        _sessions(self.ctx).add(token)
+        self.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", path="/")
+        target = self.get_body_argument("next", "/")
+        self.redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+
+    def _form(self, error: str, status: int) -> None:
+        target = html.escape(self.get_argument("next", "/"), quote=True)
+        alert = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+        body = (
+            '<main id="login"><h1>Stella Ops — sign in</h1>' + alert +
+            '<form method="post" action="/login">'
+            f'<input type="hidden" name="next" value="{target}">'
+            '<p><label>User name <input name="username" autocomplete="username"></label></p>'
+            '<p><label>Password <input type="password" name="password" autocomplete="current-password">'
+            '</label></p><p><button type="submit">Sign in</button></p></form></main>'
+        )
+        self.set_status(status)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(_page("Stella Ops — sign in", body))
+
+
+class SessionHandler(LabHandler):
+    """A page that needs the session cookie: without it, a redirect to the login form."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self.get_cookie(SESSION_COOKIE, "") not in _sessions(self.ctx):
+            self.redirect("/login?" + urllib.parse.urlencode({"next": self.request.uri or "/"}))
+
+
+class DashboardHandler(SessionHandler):
     def get(self) -> None:
         ctx = self.ctx
         widgets = [
@@ -98,7 +158,7 @@ class DashboardHandler(LabHandler):
         self.finish(_page("Stella Ops — dashboard", body))
 
 
-class PolicyHandler(LabHandler):
+class PolicyHandler(SessionHandler):
     def get(self) -> None:
         rows = "".join(
             f"<tr><td>{html.escape(r['id'])}</td><td>{html.escape(r['when'])}</td>"
@@ -117,4 +177,4 @@ class PolicyHandler(LabHandler):
 
 def handlers(ctx: ServiceContext) -> list[tuple[str, type, dict[str, Any]]]:
     args = {"ctx": ctx}
-    return [(r"/", DashboardHandler, args), (r"/policy", PolicyHandler, args)]
+    return [(r"/", DashboardHandler, args), (r"/policy", PolicyHandler, args), (r"/login", LoginHandler, args)]

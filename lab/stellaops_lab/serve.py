@@ -85,12 +85,13 @@ def build_app(ctx: ServiceContext) -> tornado.web.Application:
     """The tornado application of ``ctx.service``: common handlers plus its own."""
     module = importlib.import_module(f".{_MODULES[ctx.service]}", __package__)
     routes: list[Any] = common_handlers(ctx) + module.handlers(ctx)
+    route_of = {spec[1]: spec[0] for spec in routes}  # handler class -> its route (http_route)
 
     def log_request(handler: tornado.web.RequestHandler) -> None:
-        name = type(handler).__name__
         status = handler.get_status()
         seconds = handler.request.request_time()
-        ctx.metrics.observe(name, handler.request.method or "", status, seconds)
+        route = route_of.get(type(handler), "")  # "" for a request no route matched (404)
+        ctx.metrics.observe(route, handler.request.method or "", status, seconds)
         logging.getLogger("lab.access").info(
             "%s %s %s %d %.1fms", ctx.service, handler.request.method, handler.request.uri,
             status, seconds * 1000,

@@ -38,6 +38,7 @@ def project(tmp_path: Path, docker_host: str) -> Path:
         shutil.copytree(REPO / name, root / name)
     env = os.environ.copy()
     os.environ["LAB_CLIENT_SECRET"] = "lab-secret"  # what the compose files pass to the authority
+    os.environ["LAB_WEB_PASSWORD"] = "lab-web-smoke"  # and to the web UI (its smoke account)
     try:
         cfg = LabConfig.from_port_base(root / ".lab", 18180)  # the compose lab's published ports
         provision(cfg)

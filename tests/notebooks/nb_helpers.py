@@ -16,7 +16,7 @@ from stellaops_lab.demo import DEMO_APPROVERS  # the demo's named approvers: one
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_block(count: int = 7) -> int:
+def free_block(count: int = 10) -> int:
     for _ in range(200):
         base = random.randrange(20000, 29000, 10)
         socks = []

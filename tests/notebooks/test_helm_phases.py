@@ -59,6 +59,7 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
            "MC_HOST_MINIO_BACKUP": "https://mc-access:mc-secret-4321@minio-backup.local", "MONGO_BACKUP_URI": "mongodb://backup:pw-0123@db:27017/x",
            "KUBECONFIG": str(kube_api.kubeconfig)}
     secret_file = root / ".lab" / "secrets" / "stellaops-prod-core" / "authority-client-secret"
+    web_password = root / ".lab" / "secrets" / "stellaops-web" / "smoke-password"
     kit = root / ".lab" / "offline-kit" / "{release}" / "offline-kit.manifest.json"
     sealers = tmp_path / "sealers"  # whose seal verify accepts on prod: this operator's, as a site lists its own
     sealers.mkdir()
@@ -73,6 +74,10 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
         # the lab signer's key pinned as prod would pin its own, the lab's web pages
         f"tools.path=[{cfg.bin_dir}]", f"trust.signer_keys=[{cfg.trusted_signer_key}]",
         """smoke.web_pages={"/": 'id="dashboard"', "/policy": 'id="policy-view"'}""",
+        f"smoke.web_login.password=file:{web_password}",  # (the lab web UI's smoke account: cutover-smoke)
+        # the lab's Jira-shaped ticket stand-in and its Prometheus, as prod names its own
+        f"ticket.url={cfg.url('notify')}", f"ticket.token=file:{root / '.lab' / 'secrets' / 'stellaops-ticket' / 'api-token'}",
+        f"monitoring.prometheus={cfg.prometheus_url}",
         "smoke.runtime_event_query=GET {services.runtime}/api/v1/runtime/events?eventId={id}",
         # T-12h here: helm profiles through the helm stand-in; compose profiles need a docker CLI, which
         # `make test` may still be installing for the engine tests running alongside

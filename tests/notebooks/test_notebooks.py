@@ -68,16 +68,43 @@ def test_whole_runbook_on_the_lab(lab_project):
         index = (run / "html" / "index.html").read_text()
         for sid in steps_of(run):
             assert sid in index
+        pictures = {"cutover": "5.web-ui", "post": "7.monitoring"}  # a screenshot, the monitoring chart
+        if phase in pictures:
+            assert f"<figcaption><code>{pictures[phase]}</code>" in index, phase
+            assert "<img src='data:image/png;base64," in index  # on the page, offline
     bad = {k: v["outcome"] for k, v in seen.items() if v["outcome"] not in ("passed", "skipped")}
     assert not bad, bad
     for sid in ("1.roles", "1.bridge", "2.timeline", "8.matrix", "2.t-24h.gate-plan", "2.t-24h.offline-kit",
-                "2.t-6h.freeze", "2.t-30m.go-no-go", "3.scan-submit", "3.wall-time", "8.gate-plan", "4.gate-t0",
+                "2.t-6h.freeze", "2.t-30m.dashboards", "2.t-30m.go-no-go", "3.scan-submit", "3.wall-time", "8.gate-plan", "4.gate-t0",
                 "4.1.backup-mongo", "4.1.mirror-minio", "4.4.oidc-metadata", "4.4.signer-verify",
                 "4.4.scanner-queue", "4.4.notify-legacy", "5.api-health", "5.scan-submit", "5.runtime-event",
                 "5.signing", "5.attestor-verify", "5.web-ui", "5.decision", "5.gate-post-smoke", "7.monitoring",
                 "7.audit-tokens", "7.audit-scans", "7.audit-attestations", "7.retrospective", "9.log"):
         assert sid in seen, sid
     assert seen["5.decision"]["observed"].startswith("GO")
+    assert seen["2.t-30m.dashboards"]["outcome"] == "passed"  # the lab's Prometheus: nothing red
+    # Section 8's record locations, read back from the lab's Jira-shaped ticket stand-in
+    fields = ticket_issue(lab_project, "CHG-2025-1027-LAUNCH")["fields"]
+    bodies = "\n".join(c["body"] for c in fields["comment"]["comments"])
+    for heading in ("h3. Approval: Production deployment plan", "h3. Section 5 smoke tests",
+                    "h3. Approval: Post-smoke success", "h3. T+4h post-cutover review"):
+        assert heading in bodies, heading
+    assert "|5.web-ui|PASSED|" in bodies
+    names = {a["filename"] for a in fields["attachment"]}
+    assert {"5.web-ui.index.png", "5.web-ui.policy.png", "7.monitoring.png"} <= names, names
+    assert fields["status"]["name"] == "Done"  # the change ticket closed at T+4h
+    assert "error_rate" in seen["7.monitoring"]["observed"] and "queue_depth" in seen["7.monitoring"]["observed"]
+
+
+def ticket_issue(root: Path, key: str) -> dict:
+    """An issue of the lab's ticket stand-in, as a test reads it back (the token from the lab's store)."""
+    import httpx
+
+    cfg = lab_config(root)
+    token = (cfg.data_dir / "secrets" / "stellaops-ticket" / "api-token").read_text().strip()
+    r = httpx.get(f"{cfg.url('notify')}/rest/api/2/issue/{key}", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
 @pytest.fixture
@@ -124,6 +151,11 @@ def test_a_release_that_comes_up_unhealthy_fails_the_health_step_and_rolls_back(
     assert steps["4.2.lab-health"]["outcome"] == "failed"
     assert "scanner: healthy=False" in steps["4.2.lab-health"]["message"]
     assert {(row["version"], row["healthy"]) for row in status(cfg).values()} == {("2025.09.1", True)}
+    # the incident ticket (Section 8: "Rollback (if invoked) | DevOps lead + CTO | Incident ticket")
+    assert steps["6.incident-ticket"]["outcome"] == "passed", steps["6.incident-ticket"]
+    incident = ticket_issue(root, "INC-1")["fields"]
+    assert incident["issuetype"]["name"] == "Incident" and "|4.2.lab-health|" in incident["description"]
+    assert "h3. Approval: Rollback (if invoked)" in incident["comment"]["comments"][0]["body"]
 
 
 def test_a_smoke_cell_that_crashes_still_ends_in_a_decision_and_the_rollback(fresh_lab):

@@ -60,7 +60,9 @@ COMMANDS = [
      r'"POST {services.runtime}/runtime/events", json=event'),
     ("5", "stellaops-cli signer sign --bundle demo.json", r'"{tools.stellaops_cli} signer sign --bundle {samples.dsse}'),
     ("5", "stellaops-cli attestor verify --uuid <uuid>", r'"{tools.stellaops_cli} attestor verify --uuid {uuid}'),
-    ("5", "Web UI: dashboards render, latency within budget", r'"GET {services.web}/"'),
+    ("5", "Web UI: manual login, verify dashboards render and latency within budget",
+     r'"5.web-ui", "{services.web}",.* login={"path": "{smoke.web_login.path}", "user": "{smoke.web_login.user}", '
+     r'"password": "{smoke.web_login.password}"}, pages="{smoke.web_pages}", within="{slo.ui}"'),
     ("6", "docker compose --env-file prod.env -f deploy/compose/docker-compose.prod.yaml down",
      r'"docker compose --env-file {compose.env_file} -f {compose.file} down", on="each node"'),
     ("6", "docker compose --env-file stage.env -f deploy/compose/docker-compose.stage.yaml up -d",

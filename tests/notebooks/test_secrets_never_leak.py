@@ -28,6 +28,7 @@ CANARY_ENV = "canary-ENV-2d8e4b6a0c"          # inside MONGO_BACKUP_URI, env: re
 CANARY_HOOK = "canaryHOOK9b1c3e5f7a"          # the bridge webhook token, env: reference
 CANARY_K8S = "canary-K8S-4c6e8a0b2d"          # the authority client secret again, k8s: reference
 CANARY_MC = "canary-MC-8e0a2c4e6f"            # the MinIO alias secret key in MC_HOST_minio, env: reference
+CANARY_WEB = "canary-WEB-6a8c0e2b4d"          # the Web UI smoke account's password, file: reference (a browser types it)
 
 
 def forms(value: str) -> list[bytes]:
@@ -57,6 +58,9 @@ def test_canaries_never_reach_evidence_or_terminal(tmp_path, kube_api):  # noqa:
     secret = root / ".lab" / "secrets" / "stellaops-prod-core" / "authority-client-secret"
     secret.parent.mkdir(parents=True)
     secret.write_text(CANARY_FILE + "\n")  # provisioned before the lab starts: the lab registers it
+    web = root / ".lab" / "secrets" / "stellaops-web" / "smoke-password"
+    web.parent.mkdir(parents=True)
+    web.write_text(CANARY_WEB + "\n")  # the lab web UI accepts it: 5.web-ui logs in with it
     kube_api.add_secret("stellaops-prod-core", {"authority-client-secret": CANARY_FILE, "marker": CANARY_K8S})
 
     hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoingWebhook)
@@ -116,7 +120,7 @@ def test_canaries_never_reach_evidence_or_terminal(tmp_path, kube_api):  # noqa:
     assert len([p for p in runs if p.name == "ledger.jsonl"]) >= 5
     assert any("***" in p.read_text(errors="replace") for p in runs if p.suffix in (".log", ".txt", ".jsonl"))
     hits = []
-    for canary in (CANARY_FILE, CANARY_ENV, CANARY_HOOK, CANARY_K8S, CANARY_MC):
+    for canary in (CANARY_FILE, CANARY_ENV, CANARY_HOOK, CANARY_K8S, CANARY_MC, CANARY_WEB):
         for needle in forms(canary):
             hits += [str(p) for p in runs if needle in p.read_bytes()]
             hits += [f"terminal output {i}" for i, out in enumerate(outputs) if needle.decode() in out]

@@ -32,6 +32,15 @@ def auth(config: "LabConfig") -> tuple[str, str]:
     return ("stellaops-cutover", client_secret(config))
 
 
+def web_login(http: httpx.Client, config: "LabConfig") -> None:
+    """Sign ``http`` in to the lab web UI as its smoke account (the session cookie stays in the client)."""
+    from stellaops_lab._provision import service_env
+    from stellaops_lab._webui import WEB_USER
+
+    r = http.post(f"{config.url('web')}/login", data={"username": WEB_USER, "password": service_env(config)["LAB_WEB_PASSWORD"]})
+    assert r.status_code == 302, r.text
+
+
 def alive(pid: int) -> bool:
     """True if the pid exists and is not a zombie (pid 1 here may not reap)."""
     try:
@@ -66,8 +75,8 @@ def make_config(data_dir: Path, scan_seconds: float = 0.5) -> LabConfig:
     if base:
         port_base = int(base) + 10 * (_labs_made - 1)
         return LabConfig.from_port_base(data_dir, port_base, scan_seconds=scan_seconds)
-    ports = dict(zip(SERVICES, free_ports(len(SERVICES))))
-    return LabConfig(data_dir, ports=ports, scan_seconds=scan_seconds)
+    *ports, prometheus = free_ports(len(SERVICES) + 1)
+    return LabConfig(data_dir, ports=dict(zip(SERVICES, ports)), scan_seconds=scan_seconds, prometheus_port=prometheus)
 
 
 def wait_healthy(http: httpx.Client, config: LabConfig, timeout: float = 10.0) -> None:

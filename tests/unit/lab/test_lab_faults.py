@@ -10,7 +10,7 @@ import pytest
 
 from stellaops_lab import SERVICES, LabConfig, clear_faults, list_faults, set_fault, status
 
-from lab_helpers import SBOM, auth, independent_verify, signer_key, wait_healthy
+from lab_helpers import SBOM, auth, independent_verify, signer_key, wait_healthy, web_login
 
 pytestmark = pytest.mark.lab
 
@@ -43,6 +43,7 @@ def test_slow_delays_every_request(clean_lab: LabConfig, http: httpx.Client) -> 
 
 
 def test_web_slow_breaks_the_ui_budget(clean_lab: LabConfig, http: httpx.Client) -> None:
+    web_login(http, clean_lab)
     set_fault(clean_lab, "web", "slow", 600)
     assert _elapsed(http, f"{clean_lab.url('web')}/") >= 0.6
     assert _elapsed(http, f"{clean_lab.url('web')}/policy") >= 0.6
@@ -130,7 +131,8 @@ def test_ingest_error(clean_lab: LabConfig, http: httpx.Client) -> None:
     assert response.status_code == 500
     assert http.post(f"{base}/api/v1/runtime/events", json={"eventId": "fault-1"}).status_code == 500
     assert http.get(f"{base}/api/v1/runtime/events", params={"eventId": "fault-1"}).json()["count"] == 0
-    assert 'lab_http_errors_total{service="runtime"}' in http.get(f"{base}/metrics").text
+    assert ('http_server_request_duration_seconds_count{http_request_method="POST",http_response_status_code="500",'
+            'http_route="/runtime/events"} ') in http.get(f"{base}/metrics").text
     clear_faults(clean_lab)
     assert http.post(f"{base}/runtime/events", json={"eventId": "fault-1"}).status_code == 202
 

@@ -54,7 +54,7 @@ def test_up_twice_persistence_and_clean_down(tmp_path: Path, http: httpx.Client,
         http.post(f"{config.url('runtime')}/runtime/events", json={"eventId": "persist-1"})
 
         stopped = down(config)
-        assert stopped == list(SERVICES)
+        assert stopped == [*SERVICES, "prometheus"]
         deadline = time.monotonic() + 5
         while any(alive(p) for p in pids.values()) and time.monotonic() < deadline:
             time.sleep(0.05)

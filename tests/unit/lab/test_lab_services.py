@@ -22,7 +22,9 @@ from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 
 from stellaops_lab import SERVICES, LabConfig, status
-from lab_helpers import DEMO_DSSE, auth, RUNTIME_EVENT, SBOM, independent_verify, signer_key
+from stellaops_lab._provision import service_env
+from stellaops_lab._webui import SESSION_COOKIE, WEB_USER
+from lab_helpers import DEMO_DSSE, auth, RUNTIME_EVENT, SBOM, independent_verify, signer_key, web_login
 
 pytestmark = pytest.mark.lab
 
@@ -45,12 +47,12 @@ def test_metrics_prometheus_text(clean_lab: LabConfig, http: httpx.Client, servi
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert "# TYPE lab_http_requests_total counter" in text
-    assert re.search(rf'lab_http_requests_total{{service="{service}",handler="HealthHandler",'
-                     r'method="GET",code="200"} \d+', text)
-    assert f'lab_http_errors_total{{service="{service}"}}' in text
-    assert "# TYPE lab_http_request_duration_seconds histogram" in text
-    assert 'le="+Inf"' in text
+    # named as a Stella Ops service exports them (OpenTelemetry's ASP.NET Core HTTP server histogram)
+    assert "# TYPE http_server_request_duration_seconds histogram" in text
+    labels = 'http_request_method="GET",http_response_status_code="200",http_route="/healthz"'
+    assert re.search(rf'http_server_request_duration_seconds_count{{{labels}}} \d+', text)
+    assert f'http_server_request_duration_seconds_bucket{{{labels},le="+Inf"}}' in text
+    assert "lab_http" not in text
 
 
 def test_status_reports_every_service(clean_lab: LabConfig) -> None:
@@ -376,8 +378,25 @@ def test_notify_channels(clean_lab: LabConfig, http: httpx.Client) -> None:
     assert any(c["name"] == "#launch-bridge" for c in body["channels"])
 
 
+def test_web_pages_need_the_login(clean_lab: LabConfig, http: httpx.Client) -> None:
+    base = clean_lab.url("web")
+    for path in ("/", "/policy"):
+        away = http.get(f"{base}{path}")
+        assert away.status_code == 302 and away.headers["location"] == f"/login?next=%2F{path[1:]}"
+    form = http.get(f"{base}/login")
+    assert form.status_code == 200 and 'type="password" name="password"' in form.text
+    wrong = http.post(f"{base}/login", data={"username": WEB_USER, "password": "not-it", "next": "/policy"})
+    assert wrong.status_code == 401 and "Wrong user name or password." in wrong.text and "not-it" not in wrong.text
+    assert SESSION_COOKIE not in http.cookies
+    right = http.post(f"{base}/login", data={"username": WEB_USER, "password": service_env(clean_lab)["LAB_WEB_PASSWORD"],
+                                             "next": "/policy"})
+    assert right.status_code == 302 and right.headers["location"] == "/policy" and SESSION_COOKIE in http.cookies
+    assert http.get(f"{base}/policy").status_code == 200
+
+
 def test_web_dashboard_and_policy(clean_lab: LabConfig, http: httpx.Client) -> None:
     base = clean_lab.url("web")
+    web_login(http, clean_lab)
     page = http.get(f"{base}/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="dashboard"' in page.text and 'id="widget-scans"' in page.text

@@ -1,0 +1,139 @@
+"""The lab's Prometheus: Debian's real ``prometheus``, scraping every lab service's ``/metrics``.
+
+Not a stand-in: the runbook's Section 7 monitoring and the T-30m "dashboards green" query its
+HTTP API with the PromQL in params, as they would a site's Prometheus.  One job per service
+(``job="scanner"``, ...), scraped every ``LabConfig.scrape_interval``; its data lives under
+``<data_dir>/prometheus``; ``up`` starts it with the services, ``down`` stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ._config import SERVICES, LabConfig
+from ._errors import LabError
+
+__all__ = ["config_text", "installed", "running_pid", "start", "stop", "wait"]
+
+NAME = "prometheus"
+
+
+def config_text(config: LabConfig) -> str:
+    """``prometheus.yml``: one scrape job per lab service, on its loopback port."""
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    jobs = "".join(f"  - job_name: {s}\n    static_configs: [{{targets: ['{host}:{config.ports[s]}']}}]\n"
+                   for s in SERVICES)
+    return (f"# written by the lab (stellaops_lab._prometheus); rewritten at every start\n"
+            f"global: {{scrape_interval: {config.scrape_interval}, evaluation_interval: {config.scrape_interval}}}\n"
+            f"scrape_configs:\n{jobs}")
+
+
+def _folder(config: LabConfig) -> Path:
+    return config.data_dir / "prometheus"
+
+
+def running_pid(config: LabConfig) -> int | None:
+    """The pid of this lab's Prometheus (its pid file names a live ``prometheus`` on our config)."""
+    try:
+        pid = int(config.pid_file(NAME).read_text().strip())
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, ValueError):
+        return None
+    mine = f"--config.file={_folder(config) / 'prometheus.yml'}".encode()
+    return pid if mine in args and state not in ("Z", "X") else None
+
+
+def _ready(config: LabConfig) -> bool:
+    import http.client
+
+    conn = http.client.HTTPConnection(config.host, config.prometheus_port, timeout=1)
+    try:
+        conn.request("GET", "/api/v1/query?query=count(up)")
+        body = conn.getresponse().read().decode()
+    except OSError:
+        return False
+    finally:
+        conn.close()
+    # ready once every job has been scraped at least once ("value":[<time>,"7"])
+    return f'"{len(SERVICES)}"]' in body
+
+
+def installed(config: LabConfig | None = None) -> str:
+    """The ``prometheus`` program, or a LabError saying how to install it ("" for a lab without)."""
+    if config is not None and not config.prometheus:
+        return ""
+    exe = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not os.access(exe, os.X_OK):
+        raise LabError("prometheus is not installed (the lab's monitoring is Debian's Prometheus)",
+                       hint="apt-get install prometheus (make test and make demo install it)")
+    return exe
+
+
+def start(config: LabConfig) -> None:
+    """Start this lab's Prometheus unless it runs (:func:`wait` then waits for its first scrape:
+    Prometheus applies new scrape targets ~5 s after it starts, so ``up`` starts it first)."""
+    if not config.prometheus or running_pid(config) is not None:
+        return
+    exe = installed()
+    folder = _folder(config)
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    (folder / "prometheus.yml").write_text(config_text(config))
+    argv = [exe, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address={config.host}:{config.prometheus_port}", "--storage.tsdb.retention.time=2d",
+            "--log.level=warn"]
+    from ._control import _LAUNCHER  # posix_spawn in a new session from a launcher that exits: no child of ours
+
+    job = {"argv": argv, "log": str(config.log_file(NAME)), "env": {"PATH": os.environ.get("PATH", "/usr/bin")}}
+    try:
+        launched = subprocess.run([sys.executable, "-c", _LAUNCHER], input=json.dumps([job]), capture_output=True,
+                                  text=True, timeout=30, check=True)
+        (pid,) = json.loads(launched.stdout)
+    except (subprocess.SubprocessError, OSError, ValueError) as exc:
+        raise LabError(f"could not start prometheus: {exc}") from exc
+    config.pid_file(NAME).write_text(f"{pid}\n")
+
+
+def wait(config: LabConfig, timeout: float = 20.0) -> None:
+    """Until this lab's Prometheus has scraped every service once (a LabError if it exited)."""
+    if not config.prometheus:
+        return
+    log = config.log_file(NAME)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running_pid(config) is None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-2:] if log.exists() else []
+            raise LabError(f"prometheus is not running: {' | '.join(tail) or 'no log'}",
+                           hint=f"port {config.prometheus_port} taken? see {log}")
+        if _ready(config):
+            return
+        time.sleep(0.1)
+    raise LabError(f"prometheus on {config.prometheus_url} has not scraped every lab service within {timeout:g}s",
+                   hint=f"see {log} and {config.prometheus_url}/targets")
+
+
+def stop(config: LabConfig, grace: float = 5.0) -> bool:
+    """Stop this lab's Prometheus; True if one was running."""
+    pid = running_pid(config)
+    config.pid_file(NAME).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return True
