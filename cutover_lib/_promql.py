@@ -147,7 +147,8 @@ class PromqlVerbs(CellMechanics):
                 if time.monotonic() + step > end:
                     break
                 time.sleep(step)
-            self._keep_watch(ctx, step_id, rows, promqls, base, http, started, window, step)
+            limits = {n: float(m.group(2)) for n, w in wants.items() if (m := _EXPECT.match(w))}
+            self._keep_watch(ctx, step_id, rows, promqls, base, http, started, window, step, limits)
             result.json = {"breaches": breaches, "samples": len(rows)}
             silent = [n for n, w in wants.items() if w != "no series" and not seen[n]]
             ctx.check(not silent, "no data from " + ", ".join(f"{n} ({promqls[n]})" for n in silent)
@@ -162,8 +163,9 @@ class PromqlVerbs(CellMechanics):
                                   required=required)
         return result
 
-    def _keep_watch(self, ctx: StepContext, step_id: str, rows: list[dict[str, Any]], promqls: Mapping[str, str],
-                    base: str, http: Any, started: float, window: float, step: float) -> None:
+    def _keep_watch(self, ctx: "StepContext", step_id: str, rows: list[dict[str, Any]], promqls: Mapping[str, str],
+                    base: str, http: Any, started: float, window: float, step: float,
+                    limits: Mapping[str, float]) -> None:
         """The samples as CSV; for a watch, the series as Prometheus recorded them, as a chart."""
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=["utc", "query", "series", "value"])
@@ -174,7 +176,7 @@ class PromqlVerbs(CellMechanics):
             return
         resolution = max(1.0, min(step, window / 200))
         curves = {n: query_range(http, base, q, started, time.time(), resolution) for n, q in promqls.items()}
-        png = _chart(step_id, curves)
+        png = _chart(step_id, curves, limits)
         if png:
             ctx.artifact(f"{step_id}.png", png)
             if getattr(self, "_display", False):
@@ -194,11 +196,13 @@ def _breaching(series: Series, want: str | None) -> Series:
     return [(lab, v) for lab, v in series if not op(v, limit)]
 
 
-def _chart(title: str, curves: Mapping[str, list[tuple[float, float]]]) -> bytes | None:
+def _chart(title: str, curves: Mapping[str, list[tuple[float, float]]], limits: Mapping[str, float]) -> bytes | None:
+    """One panel per query, its limit as a dashed line, UTC times on the shared axis."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
+        import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
     except ImportError:
         return None
@@ -207,7 +211,11 @@ def _chart(title: str, curves: Mapping[str, list[tuple[float, float]]]) -> bytes
     fig, axes = plt.subplots(len(curves), 1, figsize=(7, 1.6 * len(curves) + 0.8), sharex=True, squeeze=False)
     for ax, (name, points) in zip(axes[:, 0], curves.items()):
         ax.plot([datetime.fromtimestamp(t, UTC) for t, _ in points], [v for _, v in points], marker=".")
+        if name in limits:
+            ax.axhline(limits[name], color="#cf222e", linestyle="--", linewidth=1, label=f"limit {limits[name]:g}")
+            ax.legend(fontsize=7, loc="upper right")
         ax.set_ylabel(name, fontsize=8)
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=UTC))
     axes[-1, 0].set_xlabel("UTC")
     fig.suptitle(f"{title}: the series as Prometheus recorded them")
     fig.autofmt_xdate()
