@@ -191,7 +191,7 @@ class Actions(CellMechanics):
              expect: Mapping[str, Any] | None = None, then: Sequence[Check] = (), json: Any = None,
              headers: Mapping[str, str] | None = None, vars: Mapping[str, Any] | None = None,
              mutating: bool = False, required: bool = True, wait: bool = False, auth: str | None = None,
-             files: Mapping[str, Sequence[str]] | None = None, when: Mapping[str, Any] | None = None) -> Result:
+             files: Mapping[str, Sequence[str | tuple[str, str]]] | None = None, when: Mapping[str, Any] | None = None) -> Result:
         """Make the runbook's request ``"METHOD URL"`` (a template over params) as step ``step_id``.
 
         ``expect`` (default ``{"status": 200}``) may hold ``json`` (a subset of the answer),
@@ -199,8 +199,8 @@ class Actions(CellMechanics):
         e.g. a registry's ``Docker-Content-Digest``) and ``within`` (a duration).  ``wait`` repeats
         the request until it meets ``expect`` or ``timeouts.health`` runs out (a service that is
         still starting).  ``auth`` (``"{ticket.token}"``: a params secret reference) is sent as
-        ``Authorization: Bearer``, resolved only now and never shown; ``files`` (part name -> paths)
-        makes it a multipart upload (a ticket's attachments); ``when`` as for ``rb.sh``."""
+        ``Authorization: Bearer``, resolved only now and never shown; ``files`` (part name -> paths,
+        or (file name, path) pairs) makes it a multipart upload (a ticket's attachments); ``when`` as for ``rb.sh``."""
         want = dict(expect or {"status": 200})
         want.setdefault("status", 200)
         result = Result(step_id)
@@ -231,16 +231,17 @@ class Actions(CellMechanics):
                 sent["Authorization"] = f"Bearer {token.resolve()}"  # (registered for masking as resolved)
             upload = None
             if files is not None:
-                named = [(part, Path(p)) for part, paths in files.items() for p in paths]
+                named = [(part, *((Path(f).name, Path(f)) if isinstance(f, str) else (f[0], Path(f[1]))))
+                         for part, given in files.items() for f in given]
                 if not named:
                     from ._steps import NotApplicable
 
                     raise NotApplicable("no file to send (the step that keeps them kept none)")
                 try:
-                    upload = [(part, (p.name, p.read_bytes())) for part, p in named]
+                    upload = [(part, (name, path.read_bytes())) for part, name, path in named]
                 except OSError as exc:
                     raise CheckFailed(f"cannot read {exc.filename} to send it: {exc.strerror}") from None
-                ctx.data["uploaded"] = [p.name for _, p in named]
+                ctx.data["uploaded"] = [name for _, name, _ in named]
             r = self._http_client().request(method, url, json=json, headers=sent, files=upload)
             result.status, result.elapsed_s, result.text = r.status, r.elapsed_s, r.text
             result.headers = {k.lower(): v for k, v in r.headers.items()}

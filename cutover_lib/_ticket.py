@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from ._steps import Runbook
 
-__all__ = ["approvals", "artifacts_of", "incident", "results"]
+__all__ = ["approvals", "artifacts_of", "incident", "report_of", "results"]
 
 
 def _cell(text: Any) -> str:
@@ -70,7 +70,7 @@ def incident(rb: "Runbook") -> dict[str, str]:
     decision and a root-cause section for the people who investigate ("capture root cause notes")."""
     records = rb.run.read_ledger()
     failed = [r for r in records if r.get("kind") == "step" and r.get("outcome") == "failed"]
-    decision = next((r for r in reversed(records) if r.get("kind") == "decision"), {})
+    decision: dict[str, Any] = next((r for r in reversed(records) if r.get("kind") == "decision"), {})
     lines = [f"Rollback of the Stella Ops {rb.env.release} cutover on {rb.env.name} (change {rb.env.change_ticket}).",
              f"Run {rb.run.run_id} (evidence: executed/{rb.env.name}/{rb.run.run_id}).",
              f"Decision: {_cell(decision.get('reason') or decision.get('decision') or 'rollback')}", "",
@@ -85,3 +85,11 @@ def artifacts_of(rb: "Runbook", *, step: str, pattern: str = "*") -> list[str]:
     """The files ``step`` kept in this run (matching ``pattern``), to attach to a ticket."""
     kept = _steps(rb).get(step, {}).get("artifacts", [])
     return [str(rb.run.path / a) for a in kept if fnmatch.fnmatch(Path(a).name, pattern)]
+
+
+def report_of(rb: "Runbook", *, phase: str) -> list[tuple[str, str]]:
+    """The HTML record of this environment's latest ``phase`` run (``cutover``: the final report of
+    the cutover), named ``<run id>.html`` for the ticket; none if that phase has not run here."""
+    runs = sorted(p for p in (rb.root / "executed" / rb.env.name).glob(f"*-{phase}")
+                  if (p / "html" / "index.html").is_file())
+    return [(f"{runs[-1].name}.html", str(runs[-1] / "html" / "index.html"))] if runs else []

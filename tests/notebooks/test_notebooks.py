@@ -59,10 +59,12 @@ def test_whole_runbook_on_the_lab(lab_project):
     """readiness, rehearsal, cutover and post, headless, with recorded approvals: all pass."""
     approve_all(lab_project)
     seen: dict[str, dict] = {}
+    runs: list[Path] = []
     for phase in ("readiness", "rehearsal", "cutover", "post"):
         res = cutover(lab_project, "run", "--env", "local", "--phase", phase)
         assert res.returncode == 0, f"{phase}:\n{res.stdout}\n{res.stderr}"
         run = run_dir_from(res.stdout)
+        runs.append(run)
         assert cutover(lab_project, "verify", str(run)).returncode == 0
         seen.update(steps_of(run))
         index = (run / "html" / "index.html").read_text()
@@ -91,7 +93,8 @@ def test_whole_runbook_on_the_lab(lab_project):
         assert heading in bodies, heading
     assert "|5.web-ui|PASSED|" in bodies
     names = {a["filename"] for a in fields["attachment"]}
-    assert {"5.web-ui.index.png", "5.web-ui.policy.png", "7.monitoring.png"} <= names, names
+    cutover_run = next(r for r in runs if r.name.endswith("-cutover")).name
+    assert {"5.web-ui.index.png", "5.web-ui.policy.png", "7.monitoring.png", f"{cutover_run}.html"} <= names, names
     assert fields["status"]["name"] == "Done"  # the change ticket closed at T+4h
     assert "error_rate" in seen["7.monitoring"]["observed"] and "queue_depth" in seen["7.monitoring"]["observed"]
 
