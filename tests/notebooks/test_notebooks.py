@@ -94,7 +94,8 @@ def test_whole_runbook_on_the_lab(lab_project):
     assert "|5.web-ui|PASSED|" in bodies
     names = {a["filename"] for a in fields["attachment"]}
     cutover_run = next(r for r in runs if r.name.endswith("-cutover")).name
-    assert {"5.web-ui.index.png", "5.web-ui.policy.png", "7.monitoring.png", f"{cutover_run}.html"} <= names, names
+    assert {"5.web-ui.index.png", "5.web-ui.policy.png", "7.monitoring.png", f"{cutover_run}.html",
+            "2.t-12h.validate-profiles.log"} <= names, names
     assert fields["status"]["name"] == "Done"  # the change ticket closed at T+4h
     assert "error_rate" in seen["7.monitoring"]["observed"] and "queue_depth" in seen["7.monitoring"]["observed"]
 
