@@ -1,8 +1,9 @@
 """Issue 8's done-when, through the CLI and the notebooks: ``--env stage --phase rehearsal`` and
-``--env prod --phase cutover`` in helm deploy mode against the named stand-ins (stand-in ``helm``,
-stand-in Kubernetes API, stand-in ``mongodump``/``mc``), with the Stella Ops endpoints served by the
-lab; and a rollout that does not converge fails, leads to the rollback phase, and the rollback uses
-the revision read from ``helm history``."""
+``--env prod --phase cutover`` in helm deploy mode against the named stand-ins (stand-in ``helm`` that
+renders with the real Helm library and applies the rendering, stand-in Kubernetes API, stand-in
+``mongodump``/``mc``), with the Stella Ops endpoints served by the lab; and a rollout that does not
+converge fails, leads to the rollback phase, and the rollback uses the revision read from ``helm history``
+and re-applies that revision's objects."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -46,9 +46,6 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
     shutil.copy(STANDINS / "helm", bin_dir / "helm")
     (bin_dir / "helm").chmod(0o755)
     state = tmp_path / "helm-state.json"
-    state.write_text(json.dumps({"stellaops/stellaops": [
-        {"revision": 1, "updated": "2025-10-26T10:00:00Z", "status": "deployed", "chart": "stellaops-2025.09.1",
-         "app_version": "2025.09.1", "description": "Install complete"}]}))
     (tmp_path / "mc" / "minio" / "stellaops").mkdir(parents=True)
     (tmp_path / "mc" / "minio" / "stellaops" / "policy.json").write_text("{}")
     for name, keys in STORE_KEYS.items():
@@ -57,7 +54,9 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
            "HELM_STANDIN_STATE": str(state), "HELM_STANDIN_LOG": str(tmp_path / "helm-argv.jsonl"),
            "MC_STANDIN_ROOT": str(tmp_path / "mc"), "MC_HOST_MINIO": "https://mc-access:mc-secret-4321@minio.local",
            "MC_HOST_MINIO_BACKUP": "https://mc-access:mc-secret-4321@minio-backup.local", "MONGO_BACKUP_URI": "mongodb://backup:pw-0123@db:27017/x",
-           "KUBECONFIG": str(kube_api.kubeconfig)}
+           "KUBECONFIG": str(kube_api.kubeconfig), "HELM_STANDIN_PYTHON": sys.executable}
+    install_previous_release(root, {**env, "HELM_STANDIN_LOG": ""}, tmp_path)
+    kube_api.advance("stellaops")  # ... and it has rolled out
     secret_file = root / ".lab" / "secrets" / "stellaops-prod-core" / "authority-client-secret"
     web_password = root / ".lab" / "secrets" / "stellaops-web" / "smoke-password"
     kit = root / ".lab" / "offline-kit" / "{release}" / "offline-kit.manifest.json"
@@ -108,6 +107,27 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
         yield w
     finally:
         down(cfg)
+
+
+def install_previous_release(root: Path, env: dict[str, str], tmp_path: Path) -> None:
+    """What the cluster runs before the cutover: release 2025.09.1, installed as a site installs it
+    (`helm upgrade --install` of that release's chart with its values-prod.yaml: here the checkout's
+    chart with the release set back), so revision 1 holds the objects a rollback re-applies."""
+    old = tmp_path / "stellaops-2025.09.1" / "stellaops"
+    shutil.copytree(root / "deploy" / "helm" / "stellaops", old)
+    for name in ("Chart.yaml", "values.yaml", "values-prod.yaml"):
+        f = old / name
+        f.write_text(f.read_text().replace("2025.9.2", "2025.9.1").replace("2025.09.2", "2025.09.1"))
+    res = subprocess.run(["helm", "upgrade", "--install", "stellaops", str(old), "-f", str(old / "values-prod.yaml"),
+                          "--namespace", "stellaops", "--kube-context", "stellaops-prod"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
+def served_image(kube, name: str) -> tuple[str, int]:
+    """The image and replicas the stand-in API serves for deployment ``name``."""
+    dep = kube.deployments[("stellaops", name)]
+    return dep["spec"]["template"]["spec"]["containers"][0]["image"], dep["spec"]["replicas"]
 
 
 def steps(stdout: str) -> tuple[Path, dict[str, dict]]:
@@ -166,28 +186,22 @@ def test_prod_cutover_in_helm_mode_then_non_convergence_rolls_back_by_history(wo
     for sid in ("8.gate-plan", "4.gate-t0", "4.1.secret-stellaops-prod-core", "4.1.backup-mongo", "4.1.mirror-minio",
                 "4.3.helm-upgrade", "4.3.rollout-status", "5.api-health", "5.scan-submit", "5.decision"):
         assert st[sid]["outcome"] == "passed", (sid, st[sid].get("message"))
+    # the API serves what real Helm rendered from the chart and values-prod.yaml
+    registry = "registry.stella-ops.internal/stellaops"
+    assert served_image(world.kube, "stellaops-authority") == (f"{registry}/authority:2025.09.2", 3)
+    assert served_image(world.kube, "stellaops-scanner-worker") == (f"{registry}/scanner-worker:2025.09.2", 4)
+    assert world.kube.deployments[("stellaops", "stellaops-web")]["metadata"]["labels"][
+        "app.kubernetes.io/managed-by"] == "Helm"
 
-    # the next release: scanner-web never converges; the stand-ins are not wired to each other, so a
-    # watcher plays the cluster's part: once helm records the rollback, the old pods come back
+    # the cutover again, with the memory limit raised in values-prod.yaml: that upgrade changes every
+    # Deployment's spec, and scanner-web's new pods never start; the rollback's apply converges
+    values = world.root / "deploy" / "helm" / "stellaops" / "values-prod.yaml"
+    values.write_text(values.read_text() + "\nresources:\n  limits: {memory: 2Gi}\n")
     world.kube.add_deployment("stellaops-authority", converge_after=1)
     world.kube.add_deployment("stellaops-web", converge_after=1)
     world.kube.add_deployment("stellaops-scanner-web", converge_after=None, stuck_reason="ImagePullBackOff")
-    stop = threading.Event()
-
-    def cluster():
-        while not stop.wait(0.1):
-            hist = json.loads(world.state.read_text())["stellaops/stellaops"]
-            if hist[-1]["description"].startswith("Rollback to"):
-                world.kube.add_deployment("stellaops-scanner-web", converge_after=1)
-                return
-
-    t = threading.Thread(target=cluster, daemon=True)
-    t.start()
-    try:
-        bad = world.cutover("run", "--env", "prod", "--phase", "cutover")
-    finally:
-        stop.set()
-        t.join(2)
+    world.kube.next_rollout("stellaops-scanner-web", converge_after=1)
+    bad = world.cutover("run", "--env", "prod", "--phase", "cutover")
     assert bad.returncode == 1, bad.stdout[-5000:] + bad.stderr[-2000:]
     assert "outcome: rolled-back" in bad.stdout
     run, st = steps(bad.stdout)
@@ -196,9 +210,15 @@ def test_prod_cutover_in_helm_mode_then_non_convergence_rolls_back_by_history(wo
     assert "timed out waiting for the condition" in ro["message"]
     hist = st["6.helm-history"]
     # revision 2 was the first 2025.09.2 upgrade: the previous release (2025.09.1) is revision 1
-    assert hist["outcome"] == "passed" and "previous revision 1 (stellaops-2025.09.1" in hist["observed"]
+    assert hist["outcome"] == "passed" and "previous revision 1 (stellaops-2025.9.1, superseded)" in hist["observed"]
     rollback = st["6.helm-rollback"]
     assert rollback["outcome"] == "passed"
     assert rollback["command"] == "helm rollback stellaops 1 --namespace stellaops --kube-context stellaops-prod"
     assert st["6.rollout-status"]["outcome"] == "passed"
+    # the rollback re-applied revision 1's objects: the cluster serves 2025.09.1 again
+    assert served_image(world.kube, "stellaops-scanner-web") == (f"{registry}/scanner-web:2025.09.1", 3)
+    assert world.kube.deployments[("stellaops", "stellaops-scanner-web")]["status"]["updatedReplicas"] == 3
+    limits = world.kube.deployments[("stellaops", "stellaops-web")]["spec"]["template"]["spec"]["containers"][0][
+        "resources"]["limits"]
+    assert limits == {"memory": "1Gi"}
     assert world.cutover("verify", str(run)).returncode == 0
