@@ -99,15 +99,16 @@ def _visit(base_url: str, login: LoginForm, pages: Mapping[str, str], exe: str, 
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.set_default_timeout(timeout_s * 1000)
-            _log_in(page, login, keep)
+            _log_in(page, login, keep, timeout_s)
             return [_load(page, base_url.rstrip("/") + path, path, marker, login, timeout_s, keep)
                     for path, marker in pages.items()]
         finally:
             browser.close()
 
 
-def _log_in(page: "Page", login: LoginForm, keep: Keep) -> None:
-    """Fill in and submit the form; still seeing a password field afterwards means it was refused."""
+def _log_in(page: "Page", login: LoginForm, keep: Keep, timeout_s: float) -> None:
+    """Fill in and submit the form; still seeing a password field afterwards means it was refused.
+    The submit is two requests (the form's POST, then the page its redirect names): twice the time."""
     from playwright.sync_api import Error
 
     where = f"login at {login.url} as {login.user}"
@@ -115,8 +116,8 @@ def _log_in(page: "Page", login: LoginForm, keep: Keep) -> None:
         page.goto(login.url, wait_until="load")
         page.fill(login.user_field, login.user)
         page.fill(login.password_field, login.password)
-        with page.expect_navigation(wait_until="load"):
-            page.click(login.submit)
+        with page.expect_navigation(wait_until="load", timeout=2 * timeout_s * 1000):
+            page.click(login.submit, timeout=2 * timeout_s * 1000)
         refused = page.locator(login.password_field).count() > 0
     except Error as exc:
         _keep_shot(page, "login", keep)
