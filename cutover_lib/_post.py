@@ -11,6 +11,7 @@ from ._steps import Runbook, StepContext
 
 __all__ = ["docs_follow_up", "retrospective_invite"]
 
+
 def retrospective_invite(rb: Runbook) -> dict[str, Any]:
     """7.retrospective: an .ics invite within 48 h for DevOps, module guilds and the product owner."""
     def act(ctx: StepContext) -> str:
