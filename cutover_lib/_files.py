@@ -11,13 +11,14 @@ fail with exit 2 naming the key and the path otherwise.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ._errors import ParamsError
 from ._models import Environment
 from ._template import render_text
 
-__all__ = ["missing_files", "named_files", "require_files"]
+__all__ = ["advisories", "missing_files", "named_files", "require_files"]
 
 
 def named_files(env: Environment) -> Iterator[tuple[str, str, str]]:
@@ -73,3 +74,28 @@ def require_files(env: Environment, root: Path) -> None:
     problems = missing_files(env, root, f"params/{env.name}.yaml")
     if problems:
         raise ParamsError(problems, hint=f"then run: cutover params check --env {env.name}")
+
+
+def advisories(env: Environment, base: Path, now: datetime | None = None) -> list[str]:
+    """What would fail later although the params are valid: a secret reference this shell cannot
+    resolve (an unset variable, a missing file; nothing is read) and a T0 in the past or months
+    away.  ``cutover params check`` prints them as warnings."""
+    import os
+
+    from ._params import flatten
+
+    found = []
+    for key, value in flatten(env):
+        scheme, _, rest = value.partition(":")
+        if scheme == "env" and rest and rest.replace("_", "").isalnum() and rest not in os.environ:
+            found.append(f"{key}: {value} is not set in this shell (export {rest}=... before the run)")
+        elif scheme == "file" and rest and not (base / Path(rest).expanduser()).exists():
+            found.append(f"{key}: {value} does not exist here (the site's secret file)")
+    now = now or datetime.now(UTC)
+    days = (env.t0 - now).total_seconds() / 86400
+    if days < -1:
+        found.append(f"t0: {env.t0:%Y-%m-%dT%H:%MZ} is {-days:.0f} days in the past (set this change's T0; "
+                     f"a rehearsal: -p t0=...)")
+    elif days > 60:
+        found.append(f"t0: {env.t0:%Y-%m-%dT%H:%MZ} is {days:.0f} days away (is it this change's T0?)")
+    return found

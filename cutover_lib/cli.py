@@ -75,6 +75,10 @@ def params_check(env: Annotated[Optional[str], typer.Option("--env", "-e", help=
     width = max(len(key) for key, _ in rows)
     typer.echo(f"params/{env}.yaml: valid ({len(rows)} keys; secrets shown as their references)")
     typer.echo("\n".join(f"{key:<{width}}  {value}".rstrip() for key, value in rows))
+    from ._files import advisories
+
+    for line in advisories(environment, base):
+        typer.echo(f"warning: {line}", err=True)
 
 
 def _check_every(base: Path, overrides: dict[str, object]) -> int:

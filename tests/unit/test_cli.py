@@ -135,3 +135,18 @@ def test_one_exit_code_table():
     for name, code in lab_table.items():
         assert getattr(lab_errors, name).exit_code == code, name
         assert f"{name} " in lab_errors.__doc__ and f"exit {code}" in lab_errors.__doc__
+
+
+def test_params_check_warns_about_unset_secrets_and_a_t0_in_the_past(monkeypatch):
+    """Valid params can still fail at T0: an unset secret variable, a T0 long gone (issue 14, item 6)."""
+    monkeypatch.delenv("JIRA_API_TOKEN", raising=False)
+    res = CliRunner().invoke(app, ["params", "check", "--env", "prod", "--root", str(REPO),
+                                                   "-p", "t0=2020-01-01T00:00:00Z"])
+    assert res.exit_code == 0 and res.stdout.startswith("params/prod.yaml: valid")
+    warnings = res.stderr.splitlines()
+    assert "warning: ticket.token: env:JIRA_API_TOKEN is not set in this shell (export JIRA_API_TOKEN=... " \
+           "before the run)" in warnings
+    assert any(w.startswith("warning: t0: 2020-01-01T00:00Z is ") and "days in the past" in w for w in warnings)
+    monkeypatch.setenv("JIRA_API_TOKEN", "x")
+    res = CliRunner().invoke(app, ["params", "check", "--env", "prod", "--root", str(REPO)])
+    assert not [w for w in res.stderr.splitlines() if "JIRA_API_TOKEN" in w]
