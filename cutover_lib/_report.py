@@ -164,6 +164,11 @@ text-align:left;vertical-align:top}th{background:#f6f8fa}.o{font-weight:bold;bor
 .waived{background:#9a6700}.blocked{background:#cf222e}.rolled-back{background:#bc4c00}.running{background:#6e7781}
 .rollback-pending{background:#9a6700}.rollback-failed{background:#cf222e}.interrupted{background:#6e7781}
 .breach{color:#cf222e;font-weight:bold}code{font-size:12px;white-space:pre-wrap}.muted{color:#57606a}
+td{overflow-wrap:anywhere}.o,th,.pictures img{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+@page{size:A4;margin:12mm}
+@media print{body{margin:0;max-width:none;font-size:11px}table{font-size:9px}code{font-size:9px}
+h2{break-before:page}h2:first-of-type{break-before:auto}tr,figure,h3{break-inside:avoid}h3{break-after:avoid}
+.pictures img{max-width:100%}a{color:inherit;text-decoration:none}}
 """
 
 
