@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._evidence import RunFolder
 from ._steps import text_line
 
-__all__ = ["Progress", "with_status"]
+if TYPE_CHECKING:  # pragma: no cover
+    from ._models import Environment
+
+__all__ = ["Progress", "closing_summary", "with_status"]
 
 
 class Progress:
@@ -40,8 +43,8 @@ class Progress:
         except OSError:
             return
         for rec in new:
-            if rec.get("kind") == "step":
-                self.echo("    " + text_line(rec))
+            if rec.get("kind") == "step":  # (its UTC clock time first: the bridge and the timeline speak UTC)
+                self.echo(f"    {str(rec.get('ended', ''))[11:19]}Z {text_line(rec)}")
             if self.on_record is not None:
                 self.on_record(rec)
 
@@ -62,3 +65,26 @@ def with_status(on_record: Callable[[dict[str, Any]], None], status: Callable[[s
         on_record(rec)
 
     return handle
+
+
+def closing_summary(records: list[dict[str, Any]], manifest: dict[str, Any], env: "Environment",
+                    dry_run: bool) -> list[str]:
+    """The closing lines before the outcome: the steps by outcome and the root failure (the first
+    step that failed); for a plan, every mutating command, its digest and how to approve it."""
+    steps = {r["step_id"]: r for r in records if r.get("kind") == "step"}  # (a resumed attempt's last word)
+    counts: dict[str, int] = {}
+    for r in steps.values():
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    lines = ["steps:    " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) if counts else "steps:    none"]
+    root = next((r for r in steps.values() if r["outcome"] == "failed"), None)
+    if root is not None:
+        lines.append(f"failed:   {root['step_id']} ({root['title']}): {root.get('message', '')}")
+    if dry_run:
+        planned = manifest.get("planned") or []
+        lines.append(f"plan:     {len(planned)} mutating command(s), digest {manifest.get('plan_digest', '')}")
+        lines += [f"          {sid}: {cmd}" for sid, cmd in planned]
+        gate = env.approvals.gates.get("plan")
+        if planned and gate is not None:
+            lines += [f"approve:  cutover approve --env {env.name} --gate plan --plan {manifest['run_id']} "
+                      f"--role {role} --name NAME --record {env.change_ticket}" for role in gate.roles]
+    return lines

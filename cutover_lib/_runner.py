@@ -33,7 +33,7 @@ from ._lock import EnvLock, break_lock
 from ._params import Environment, load_environment, params_digest
 from ._phases import load_phases, notebook_deadline
 from ._plan import plan_diff, plan_digest, planned_commands
-from ._progress import Progress, with_status
+from ._progress import Progress, closing_summary, with_status
 from ._report import HtmlExports
 from ._reporter import BridgeReporter
 from ._secrets import mask as _mask
@@ -366,6 +366,8 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
     index = write_index(run, manifest, index_sections(run, env, root))
     run.seal(manifest)
     unanchored = reporter.anchor(outcome)
+    for line in closing_summary(run.read_ledger(), manifest, env, dry_run):
+        echo(line)
     echo(f"outcome: {outcome}{' - ' + message if message else ''}")
     echo(f"evidence: {run.path}")
     echo(f"report:   {index}")

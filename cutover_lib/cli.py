@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.text import Text
 
 # rich_markup_mode=None: plain click help and errors (rich costs ~50 ms to load, and the
 # top-level help is served without loading typer at all: see _entry.py)
@@ -174,13 +177,35 @@ def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Op
                 result = run_phase(env, phase, root=base, dry_run=dry_run, with_reads=with_reads,
                                    overrides=param or [], resume=resume, confirm=confirm or [],
                                    rollback_on_failure=not no_rollback, waive=waive or [],
-                                   echo=lambda s: console.print(s, markup=False), status=line.update,
+                                   echo=lambda s: console.print(_styled(s)), status=line.update,
                                    kernels=kernels, accept_param_changes=accept_param_changes)
     except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM (click would turn it into "Aborted!", exit 1)
         raise typer.Exit(_interrupted(exc)) from None
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc) from None
     raise typer.Exit(result.exit_code)
+
+
+_STYLES = {"PASSED": "green", "FAILED": "bold red", "SKIPPED": "dim", "WAIVED": "yellow", "PLANNED": "cyan",
+           "passed": "bold green", "planned": "bold cyan", "failed": "bold red", "blocked": "bold red",
+           "rolled-back": "bold yellow", "rollback-failed": "bold red", "rollback-pending": "bold yellow"}
+
+
+def _styled(line: str) -> "Text":
+    """A progress line with its outcome in colour (rich drops colour for NO_COLOR and a non-terminal),
+    in characters the terminal can show."""
+    import re
+
+    from rich.text import Text
+
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"  # an ASCII terminal gets "?" for "…", not a crash
+    line = line.encode(encoding, "replace").decode(encoding)
+    text = Text(line)
+    m = re.search(r"\[(PASSED|FAILED|SKIPPED|WAIVED|PLANNED) *\]|^outcome: ([a-z-]+)|^failed: ", line)
+    if m:
+        word = m.group(1) or m.group(2) or "failed"
+        text.stylize(_STYLES.get(word, ""), m.start(), m.end())
+    return text
 
 
 def _interrupted(exc: KeyboardInterrupt) -> int:

@@ -148,6 +148,7 @@ def test_a_release_that_comes_up_unhealthy_fails_the_health_step_and_rolls_back(
                   "-p", "timeouts.health=5s")
     assert res.returncode == 1, res.stdout + res.stderr
     assert "outcome: rolled-back" in res.stdout, res.stdout[-3000:]
+    assert "\nfailed:   4.2.lab-health (" in res.stdout  # the closing summary names the root failure
     steps = steps_of(run_dir_from(res.stdout))
     assert steps["4.2.lab-upgrade"]["outcome"] == "passed", steps["4.2.lab-upgrade"]
     assert not steps["4.2.lab-upgrade"]["artifacts"] or not any(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 import pytest
 
@@ -35,3 +36,21 @@ def test_a_plan_reads_as_planned_everywhere(project):
     assert "planned (dry run): not evaluated" in pages["index.html"]
     # the plan still verifies, and a plan is never counted as a rehearsal or resumed
     assert cutover(project, "verify", str(run)).returncode == 0
+
+
+def test_a_plan_prints_its_commands_its_digest_and_how_to_approve_it(project):
+    """Issue 14, item 6: `cutover plan` shows what it would change, the digest an approval pins, and
+    the exact approve command per role of the plan gate; that command (a name filled in) works."""
+    res = cutover(project, "plan", "--env", "local", "--phase", "cutover")
+    assert res.returncode == 0, res.stdout + res.stderr
+    run = sorted(project.glob("executed/local/*-local-cutover"))[-1]
+    manifest = json.loads((run / "manifest.json").read_text())
+    lines = res.stdout.splitlines()
+    assert f"plan:     {len(manifest['planned'])} mutating command(s), digest {manifest['plan_digest']}" in lines
+    assert "          4.2.lab-upgrade: cutover lab down && STELLAOPS_RELEASE=2025.09.2 cutover lab up" in lines
+    assert re.search(r"^    \d\d:\d\d:\d\dZ \[PLANNED\] 5\.api-health ", res.stdout, re.M)  # clock time per step
+    approve = [line.removeprefix("approve:  ") for line in lines if line.startswith("approve:  ")]
+    assert [a.split("--role ")[1].split()[0] for a in approve] == ["cto", "devops-lead"]
+    args = shlex.split(approve[0].replace("--name NAME", "--name 'Avery Chen'"))[1:]  # (without "cutover")
+    done = cutover(project, *args, post_smoke=False)
+    assert done.returncode == 0 and f"plan {run.name} digest {manifest['plan_digest'][:16]}" in done.stdout, done.stdout

@@ -150,3 +150,23 @@ def test_params_check_warns_about_unset_secrets_and_a_t0_in_the_past(monkeypatch
     monkeypatch.setenv("JIRA_API_TOKEN", "x")
     res = CliRunner().invoke(app, ["params", "check", "--env", "prod", "--root", str(REPO)])
     assert not [w for w in res.stderr.splitlines() if "JIRA_API_TOKEN" in w]
+
+
+def test_progress_lines_are_coloured_on_a_terminal_and_plain_with_no_color(monkeypatch):
+    """Issue 14, item 6: FAILED in red, PASSED in green on a terminal; NO_COLOR (and a pipe) plain."""
+    import io
+
+    from rich.console import Console
+
+    from cutover_lib.cli import _styled
+
+    def shown(**kw):
+        out = io.StringIO()
+        Console(file=out, force_terminal=True, color_system="standard", **kw).print(
+            _styled("    22:50:31Z [FAILED ] 5.signing Smoke: signing (0.01s) expected x; observed y"))
+        return out.getvalue()
+
+    assert "\x1b[1;31m[FAILED ]\x1b[0m" in shown()
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "31m" not in shown() and "[FAILED ]" in shown()  # (no colour; bold is not a colour)
+    assert [str(s.style) for s in _styled("outcome: rolled-back - x").spans] == ["bold yellow"]
