@@ -191,7 +191,8 @@ class Actions(CellMechanics):
              expect: Mapping[str, Any] | None = None, then: Sequence[Check] = (), json: Any = None,
              headers: Mapping[str, str] | None = None, vars: Mapping[str, Any] | None = None,
              mutating: bool = False, required: bool = True, wait: bool = False, auth: str | None = None,
-             files: Mapping[str, Sequence[str | tuple[str, str]]] | None = None, when: Mapping[str, Any] | None = None) -> Result:
+             files: Mapping[str, Sequence[str | tuple[str, str]]] | None = None,
+             when: Mapping[str, Any] | None = None) -> Result:
         """Make the runbook's request ``"METHOD URL"`` (a template over params) as step ``step_id``.
 
         ``expect`` (default ``{"status": 200}``) may hold ``json`` (a subset of the answer),
@@ -200,7 +201,8 @@ class Actions(CellMechanics):
         the request until it meets ``expect`` or ``timeouts.health`` runs out (a service that is
         still starting).  ``auth`` (``"{ticket.token}"``: a params secret reference) is sent as
         ``Authorization: Bearer``, resolved only now and never shown; ``files`` (part name -> paths,
-        or (file name, path) pairs) makes it a multipart upload (a ticket's attachments); ``when`` as for ``rb.sh``."""
+        or (file name, path) pairs) makes it a multipart upload (a ticket's attachments); ``when``
+        as for ``rb.sh``."""
         want = dict(expect or {"status": 200})
         want.setdefault("status", 200)
         result = Result(step_id)

@@ -131,7 +131,8 @@ class ApprovalStore:
     def _latest(self, gate: str, run: str | None = None, after_at: str | None = None
                 ) -> dict[tuple[str, str], dict[str, Any]]:
         """The latest decision of each person for ``gate``; for a gate approved per run, only those
-        naming ``run`` and recorded after ``after_at`` (when its step passed there; the same millisecond is not after)."""
+        naming ``run`` and recorded after ``after_at`` (when its step passed there; the same
+        millisecond is not after)."""
         bound = self.env.approvals.gates[gate].after if gate in self.env.approvals.gates else None
         latest: dict[tuple[str, str], dict[str, Any]] = {}
         for r in self.records():

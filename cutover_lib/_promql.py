@@ -153,7 +153,8 @@ class PromqlVerbs(CellMechanics):
             silent = [n for n, w in wants.items() if w != "no series" and not seen[n]]
             ctx.check(not silent, "no data from " + ", ".join(f"{n} ({promqls[n]})" for n in silent)
                       + ": the query names no series this Prometheus has")
-            ctx.check(not breaches, "; ".join(breaches[:5]) + (f" (+{len(breaches) - 5} more)" if len(breaches) > 5 else ""))
+            more = f" (+{len(breaches) - 5} more)" if len(breaches) > 5 else ""
+            ctx.check(not breaches, "; ".join(breaches[:5]) + more)
             worst = {n: max((float(r["value"]) for r in rows if r["query"] == n), default=None) for n in promqls}
             return f"{'watched ' + format(window, 'g') + 's: ' if window else ''}" + ", ".join(
                 f"{n} {'none' if v is None else format(v, '.4g')}" for n, v in worst.items()) + " (max)"

@@ -75,8 +75,10 @@ def incident(rb: "Runbook") -> dict[str, str]:
              f"Run {rb.run.run_id} (evidence: executed/{rb.env.name}/{rb.run.run_id}).",
              f"Decision: {_cell(decision.get('reason') or decision.get('decision') or 'rollback')}", "",
              "h3. Failed steps", "||Step||Ended (UTC)||Expected / observed||"]
-    lines += [f"|{r['step_id']}|{r.get('ended', '')}|{_cell(r.get('message', ''))}|" for r in failed] or ["|none recorded| | |"]
-    lines += ["", "h3. Root cause notes", "(to be filled in by the investigating guild: trigger, scope, fix, follow-ups)"]
+    lines += [f"|{r['step_id']}|{r.get('ended', '')}|{_cell(r.get('message', ''))}|" for r in failed] \
+        or ["|none recorded| | |"]
+    lines += ["", "h3. Root cause notes",
+              "(to be filled in by the investigating guild: trigger, scope, fix, follow-ups)"]
     return {"summary": f"Rollback: Stella Ops {rb.env.release} on {rb.env.name} ({rb.env.change_ticket})",
             "description": "\n".join(lines)}
 
