@@ -192,10 +192,13 @@ def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[t
     counts: dict[str, int] = {}
     for s in steps:
         counts[s["outcome"]] = counts.get(s["outcome"], 0) + 1
+    root = next((r for r in steps if r["outcome"] == "failed"), None)  # the first failure: what went wrong
     summary = _table(["", ""], [
         ["Run", f"<code>{e(run.run_id)}</code>"],
         ["Environment / phase", f"{e(str(manifest.get('env')))} / {e(str(manifest.get('phase')))}"],
         ["Outcome", _badge(outcome) + (f" {e(manifest.get('reason', ''))}" if manifest.get("reason") else "")],
+        *([["Root failure", f'<a href="#step-{e(root["step_id"])}"><code>{e(root["step_id"])}</code></a> '
+                            f'{e(root["title"])}: {e(root.get("message") or "")}']] if root else []),
         ["Release", e(str(manifest.get("release", "")))],
         ["Operator", e(str(manifest.get("operator", "")))],
         ["Started / ended (UTC)", f"{e(str(manifest.get('started', '')))} / {e(str(manifest.get('ended', '')))}"],
@@ -219,7 +222,7 @@ def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[t
         for s in by_section[sec]:
             detail = s.get("message") or s.get("observed") or ""
             rows.append([
-                f"<code>{e(s['step_id'])}</code>", e(s["title"]), e(str(s.get("owner", ""))), _badge(s["outcome"]),
+                f"<code id=\"step-{e(s['step_id'])}\">{e(s['step_id'])}</code>", e(s["title"]), e(str(s.get("owner", ""))), _badge(s["outcome"]),
                 e(s.get("started", "")[11:19]), f"{s.get('duration_s', 0):.2f}s",
                 f"<code>{e(s.get('command') or '')}</code>", e(str(s.get("expect", ""))), e(detail),
                 " ".join(f'<a href="../{e(a)}">{e(Path(a).name)}</a>' for a in s.get("artifacts", [])),

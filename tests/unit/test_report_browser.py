@@ -33,7 +33,7 @@ def record(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rb.step("5.api-health", "Smoke: API health", owner="Scanner / Queue", expect="HTTP 200",
             command="GET http://scanner.example/" + "a" * 400, action=lambda ctx: "HTTP 200 in 0.01s")
     rb.step("5.signing", "Smoke: signing", owner="Authority stack", expect="exit 0", required=False,
-            action=lambda ctx: ctx.check(False, "expected exit 0; observed exit 1"))
+            action=lambda ctx: ctx.check(False, "exit 1"))
     rb.step("7.monitoring", "Monitoring", owner="Observability", expect="chart",
             action=lambda ctx: str(ctx.artifact("7.monitoring.png", _tiny_png())))
     manifest = {"run_id": rb.run.run_id, "env": "local", "tier": "local", "phase": "cutover", "release": env.release,
@@ -80,6 +80,12 @@ def test_the_record_reads_offline_with_its_outcome_as_text(browser, record: Path
     text = page.inner_text("body")
     assert "FAILED" in text and "5.signing" in text and "expected exit 0; observed exit 1" in text
     assert page.locator("figure img").count() == 1  # the picture is on the page (a data URI)
+    # the headline names the root failure, expected vs observed, and jumps to its row
+    root = page.locator("tr", has_text="Root failure")
+    assert "5.signing Smoke: signing: expected exit 0; observed exit 1" in root.inner_text()
+    root.locator("a").click()
+    assert page.evaluate("location.hash") == "#step-5.signing"
+    assert page.locator("[id='step-5.signing']").is_visible()
     page.screenshot(path=str(tmp_path / "record.png"), full_page=True)  # (kept with the test's files)
 
 
