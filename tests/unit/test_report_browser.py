@@ -34,6 +34,7 @@ def record(tmp_path_factory: pytest.TempPathFactory) -> Path:
             command="GET http://scanner.example/" + "a" * 400, action=lambda ctx: "HTTP 200 in 0.01s")
     rb.step("5.signing", "Smoke: signing", owner="Authority stack", expect="exit 0", required=False,
             action=lambda ctx: ctx.check(False, "exit 1"))
+    rb.http("8.ticket-plan", "POST {ticket.url}/x", when={"ticket.system": "servicenow"})  # not applicable
     rb.step("7.monitoring", "Monitoring", owner="Observability", expect="chart",
             action=lambda ctx: str(ctx.artifact("7.monitoring.png", _tiny_png())))
     manifest = {"run_id": rb.run.run_id, "env": "local", "tier": "local", "phase": "cutover", "release": env.release,
@@ -86,6 +87,9 @@ def test_the_record_reads_offline_with_its_outcome_as_text(browser, record: Path
     root.locator("a").click()
     assert page.evaluate("location.hash") == "#step-5.signing"
     assert page.locator("[id='step-5.signing']").is_visible()
+    # what did not run is counted up front, each with its reason
+    skipped = page.locator("tr", has_text="Skipped / waived").inner_text()
+    assert "SKIPPED" in skipped and "8.ticket-plan not applicable: ticket.system is" in skipped
     page.screenshot(path=str(tmp_path / "record.png"), full_page=True)  # (kept with the test's files)
 
 
