@@ -128,7 +128,7 @@ class ApprovalStore:
             raise _disk_error(self.path.parent, exc) from None
         return HashChain(self.path).append(rec)
 
-    def _latest(self, gate: str, run: str | None = None, after_at: str | None = None
+    def _latest(self, gate: str, run: str | None = None, after_at: str | None = None, *, every_run: bool = False
                 ) -> dict[tuple[str, str], dict[str, Any]]:
         """The latest decision of each person for ``gate``; for a gate approved per run, only those
         naming ``run`` and recorded after ``after_at`` (when its step passed there; the same
@@ -138,10 +138,14 @@ class ApprovalStore:
         for r in self.records():
             if r.get("gate") != gate or r.get("env") != self.env.name:
                 continue
-            if bound and (r.get("run") != run or after_at is None or str(r.get("at", "")) <= after_at):
+            if bound and not every_run and (r.get("run") != run or after_at is None or str(r.get("at", "")) <= after_at):
                 continue
             latest[(r["role"], person(r["name"]))] = r
         return latest
+
+    def decisions(self, gate: str) -> list[dict[str, Any]]:
+        """Each person's latest decision on ``gate``, whatever run it names (what a ticket shows)."""
+        return list(self._latest(gate, every_run=True).values())
 
     def status(self, gate: str, run: str | None = None, after_at: str | None = None) -> GateStatus:
         g = self.env.approvals.gates[gate]

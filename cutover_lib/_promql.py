@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ._cellmech import CellMechanics
 from ._errors import CheckFailed, ParamsError
 from ._evidence import utc_now
-from ._result import Result, _title
+from ._result import _WHOLE, Result, _title
 from ._template import lookup, render_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +40,6 @@ __all__ = ["PromqlVerbs", "query"]
 
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
 _EXPECT = re.compile(r"^\s*(<=|<|>=|>|==)\s*([-+0-9.eE]+)\s*$")
-_REF = re.compile(r"^\{([A-Za-z_][\w.-]*)\}$")
 Series = list[tuple[dict[str, str], float]]
 
 
@@ -92,7 +91,7 @@ class PromqlVerbs(CellMechanics):
         (durations) make it a watch; ``unset_skips`` records the step not applicable when the
         Prometheus is not set in params (instead of failing)."""
         result = Result(step_id)
-        ref = _REF.match(prometheus.strip())
+        ref = _WHOLE.match(prometheus.strip())
         try:
             unset = ref is not None and lookup(self.env, ref.group(1)) is None
         except KeyError:

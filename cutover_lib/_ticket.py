@@ -51,16 +51,12 @@ def results(rb: "Runbook", heading: str, steps: list[str] | str) -> str:
 
 def approvals(rb: "Runbook", gate: str) -> str:
     """Who approved ``gate`` (role, name, UTC time, the change and run named), from the approvals store."""
-    from ._approvals import ApprovalStore, person
+    from ._approvals import ApprovalStore
 
     g = rb.env.approvals.gates[gate]
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in ApprovalStore(rb.root, rb.env).records():
-        if r.get("gate") == gate and r.get("env") == rb.env.name:
-            latest[(r["role"], person(r["name"]))] = r
     rows = ["||Role||Name||Decision||At (UTC)||Run||Comment||"]
     rows += [f"|{r['role']}|{_cell(r['name'])}|{r['decision']}|{r.get('at', '')}|{r.get('run') or '-'}|"
-             f"{_cell(r.get('comment') or '')}|" for r in latest.values()]
+             f"{_cell(r.get('comment') or '')}|" for r in ApprovalStore(rb.root, rb.env).decisions(gate)]
     return (f"h3. Approval: {g.title}\nRequired: {' + '.join(g.roles)} ({rb.env.name}, change {rb.env.change_ticket})\n"
             + "\n".join(rows))
 
@@ -89,9 +85,19 @@ def artifacts_of(rb: "Runbook", *, step: str, pattern: str = "*") -> list[str]:
     return [str(rb.run.path / a) for a in kept if fnmatch.fnmatch(Path(a).name, pattern)]
 
 
+def _planned(run: Path) -> bool:
+    """A plan (dry run) has the phase's name too, but nothing of the change in it; unreadable: skip."""
+    import json
+
+    try:
+        return bool(json.loads((run / "manifest.json").read_text()).get("dry_run", True))
+    except (OSError, ValueError):
+        return True
+
+
 def report_of(rb: "Runbook", *, phase: str) -> list[tuple[str, str]]:
-    """The HTML record of this environment's latest ``phase`` run (``cutover``: the final report of
-    the cutover), named ``<run id>.html`` for the ticket; none if that phase has not run here."""
+    """The HTML record of this environment's latest ``phase`` run -- a real one, not a plan --
+    (``cutover``: the cutover's final report), named ``<run id>.html``; none if it has not run here."""
     runs = sorted(p for p in (rb.root / "executed" / rb.env.name).glob(f"*-{phase}")
-                  if (p / "html" / "index.html").is_file())
+                  if (p / "html" / "index.html").is_file() and not _planned(p))
     return [(f"{runs[-1].name}.html", str(runs[-1] / "html" / "index.html"))] if runs else []

@@ -41,14 +41,16 @@ def _folder(config: LabConfig) -> Path:
 
 def running_pid(config: LabConfig) -> int | None:
     """The pid of this lab's Prometheus (its pid file names a live ``prometheus`` on our config)."""
-    try:
-        pid = int(config.pid_file(NAME).read_text().strip())
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except (OSError, ValueError):
+    from ._control import _proc_alive, _read_pid  # (the services' helpers; _control imports this module)
+
+    pid = _read_pid(config.pid_file(NAME))
+    if pid is None or not _proc_alive(pid):
         return None
-    mine = f"--config.file={_folder(config) / 'prometheus.yml'}".encode()
-    return pid if mine in args and state not in ("Z", "X") else None
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return pid if f"--config.file={_folder(config) / 'prometheus.yml'}".encode() in args else None
 
 
 def _ready(config: LabConfig) -> bool:
@@ -125,15 +127,12 @@ def stop(config: LabConfig, grace: float = 5.0) -> bool:
     config.pid_file(NAME).unlink(missing_ok=True)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)
+    from ._control import _proc_alive, _signal
+
+    _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            return True
-        if state in ("Z", "X"):
-            return True
+    while time.monotonic() < deadline and _proc_alive(pid):
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
+    if _proc_alive(pid):
+        _signal(pid, signal.SIGKILL)
     return True

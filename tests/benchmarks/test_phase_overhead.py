@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import trivial_notebook
-from nb_helpers import free_block, lab_config, make_project
+from nb_helpers import started_lab
 
 pytestmark = pytest.mark.benchmark
 
@@ -27,15 +27,8 @@ CUTOVER = str(Path(sys.executable).with_name("cutover"))
 
 @pytest.fixture(scope="module")
 def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from stellaops_lab import down, up
-
-    root = make_project(tmp_path_factory.mktemp("bench"), free_block())
-    cfg = lab_config(root)
-    up(cfg)
-    try:
+    with started_lab(tmp_path_factory.mktemp("bench")) as root:
         yield root
-    finally:
-        down(cfg)
 
 
 def _phase(root: Path, verb: str) -> tuple[float, float, int]:

@@ -11,26 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from nb_helpers import free_block, lab_config, make_project
+from nb_helpers import faults_cleared, started_lab
 
 
 @pytest.fixture(scope="session")
 def lab_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from stellaops_lab import down, up
-
-    root = make_project(tmp_path_factory.mktemp("labproject"), free_block())
-    cfg = lab_config(root)
-    try:
-        up(cfg)
+    with started_lab(tmp_path_factory.mktemp("labproject")) as root:
         yield root
-    finally:
-        down(cfg)
 
 
 @pytest.fixture
 def clean_faults(lab_project: Path) -> Iterator[Path]:
-    from stellaops_lab import clear_faults
-
-    clear_faults(lab_config(lab_project))
-    yield lab_project
-    clear_faults(lab_config(lab_project))
+    with faults_cleared(lab_project) as root:
+        yield root

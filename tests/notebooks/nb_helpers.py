@@ -9,6 +9,8 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from stellaops_lab.demo import DEMO_APPROVERS  # the demo's named approvers: one list for demo and tests
@@ -111,6 +113,33 @@ def variant(env: str, *pairs: str, overrides: dict | None = None, params: Path =
     data = _merge(_merge(data, overrides or {}), parse_overrides(list(pairs)))
     data.setdefault("name", env)
     return Environment.model_validate(data, context={"root": params.resolve().parent})
+
+
+@contextmanager
+def started_lab(folder: Path) -> Iterator[Path]:
+    """A project copy in ``folder`` whose ``local`` lab runs on a free block of ports (Prometheus
+    too) for the ``with`` block; stopped afterwards.  Yields the project root."""
+    from stellaops_lab import down, up
+
+    root = make_project(folder, free_block())
+    cfg = lab_config(root)
+    try:
+        up(cfg)
+        yield root
+    finally:
+        down(cfg)
+
+
+@contextmanager
+def faults_cleared(root: Path) -> Iterator[Path]:
+    """The project's lab with no fault set, before and after the ``with`` block."""
+    from stellaops_lab import clear_faults
+
+    clear_faults(lab_config(root))
+    try:
+        yield root
+    finally:
+        clear_faults(lab_config(root))
 
 
 def lab_config(root: Path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from nb_helpers import (REPO, approve_all, cutover, free_block, lab_config, make_project, steps_of,
+from nb_helpers import (REPO, approve_all, cutover, lab_config, started_lab, steps_of,
                         through_post_smoke)
 
 pytestmark = pytest.mark.notebooks
@@ -115,16 +115,9 @@ def ticket_issue(root: Path, key: str) -> dict:
 def fresh_lab(tmp_path):
     """A project and lab of the test's own (it bakes faults or edits notebooks), the approvals that
     precede a cutover recorded; the lab is stopped afterwards.  Yields ``(root, lab config)``."""
-    from stellaops_lab import down, up
-
-    root = make_project(tmp_path / "p", free_block())
-    cfg = lab_config(root)
-    up(cfg)
-    try:
+    with started_lab(tmp_path / "p") as root:
         approve_all(root)
-        yield root, cfg
-    finally:
-        down(cfg)
+        yield root, lab_config(root)
 
 
 def insert_cell(root: Path, notebook: str, at: int | str, source: str) -> None:

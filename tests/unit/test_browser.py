@@ -17,7 +17,7 @@ from cutover_lib._errors import ToolMissing
 from cutover_lib._evidence import RunFolder
 from cutover_lib._params import load_environment, parse_overrides
 from cutover_lib._steps import Runbook
-from nb_helpers import free_block, lab_config, make_project, run_cells
+from nb_helpers import faults_cleared, lab_config, run_cells, started_lab
 
 pytestmark = pytest.mark.lab
 
@@ -31,25 +31,14 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def web_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from stellaops_lab import clear_faults, down, up
-
-    root = make_project(tmp_path_factory.mktemp("browser"), free_block())
-    cfg = lab_config(root)
-    up(cfg)
-    try:
+    with started_lab(tmp_path_factory.mktemp("browser")) as root:
         yield root
-    finally:
-        clear_faults(cfg)
-        down(cfg)
 
 
 @pytest.fixture
 def lab_root(web_lab: Path) -> Iterator[Path]:
-    from stellaops_lab import clear_faults
-
-    clear_faults(lab_config(web_lab))
-    yield web_lab
-    clear_faults(lab_config(web_lab))
+    with faults_cleared(web_lab) as root:
+        yield root
 
 
 def web_ui(root: Path, tmp_path: Path, *overrides: str) -> dict:

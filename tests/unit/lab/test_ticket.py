@@ -112,3 +112,18 @@ def test_an_incident_names_the_failed_steps_and_the_decision(clean_lab: LabConfi
     assert fields["summary"].startswith("Rollback: Stella Ops")
     assert "|5.runtime-event|" in fields["description"] and "5.runtime-event failed" in fields["description"]
     assert "Root cause notes" in fields["description"]
+
+
+def test_the_report_attached_at_t4h_is_the_real_cutovers_never_a_later_plan(tmp_path: Path):
+    import json
+
+    for run_id, dry in (("20260101T000000Z-local-cutover", False), ("20260102T000000Z-local-cutover", True)):
+        html = tmp_path / "executed" / "local" / run_id / "html"
+        html.mkdir(parents=True)
+        (html / "index.html").write_text("<html></html>")
+        (html.parent / "manifest.json").write_text(json.dumps({"dry_run": dry}))
+    rb = Runbook(load_environment("local", REPO / "params"), RunFolder.create(tmp_path / "x", "local", "t"),
+                 root=tmp_path, notebook="test.ipynb")
+    assert ticket.report_of(rb, phase="cutover") == [
+        ("20260101T000000Z-local-cutover.html", str(tmp_path / "executed/local/20260101T000000Z-local-cutover/html/index.html"))]
+    assert ticket.report_of(rb, phase="rollback") == []
