@@ -19,6 +19,7 @@ from __future__ import annotations
 import getpass
 import html
 import json
+import shlex
 import socket
 import unicodedata
 from dataclasses import dataclass
@@ -187,8 +188,10 @@ def passed_step(root: Path, env: Environment, run_id: str, step_id: str) -> dict
 
 
 def approve_command(env: Environment, gate_name: str, role: str, run: str | None = None) -> str:
-    return (f"cutover approve --env {env.name} --gate {gate_name} --role {role} --name 'NAME' "
-            f"--record {env.change_ticket if gate_name != 'rollback' else (env.incident_ticket or 'INC-...')}"
+    record = env.approvals.gates[gate_name].record
+    where = (shlex.quote(record) if record.startswith("#") else  # a channel: the go/no-go is said on the bridge
+             env.change_ticket if gate_name != "rollback" else (env.incident_ticket or "INC-..."))
+    return (f"cutover approve --env {env.name} --gate {gate_name} --role {role} --name 'NAME' --record {where}"
             + (f" --run {run}" if run else ""))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._evidence import utc_now
 from ._steps import NotApplicable, Runbook, StepContext
 
 __all__ = ["decision"]
@@ -35,11 +36,15 @@ def decision(rb: Runbook, step_id: str, *, smoke: Sequence[str]) -> dict[str, An
     failed = [s for s in smoke if latest.get(s) not in ("passed", "skipped", "waived")]
     verdict = "rollback" if failed else "go"
     reason = ("smoke tests failed: " + ", ".join(failed)) if failed else f"all {len(smoke)} smoke tests passed"
-    rb.record("decision", decision=verdict, reason=reason, failed=failed)
+    since = (utc_now() - rb.env.t0).total_seconds() / 60  # from T0 in params (Section 2), not the first step
+    limit = rb.env.slo.smoke_deadline.total_seconds() / 60
+    rb.record("decision", decision=verdict, reason=reason, failed=failed, minutes_since_t0=round(since, 1),
+              deadline_minutes=round(limit))
+    when = f"T+{since:.0f}m" if abs(since) < 24 * 60 else f"{since / 1440:+.0f} days from T0"
 
     def act(ctx: StepContext) -> str:
-        ctx.check(not failed, reason + " -> trigger rollback (Section 6)")
-        return "GO: " + reason
+        ctx.check(not failed, f"{reason} ({when}) -> trigger rollback (Section 6)")
+        return f"GO: {reason}; decided at {when} (deadline T+{limit:.0f}m)"
 
     return rb.step(step_id, "Go / rollback decision", owner="Cutover lead",
                    expect="every smoke test passed (announce success) — otherwise roll back", action=act)

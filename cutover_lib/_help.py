@@ -19,6 +19,8 @@ TOP_HELP = (
     '  verify     Re-hash a run folder, check its ledger chain and its signed...\n'
     "  key        Print this operator's public key (made on first use), to add...\n"
     '  timeline   Print the Section 2 timeline: the UTC time of every activity,...\n'
+    '  schedule   Write the Section 2 timeline as jobs for systemd, cron or...\n'
+    "  bridge     Keep #launch-bridge updated between slots: post the change's...\n"
     '  approve    Record an approval (or rejection) of a gate for the...\n'
     "  approvals  List the approvals recorded for the environment's change, gate...\n"
     '  unlock     Break a stale run lock (only when its process is gone); the...\n'

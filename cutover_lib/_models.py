@@ -207,6 +207,8 @@ class Bridge(_Model):
     channel: str = "launch-bridge"
     username: str = "stellaops-cutover"
     heartbeat: Duration = timedelta(minutes=10)
+    #: the bridge call of Section 1 (its URL or dial-in), posted with the roster at T-30m
+    call: str | None = None
     timeout: Duration = timedelta(seconds=5)
     retries: int = Field(3, ge=0, le=10)
 
@@ -291,7 +293,7 @@ class OfflineKit(_Model):
             ("." if self.manifest else None)
 
 
-from ._models_checks import Audit, Monitoring, Smoke, Ticket  # noqa: E402 - they build on _Model above
+from ._models_checks import Audit, Monitoring, Smoke, Ticket, Timeline  # noqa: E402 - they build on _Model above
 
 
 class Environment(_Model):
@@ -316,6 +318,7 @@ class Environment(_Model):
     timeouts: Timeouts = Timeouts()
     monitoring: Monitoring = Monitoring()
     ticket: Ticket = Ticket()
+    timeline: Timeline = Timeline()
     audit: Audit = Audit()
     tools: Tools = Tools()
     trust: Trust = Trust()
@@ -344,6 +347,19 @@ class Environment(_Model):
                 data = {**data, "tools": {"profile": data["tier"]}}
             elif isinstance(tools, dict) and tools.get("profile") is None:
                 data = {**data, "tools": {**tools, "profile": data["tier"]}}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prod_on_time(cls, data: Any) -> Any:
+        """In prod the timeline is enforced: ``timeline.enforce: false`` (or ``-p``) cannot turn it off."""
+        if isinstance(data, dict) and data.get("tier") == "prod":
+            timeline = data.get("timeline") if isinstance(data.get("timeline"), dict) else {}
+            if timeline.get("enforce") is False:
+                raise ValueError("timeline.enforce cannot be false in prod: each slot runs at its hour "
+                                 "(a run off its hour says --at-any-time, recorded)")
+            if "timeline" not in data or isinstance(data.get("timeline"), dict):
+                data = {**data, "timeline": {**timeline, "enforce": True}}
         return data
 
     @property

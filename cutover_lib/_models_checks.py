@@ -1,6 +1,7 @@
 """The params models of where the runbook's checks look and where its records go: the smoke
 tests' Web UI (``smoke.*``), Section 7's monitoring (``monitoring.*``) and audit trails
-(``audit.*``), and the change / incident tickets (``ticket.*``).  Part of :mod:`._models`."""
+(``audit.*``), the change / incident tickets (``ticket.*``), and Section 2 on time
+(``timeline.*``).  Part of :mod:`._models`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ._durations import Duration
 from ._models import _Model, base_url
 from ._secrets import SecretRef
 
-__all__ = ["Audit", "Monitoring", "Smoke", "Ticket", "WebLogin"]
+__all__ = ["Audit", "Monitoring", "Smoke", "Ticket", "Timeline", "WebLogin"]
 
 
 class WebLogin(_Model):
@@ -95,3 +96,20 @@ class Audit(_Model):
     tokens_issued: str | None = None
     scan_events: str | None = None
     submissions: str | None = None
+
+
+class Timeline(_Model):
+    """Section 2 on time.  A slot's run (``cutover run --phase t-12h``) is on time when it starts
+    between ``early`` before and ``late`` after T0 + its offset; where ``enforce`` holds (always
+    in prod: it cannot be turned off there) a run off its hour needs ``--at-any-time``, recorded.
+    ``alarms``: during the T0 run, the times after T0 at which the bridge is alarmed while no smoke
+    decision exists (T+30m, and the T+45m deadline)."""
+
+    early: Duration = timedelta(minutes=15)
+    late: Duration = timedelta(minutes=30)
+    enforce: bool | None = None
+    alarms: list[Duration] = Field(default_factory=lambda: [timedelta(minutes=30), timedelta(minutes=45)])
+
+    @property
+    def enforced(self) -> bool:
+        return bool(self.enforce)

@@ -176,9 +176,10 @@ def _problems(exc: ValidationError, layers: list[tuple[str, dict[str, Any]]]) ->
 
 
 #: What ``-p`` may change in an environment whose approvals are not waivable (prod): the run's
-#: timing and patience.  Who approves, what is deployed where, the services checked, the tools
-#: run and the keys trusted stay as the reviewed params file says (change the file instead).
-RUNTIME_OVERRIDES = ("t0", "timeouts.*", "slo.*", "monitoring.duration", "monitoring.interval", "bridge.heartbeat",
+#: patience.  Who approves, what is deployed where, when (T0 and the timeline: a run off its hour
+#: says --at-any-time instead), the services checked, the tools run and the keys trusted stay as the
+#: reviewed params file says (change the file instead).
+RUNTIME_OVERRIDES = ("timeouts.*", "slo.*", "monitoring.duration", "monitoring.interval", "bridge.heartbeat",
                      "bridge.timeout", "bridge.retries", "deploy.compose.parallelism", "deploy.compose.health_timeout",
                      "deploy.helm.timeout", "deploy.helm.watch")
 

@@ -17,19 +17,22 @@ from ._errors import UsageError
 if TYPE_CHECKING:
     from ._models import Environment
 
-__all__ = ["PHASES_FILE", "find_root", "load_phases", "notebook_deadline"]
+__all__ = ["PHASES_FILE", "SLOTS_KEY", "find_root", "load_phases", "load_slots", "notebook_deadline", "resolve_phase"]
 
 PHASES_FILE = "notebooks/phases.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _NOTEBOOK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.ipynb$")
 
 
-def load_phases(root: Path) -> dict[str, list[str]]:
-    """Phase name -> notebook file names (under ``notebooks/``), as ``notebooks/phases.yaml`` lists them."""
+SLOTS_KEY = "slots"  # phases.yaml: Section 2's activities (T-24h ... T+4h), each the phase that carries it out
+_FIX = f"restore it from git (git checkout -- {PHASES_FILE}) or fix it: a mapping of phase: [notebook, ...]"
+
+
+def _read(root: Path) -> dict[object, object]:
     import yaml
 
     path = root / PHASES_FILE
-    fix = f"restore it from git (git checkout -- {PHASES_FILE}) or fix it: a mapping of phase: [notebook, ...]"
+    fix = _FIX
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except FileNotFoundError:
@@ -39,8 +42,16 @@ def load_phases(root: Path) -> dict[str, list[str]]:
         raise UsageError(f"{PHASES_FILE} cannot be read: {first}", hint=fix) from None
     if not isinstance(data, dict) or not data:
         raise UsageError(f"{PHASES_FILE} is not a mapping of phase names to notebook lists", hint=fix)
+    return data
+
+
+def load_phases(root: Path) -> dict[str, list[str]]:
+    """Phase name -> notebook file names (under ``notebooks/``), as ``notebooks/phases.yaml`` lists them."""
+    fix = _FIX
     phases: dict[str, list[str]] = {}
-    for name, notebooks in data.items():
+    for name, notebooks in _read(root).items():
+        if name == SLOTS_KEY:
+            continue
         if not isinstance(name, str) or not _NAME.match(name):
             raise UsageError(f"{PHASES_FILE}: phase name {name!r} is not a plain name", hint=fix)
         if not isinstance(notebooks, list) or not notebooks or \
@@ -52,6 +63,40 @@ def load_phases(root: Path) -> dict[str, list[str]]:
         raise UsageError(f"{PHASES_FILE}: phase cutover needs a rollback phase (a failed smoke test rolls back)",
                          hint=fix)
     return phases
+
+
+def load_slots(root: Path) -> dict[str, str]:
+    """Section 2's activity label (``T-24h`` ... ``T+4h``) -> the phase that carries it out at
+    T0 + that offset (``slots:`` in ``notebooks/phases.yaml``; ``cutover schedule`` writes one
+    timer per slot)."""
+    from ._timeline import ACTIVITIES
+
+    phases, labels = load_phases(root), [a.label for a in ACTIVITIES]
+    raw = _read(root).get(SLOTS_KEY) or {}
+    fix = f"{PHASES_FILE}: {SLOTS_KEY} maps each of {', '.join(labels)} to a phase"
+    if not isinstance(raw, dict):
+        raise UsageError(f"{PHASES_FILE}: {SLOTS_KEY} is not a mapping of slot: phase", hint=fix)
+    slots: dict[str, str] = {}
+    for label, phase in raw.items():
+        if label not in labels:
+            raise UsageError(f"{PHASES_FILE}: {label!r} under {SLOTS_KEY} is not a Section 2 activity", hint=fix)
+        if phase not in phases:
+            raise UsageError(f"{PHASES_FILE}: slot {label} names phase {phase!r}, which it does not list", hint=fix)
+        slots[str(label)] = str(phase)
+    return {label: slots[label] for label in labels if label in slots}  # in Section 2's order
+
+
+def resolve_phase(root: Path, name: str) -> str:
+    """A phase by its name or by its slot (``t-12h``, ``T0``, ``t+45m``: any case)."""
+    phases = load_phases(root)
+    if name in phases:
+        return name
+    by_slot = {label.lower(): phase for label, phase in load_slots(root).items()}
+    if name.lower() in by_slot:
+        return by_slot[name.lower()]
+    raise UsageError(f"unknown phase {name!r}",
+                     hint=f"choose one of: {', '.join(phases)}, or a slot: {', '.join(load_slots(root))} "
+                          f"(notebooks/phases.yaml)")
 
 
 def find_root(start: Path | None = None) -> Path:

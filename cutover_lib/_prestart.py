@@ -28,7 +28,8 @@ def start_early(args: list[str]) -> None:
     global _early
     import atexit
 
-    from ._phases import find_root, load_phases
+    from ._errors import UsageError
+    from ._phases import find_root, load_phases, resolve_phase
 
     def option(name: str) -> str | None:
         for i, arg in enumerate(args):
@@ -42,7 +43,10 @@ def start_early(args: list[str]) -> None:
     if _early is not None or not phase:
         return
     base = Path(root).resolve() if root else find_root()
-    first = load_phases(base).get(phase, [None])[0]
+    try:
+        first = load_phases(base).get(resolve_phase(base, phase), [None])[0]
+    except UsageError:
+        return  # (the command says what is wrong)
     if not first or not (base / "notebooks" / first).is_file():
         return
     kernels = Kernels(base, env=KERNEL_ENV)

@@ -3,6 +3,7 @@ offset), and the status line (notebook n/N, the step running now)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -11,9 +12,11 @@ from ._evidence import RunFolder
 from ._steps import text_line
 
 if TYPE_CHECKING:  # pragma: no cover
+    from rich.text import Text
+
     from ._models import Environment
 
-__all__ = ["Progress", "closing_summary", "with_status"]
+__all__ = ["Progress", "closing_summary", "styled", "with_status"]
 
 
 class Progress:
@@ -88,3 +91,25 @@ def closing_summary(records: list[dict[str, Any]], manifest: dict[str, Any], env
             lines += [f"approve:  cutover approve --env {env.name} --gate plan --plan {manifest['run_id']} "
                       f"--role {role} --name NAME --record {env.change_ticket}" for role in gate.roles]
     return lines
+
+
+_STYLES = {"PASSED": "green", "FAILED": "bold red", "SKIPPED": "dim", "WAIVED": "yellow", "PLANNED": "cyan",
+           "passed": "bold green", "planned": "bold cyan", "failed": "bold red", "blocked": "bold red",
+           "rolled-back": "bold yellow", "rollback-failed": "bold red", "rollback-pending": "bold yellow"}
+
+
+def styled(line: str) -> "Text":
+    """A progress line with its outcome in colour (rich drops colour for NO_COLOR and a non-terminal),
+    in characters the terminal can show."""
+    import re
+
+    from rich.text import Text
+
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"  # an ASCII terminal gets "?" for "…", not a crash
+    line = line.encode(encoding, "replace").decode(encoding)
+    text = Text(line)
+    m = re.search(r"\[(PASSED|FAILED|SKIPPED|WAIVED|PLANNED) *\]|^outcome: ([a-z-]+)|^failed: ", line)
+    if m:
+        word = m.group(1) or m.group(2) or "failed"
+        text.stylize(_STYLES.get(word, ""), m.start(), m.end())
+    return text

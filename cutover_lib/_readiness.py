@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 from ._approvals import require
 from ._stella import api_for as _api, healthy as _healthy
 from ._errors import CheckFailed
+from ._evidence import utc_now
 from ._params import SecretStore
 from ._steps import Runbook, StepContext
 
-__all__ = ["bridge_reachable", "change_ticket_approved", "freeze_notice", "go_no_go",
-           "secret_stores"]
+__all__ = ["announce_go", "announce_smoke", "bridge_call", "bridge_reachable", "change_ticket_approved", "freeze_notice", "go_no_go",
+           "secret_stores", "smoke_deadline"]
 
 
 def _post(rb: Runbook, ctx: StepContext, text: str, kind: str) -> str:
@@ -76,23 +78,129 @@ def freeze_notice(rb: Runbook) -> dict[str, Any]:
                    action=lambda ctx: _post(rb, ctx, text, "freeze"))
 
 
-def go_no_go(rb: Runbook) -> dict[str, Any]:
-    """T-30m: final go/no-go: every readiness step so far passed, every service green."""
+def bridge_call(rb: Runbook) -> dict[str, Any]:
+    """T-30m (Section 1): "set up a bridge call 30 minutes before start" -- its details
+    (``bridge.call``) and the roster (Section 1's roles) posted to the bridge."""
+    from ._bridge_timeline import bridge_call as message
+
     def act(ctx: StepContext) -> str:
-        steps = [r for r in rb.run.read_ledger() if r.get("kind") == "step" and r["step_id"] != "2.t-30m.go-no-go"]
-        bad = [f"{r['step_id']} ({r['outcome']})" for r in steps if r["outcome"] in ("failed",)]
+        ctx.check(bool(rb.env.bridge.call), f"bridge.call is not set in params/{rb.env.name}.yaml: where do people "
+                                            "join the bridge call? (its URL or dial-in)")
+        ctx.check(bool(rb.env.roles), "no roles in params: the roster of the bridge call is empty")
+        from ._notify import Bridge
+
+        res = Bridge(rb.env.bridge).send(message(rb.env))
+        ctx.data["bridge"] = {"ok": res.ok, "attempts": res.attempts, "status": res.status}
+        ctx.check(res.ok, f"post to #{rb.env.bridge.channel} failed after {res.attempts} attempt(s): {res.error}")
+        return f"bridge call {rb.env.bridge.call} posted with a roster of {len(rb.env.roles)} roles"
+
+    return rb.step("2.t-30m.bridge-call", "Bridge call set up; details and roster posted", owner="Cutover lead",
+                   expect=f"#{rb.env.bridge.channel} has the call details ({rb.env.bridge.call or 'bridge.call unset'}) "
+                          "and the roster", mutating=True,
+                   command=f"POST <bridge webhook {rb.env.bridge.webhook}>: bridge call {rb.env.bridge.call}",
+                   action=act)
+
+
+def go_no_go(rb: Runbook) -> dict[str, Any]:
+    """T-30m, before the guild leads decide: each earlier slot of Section 2 (T-24h .. T-2h) has a
+    passed run of this release, every step of this run so far passed (the dashboards), and every
+    service answers healthy.  Every red item is named; any red item is a NO-GO."""
+    from ._slots import slot_runs
+
+    def act(ctx: StepContext) -> str:
+        red: list[str] = []
+        rows = slot_runs(rb.root, rb.env)
+        for slot, run in ((i["slot"], i["run"]) for i in rows if i["slot"].offset < timedelta(minutes=-30)):
+            where = (rb.env.rehearsal.env or rb.env.name) if slot.phase == "rehearsal" else rb.env.name
+            if run is None:
+                red.append(f"{slot.label}: no run of release {rb.env.release} in {where} "
+                           f"(cutover run --env {where} --phase {slot.name})")
+            elif run["outcome"] != "passed":
+                red.append(f"{slot.label}: {run['run']} {run['outcome']}")
+        mine = [r for r in rb.run.read_ledger() if r.get("kind") == "step"]
+        red += [f"{r['step_id']} ({r['outcome']}: {r.get('observed') or r.get('message') or ''})".replace(": )", ")")
+                for r in mine if r["outcome"] == "failed"]
         api = _api(rb)
-        red = []
         for service in ("authority", "scanner", "signer", "attestor", "notify", "web", "runtime"):
             try:
                 _healthy(ctx, api, service)
             except CheckFailed as exc:
                 red.append(f"{service}: {exc.message}")
-        ctx.artifact("2.t-30m.go-no-go.json", json.dumps({"readiness_failures": bad, "services_not_green": red,
-                                                          "steps": len(steps)}, indent=2))
-        ctx.check(not bad and not red, "NO-GO: " + "; ".join(bad + red))
-        return f"GO: {len(steps)} readiness steps without failure; all 7 services green"
+        ctx.artifact("2.t-30m.readiness.json", json.dumps({"red": red, "slots": [
+            {"slot": i["slot"].label, "run": i["run"]} for i in rows]}, indent=2))
+        ctx.check(not red, "NO-GO: " + "; ".join(red))
+        return "green: T-24h .. T-2h passed; this run's steps passed; all 7 services healthy"
 
-    return rb.step("2.t-30m.go-no-go", "Final go/no-go; monitoring dashboards green", owner="Cutover lead",
-                   expect="every readiness step passed and every service healthy", action=act)
+    return rb.step("2.t-30m.readiness", "Readiness green: earlier slots, dashboards, services", owner="Cutover lead",
+                   expect="every earlier slot passed, the dashboards are green, every service is healthy",
+                   action=act)
 
+
+def announce_go(rb: Runbook) -> dict[str, Any]:
+    """T-30m: the final go/no-go, once the guild leads said GO (gate go-no-go): announced."""
+    leads = [r for r in rb.run.read_ledger() if r.get("kind") == "approval" and r.get("gate") == "go-no-go"]
+    text = (f":checkered_flag: **GO** for the {rb.env.release} cutover of {rb.env.name} at T0 "
+            f"{rb.env.t0:%Y-%m-%d %H:%M} UTC ({rb.env.change_ticket}): readiness green; GO from "
+            + (", ".join(f"{r.get('name')} ({r.get('role')})" for r in leads) or "the guild leads"))
+    return rb.step("2.t-30m.go-no-go", "Final go/no-go with the guild leads", owner="Cutover lead",
+                   expect="the guild leads said GO; GO announced on the bridge", mutating=True,
+                   command=f"POST #{rb.env.bridge.channel}: GO for T0", action=lambda ctx: _post(rb, ctx, text, "go"))
+
+
+def smoke_deadline(rb: Runbook) -> dict[str, Any]:
+    """T+45m (Section 2): "smoke tests complete (Section 5)" -- the newest T0 run of this release
+    recorded its smoke decision by T0 + ``slo.smoke_deadline``, and it was GO.  Otherwise the
+    step fails naming what happened (no T0 run, still running and where, rollback decided, late)."""
+    from ._evidence import RunFolder
+    from ._slots import slot_runs
+
+    deadline = rb.env.t0 + rb.env.slo.smoke_deadline
+    limit = f"T+{int(rb.env.slo.smoke_deadline.total_seconds() // 60)}m"
+
+    def act(ctx: StepContext) -> str:
+        t0_run = next((i["run"] for i in slot_runs(rb.root, rb.env) if i["slot"].label == "T0"), None)
+        ctx.check(t0_run is not None, f"no T0 run of release {rb.env.release} in {rb.env.name}: nothing to decide")
+        assert t0_run is not None
+        ctx.data["t0_run"] = t0_run
+        folder = RunFolder.open(rb.root / "executed" / rb.env.name / t0_run["run"])
+        decisions = [r for r in folder.read_ledger() if r.get("kind") == "decision"]
+        if not decisions:
+            from ._notify import ledger_status
+
+            running = ledger_status(folder)[0] or "between steps"
+            ctx.check(False, f"no smoke decision in {t0_run['run']} ({t0_run['outcome']}; at {running}) "
+                             f"at {(utc_now() - rb.env.t0).total_seconds() / 60:.0f} min after T0")
+        last = decisions[-1]
+        at = datetime.fromisoformat(last["ts"])
+        ctx.data["decision"] = {"decision": last.get("decision"), "reason": last.get("reason"), "at": last["ts"],
+                                "minutes_since_t0": round((at - rb.env.t0).total_seconds() / 60, 1)}
+        since = f"T+{(at - rb.env.t0).total_seconds() / 60:.0f}m"
+        ctx.check(last.get("decision") == "go", f"{last.get('decision')} decided at {since} in {t0_run['run']}: "
+                                                f"{last.get('reason', '')}")
+        ctx.check(at <= deadline, f"GO decided at {since}, after the {limit} deadline ({t0_run['run']})")
+        return f"GO decided at {since} (deadline {limit}) in {t0_run['run']}: {last.get('reason', '')}"
+
+    return rb.step("2.t45m.smoke-decision", f"Smoke tests complete by {limit}", owner="Cutover lead",
+                   expect=f"the T0 run's smoke decision is GO, recorded by {deadline:%H:%M} UTC ({limit})",
+                   action=act, required=False)
+
+
+def announce_smoke(rb: Runbook, result: dict[str, Any]) -> dict[str, Any]:
+    """T+45m: "announce success or trigger rollback" -- on the bridge, from the decision step's result."""
+    run = (result.get("data") or {}).get("t0_run") or {}
+    if result.get("outcome") == "passed":
+        text = (f":tada: **Success**: release {rb.env.release} is live on {rb.env.name} ({rb.env.change_ticket}); "
+                f"{result.get('observed', '')}")
+    else:
+        text = (f":rotating_light: **Trigger rollback** (Section 6) of {rb.env.name}: {result.get('message') or 'no GO'}."
+                f" Cutover lead: cutover run --env {rb.env.name} --phase rollback"
+                + (f" (once {run['run']} has stopped)" if run.get("outcome") == "running" else ""))
+    def act(ctx: StepContext) -> str:
+        posted = _post(rb, ctx, text, "t45m")
+        # the slot fails with its decision: a T+45m without a GO is a failed slot, announced
+        ctx.check(result.get("outcome") == "passed", f"announced 'trigger rollback' ({posted}): {result.get('message')}")
+        return f"success announced ({posted})"
+
+    return rb.step("2.t45m.announce", "Announce success or trigger rollback", owner="Cutover lead",
+                   expect="success announced on the bridge (else 'trigger rollback' announced, and this slot fails)",
+                   mutating=True, command=f"POST #{rb.env.bridge.channel}: {text[:60]}…", action=act)

@@ -274,7 +274,9 @@ def index_sections(run: RunFolder, env: Any, root: Path) -> list[tuple[str, str]
     e = html.escape
     records = run.read_ledger()
     steps = [r for r in records if r.get("kind") == "step"]
-    actual = actual_times(steps, env.slo.smoke_deadline, planned=bool(run.read_manifest().get("dry_run")))
+    slot = next((r for r in records if r.get("kind") == "slot"), None)
+    actual = actual_times(steps, env.slo.smoke_deadline, planned=bool(run.read_manifest().get("dry_run")), t0=env.t0,
+                          slot=slot)
     rows = []
     for item in schedule(env.t0):
         act = actual.get(item["label"])

@@ -22,6 +22,7 @@ class BridgeReporter:
         self.enabled = not dry_run and env.bridge.webhook is not None
         self.bridge: Any = None
         self.heartbeat: Any = None
+        self.deadline: Any = None
 
     def start(self) -> None:
         if not self.enabled:
@@ -32,6 +33,10 @@ class BridgeReporter:
         self.bridge.send(phase_started(self.env, self.phase, self.run.run_id, False))
         self.heartbeat = Heartbeat(self.bridge, self.env, self.phase, self.run.run_id,
                                    lambda: ledger_status(self.run), run=None, head_fn=self.run.ledger_head).start()
+        if any(r.get("kind") in ("slot", "slot-resume") and r.get("slot") == "T0" for r in self.run.read_ledger()):
+            from ._slots import SmokeDeadline, running_now  # T0: T+30m / T+45m without a decision alarm the bridge
+
+            self.deadline = SmokeDeadline(self.env, self.run, self.bridge.send, lambda: running_now(self.run)).start()
 
     def on_record(self, rec: dict[str, Any]) -> None:
         if not self.enabled:
@@ -52,6 +57,8 @@ class BridgeReporter:
         from ._notify import ledger_status, phase_finished
 
         self.heartbeat.stop()
+        if self.deadline is not None:
+            self.deadline.stop()
         _, counts = ledger_status(self.run)
         self.bridge.send(phase_finished(self.env, self.phase, self.run.run_id, outcome, message, counts, str(index)))
 

@@ -31,16 +31,15 @@ from ._files import require_files
 from ._kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
 from ._lock import EnvLock, break_lock
 from ._params import Environment, load_environment, params_digest
-from ._phases import load_phases, notebook_deadline
+from ._phases import load_phases, notebook_deadline, resolve_phase
 from ._plan import plan_diff, plan_digest, planned_commands
 from ._progress import Progress, closing_summary, with_status
+from ._change_page import write_change_page
 from ._report import HtmlExports
 from ._reporter import BridgeReporter
 from ._secrets import mask as _mask
 
 __all__ = ["EnvLock", "NotebookFailed", "RunResult", "break_lock", "run_phase"]
-
-
 
 
 @dataclass
@@ -134,18 +133,19 @@ def run_phase(
     status: Callable[[str], None] | None = None,
     kernels: Kernels | None = None,
     accept_param_changes: bool = False,
+    at_any_time: bool = False,
 ) -> RunResult:
-    """Run ``phase`` against ``env_name``; return the outcome (expected failures are results,
-    not exceptions).  Raises :class:`CutoverError` only for problems found before the run
-    folder exists (params, unknown phase, lock)."""
+    """Run ``phase`` (or a slot: ``t-12h``, ``t0``) against ``env_name``; return the outcome
+    (expected failures are results, not exceptions).  Raises :class:`CutoverError` only for
+    problems found before the run folder exists (params, unknown phase, off its hour, lock)."""
     from ._params import parse_overrides
+    from ._slots import check_on_time, go_no_go_given
 
-    phases = load_phases(root)
-    if phase not in phases:
-        raise UsageError(f"unknown phase {phase!r}", hint=f"choose one of: {', '.join(phases)} (notebooks/phases.yaml)")
+    phases, phase = load_phases(root), resolve_phase(root, phase)
     ov = parse_overrides(list(overrides))
     env = load_environment(env_name, root / "params", ov)
     require_files(env, root)
+    slot = check_on_time(root, env, phase, at_any_time=at_any_time, dry_run=dry_run, resumed=bool(resume))
     notebooks = list(phases[phase])
     for nb in notebooks + (phases["rollback"] if phase == "cutover" else []):
         if not (root / "notebooks" / nb).exists():
@@ -167,7 +167,11 @@ def run_phase(
         try:
             if run is not None and changed is not None:
                 run.append({"kind": "params-changed", **changed})
+            if run is not None and slot is not None and resume:
+                run.append({**slot, "kind": "slot-resume"})
             rehearsed = passed_rehearsal(env, executed) if phase == "cutover" and not dry_run else None
+            if slot is not None and slot["slot"] == "T0" and not dry_run and env.timeline.enforced:
+                slot["go_no_go"] = go_no_go_given(root, env)  # then the T-30m GO of this release (exit 3)
             # a resumed T0 run is checked against the approved plan as strictly as its first attempt
             if phase == "cutover" and not dry_run:
                 blocked = _check_against_approved_plan(env, notebooks, root, executed, ov, echo, kernels)
@@ -178,6 +182,8 @@ def run_phase(
                 lock.rename(run.run_id)
             if rehearsed is not None:
                 run.append({"kind": "rehearsal-evidence", **rehearsed})
+            if slot is not None and not resume:
+                run.append(slot)
             return _run(env, phase, notebooks, run, root=root, dry_run=dry_run, with_reads=with_reads,
                         overrides=ov, resume=bool(resume), confirm=confirm, waive=waive,
                         rollback_on_failure=rollback_on_failure, echo=echo, status=status, kernels=kernels,
@@ -366,11 +372,13 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
     index = write_index(run, manifest, index_sections(run, env, root))
     run.seal(manifest)
     unanchored = reporter.anchor(outcome)
+    change_page = write_change_page(root, env)  # executed/<env>/index.html: every run of the change (a view)
     for line in closing_summary(run.read_ledger(), manifest, env, dry_run):
         echo(line)
     echo(f"outcome: {outcome}{' - ' + message if message else ''}")
     echo(f"evidence: {run.path}")
     echo(f"report:   {index}")
+    echo(f"change:   {change_page}" if isinstance(change_page, Path) else f"warning:  {change_page}")
     if unanchored:
         echo(f"warning:  {unanchored}")
     if interrupted is not None:  # (a plan is not resumed: it is made again)

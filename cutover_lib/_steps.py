@@ -158,6 +158,8 @@ class Runbook(Actions, PromqlVerbs):
                 sid, outcome = rec["step_id"], rec.get("outcome")
                 if outcome in ("passed", "waived"):
                     state[sid] = "passed"
+                elif outcome == "skipped" and state.get(sid) == "passed":
+                    continue  # skipped on a resume because it passed before: still passed on the next one
                 elif rec.get("unknown_outcome"):
                     state[sid] = "unknown"  # refused, not run: still unknown until confirmed
                 else:

@@ -56,10 +56,13 @@ def _matches(step_id: str, prefixes: tuple[str, ...]) -> bool:
     return any(step_id == p or step_id.startswith(p + ".") for p in prefixes)
 
 
-def actual_times(steps: list[dict[str, Any]], smoke_deadline: timedelta,
-                 planned: bool = False) -> dict[str, dict[str, Any]]:
+def actual_times(steps: list[dict[str, Any]], smoke_deadline: timedelta, planned: bool = False,
+                 t0: datetime | None = None, slot: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Label -> {"actual": datetime, "breach": bool, "note": str} for the activities this run did
-    (``planned``: a plan, whose times say when it was planned, and no deadline is met or missed)."""
+    (``planned``: a plan, whose times say when it was planned, and no deadline is met or missed).
+
+    The T+45m deadline counts from ``t0`` (params), not from the first step; a run whose ``slot``
+    record says it started off its hour (a rehearsal far from T0) is not judged against it."""
     out: dict[str, dict[str, Any]] = {}
     for a in ACTIVITIES:
         mine = [s for s in steps if _matches(s["step_id"], a.sections)]
@@ -69,17 +72,21 @@ def actual_times(steps: list[dict[str, Any]], smoke_deadline: timedelta,
             out[a.label] = {"actual": max(_parse(s["ended"]) for s in mine), "breach": False, "note": ""}
         else:
             out[a.label] = {"actual": min(_parse(s["started"]) for s in mine), "breach": False, "note": ""}
+    if slot and slot.get("slot") in out:
+        mine = out[slot["slot"]]
+        mine["note"] = slot.get("note", "") + (" (--at-any-time)" if slot.get("at_any_time") else "")
     if planned:
         for item in out.values():
             item["note"] = "planned (dry run): not evaluated"
         return out
-    if "T+45m" in out:
-        start = out.get("T0", {}).get("actual")
-        if start is not None:
-            took = out["T+45m"]["actual"] - start
+    if "T+45m" in out and t0 is not None:
+        took = out["T+45m"]["actual"] - t0
+        minutes = int(smoke_deadline.total_seconds() // 60)
+        if slot is not None and not slot.get("on_time", True):
+            out["T+45m"]["note"] = f"off-schedule run: the T+{minutes}m deadline is not evaluated"
+        else:
             late = took > smoke_deadline
             out["T+45m"]["breach"] = late
             out["T+45m"]["note"] = (f"smoke done {took.total_seconds() / 60:.1f} min after T0"
-                                    + (f": BREACH of the T+{int(smoke_deadline.total_seconds() // 60)}m deadline"
-                                       if late else ", within the deadline"))
+                                    + (f": BREACH of the T+{minutes}m deadline" if late else ", within the deadline"))
     return out

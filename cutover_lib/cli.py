@@ -10,12 +10,9 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
-
-if TYPE_CHECKING:  # pragma: no cover
-    from rich.text import Text
 
 # rich_markup_mode=None: plain click help and errors (rich costs ~50 ms to load, and the
 # top-level help is served without loading typer at all: see _entry.py)
@@ -110,7 +107,9 @@ def _check_every(base: Path, overrides: dict[str, object]) -> int:
 @app.command()
 def run(
     env: EnvOpt,
-    phase: Annotated[str, typer.Option("--phase", help="readiness | rehearsal | cutover | rollback | post")],
+    phase: Annotated[str, typer.Option("--phase", help="A phase of notebooks/phases.yaml (readiness, rehearsal, "
+                                       "cutover, rollback, post, ...) or a Section 2 slot (t-24h, t-12h, t-6h, t-2h, "
+                                       "t-30m, t0, t+45m, t+4h).")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan mutating steps instead of running them.")] = False,
     param: OverrideOpt = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="Resume the run RUN_ID after a failure or crash.")] = None,
@@ -123,6 +122,9 @@ def run(
     accept_param_changes: Annotated[bool, typer.Option("--accept-param-changes", help="With --resume: continue "
                                                        "although the params changed since the run started "
                                                        "(recorded in the run).")] = False,
+    at_any_time: Annotated[bool, typer.Option("--at-any-time", help="Run a slot far from its hour (or readiness's "
+                                              "slots at once) where the timeline is enforced (prod); recorded.")
+                           ] = False,
     root: RootOpt = None,
 ) -> None:
     """Execute a phase's notebooks with papermill into a new evidence folder."""
@@ -132,7 +134,8 @@ def run(
         raise _fail(UsageError("--accept-param-changes goes with --resume RUN_ID",
                                hint="a new run takes the params as they are"))
     _run_cmd(env, phase, dry_run=dry_run, with_reads=True, param=param, resume=resume, confirm=confirm,
-             no_rollback=no_rollback, root=root, waive=waive, accept_param_changes=accept_param_changes)
+             no_rollback=no_rollback, root=root, waive=waive, accept_param_changes=accept_param_changes,
+             at_any_time=at_any_time)
 
 
 @app.command()
@@ -150,11 +153,11 @@ def plan(
 
 def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Optional[list[str]],
              resume: Optional[str], confirm: Optional[list[str]], no_rollback: bool, root: Optional[Path],
-             waive: Optional[list[str]] = None, accept_param_changes: bool = False) -> None:
+             waive: Optional[list[str]] = None, accept_param_changes: bool = False, at_any_time: bool = False) -> None:
     from ._kernels import KERNEL_ENV, Kernels
     from ._prestart import claim
     from ._errors import CutoverError
-    from ._phases import load_phases
+    from ._phases import load_phases, resolve_phase
 
     base = _root(root)
     early = claim(base)
@@ -162,7 +165,7 @@ def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Op
     try:
         with kernels:
             try:
-                first = None if early else load_phases(base).get(phase, [None])[0]
+                first = None if early else load_phases(base).get(resolve_phase(base, phase), [None])[0]
             except CutoverError:
                 first = None  # the runner says what is wrong with notebooks/phases.yaml
             if first and (base / "notebooks" / first).exists():
@@ -170,6 +173,7 @@ def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Op
                 kernels.prepare(base / "notebooks" / first)
             from rich.console import Console
 
+            from ._progress import styled
             from ._runner import run_phase
 
             console = Console(highlight=False, soft_wrap=True)
@@ -177,35 +181,14 @@ def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Op
                 result = run_phase(env, phase, root=base, dry_run=dry_run, with_reads=with_reads,
                                    overrides=param or [], resume=resume, confirm=confirm or [],
                                    rollback_on_failure=not no_rollback, waive=waive or [],
-                                   echo=lambda s: console.print(_styled(s)), status=line.update,
-                                   kernels=kernels, accept_param_changes=accept_param_changes)
+                                   echo=lambda s: console.print(styled(s)), status=line.update,
+                                   kernels=kernels, accept_param_changes=accept_param_changes,
+                                   at_any_time=at_any_time)
     except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM (click would turn it into "Aborted!", exit 1)
         raise typer.Exit(_interrupted(exc)) from None
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc) from None
     raise typer.Exit(result.exit_code)
-
-
-_STYLES = {"PASSED": "green", "FAILED": "bold red", "SKIPPED": "dim", "WAIVED": "yellow", "PLANNED": "cyan",
-           "passed": "bold green", "planned": "bold cyan", "failed": "bold red", "blocked": "bold red",
-           "rolled-back": "bold yellow", "rollback-failed": "bold red", "rollback-pending": "bold yellow"}
-
-
-def _styled(line: str) -> "Text":
-    """A progress line with its outcome in colour (rich drops colour for NO_COLOR and a non-terminal),
-    in characters the terminal can show."""
-    import re
-
-    from rich.text import Text
-
-    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"  # an ASCII terminal gets "?" for "…", not a crash
-    line = line.encode(encoding, "replace").decode(encoding)
-    text = Text(line)
-    m = re.search(r"\[(PASSED|FAILED|SKIPPED|WAIVED|PLANNED) *\]|^outcome: ([a-z-]+)|^failed: ", line)
-    if m:
-        word = m.group(1) or m.group(2) or "failed"
-        text.stylize(_STYLES.get(word, ""), m.start(), m.end())
-    return text
 
 
 def _interrupted(exc: KeyboardInterrupt) -> int:
@@ -251,25 +234,8 @@ def key_command() -> None:
     typer.echo(public_pem(own).rstrip())
 
 
-@app.command()
-def timeline(env: EnvOpt, root: RootOpt = None, param: OverrideOpt = None) -> None:
-    """Print the Section 2 timeline: the UTC time of every activity, computed from T0."""
-    try:
-        from rich.console import Console
-        from rich.table import Table
-
-        from ._params import load_environment, parse_overrides
-        from ._timeline import schedule
-
-        environment = load_environment(env, _root(root) / "params", parse_overrides(param or []))
-    except Exception as exc:  # noqa: BLE001
-        raise _fail(exc) from None
-    table = Table(title=f"{env}: T0 = {environment.t0:%Y-%m-%d %H:%M} UTC")
-    for col in ("When", "UTC", "Activity", "Owner"):
-        table.add_column(col, overflow="fold")
-    for item in schedule(environment.t0):
-        table.add_row(item["label"], f"{item['planned']:%Y-%m-%d %H:%M}", item["activity"], item["owner"])
-    Console(width=120).print(table)
+from ._cli_timeline import register as _register_timeline  # noqa: E402 - timeline, schedule, bridge (cli.py's size)
+_register_timeline(app)
 
 
 @app.command()

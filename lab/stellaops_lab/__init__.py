@@ -26,7 +26,7 @@ _EXPORTS = {
     "DEFAULT_PORTS": "._config", "FAULTS": "._config", "SERVICES": "._config", "LabConfig": "._config",
     "clear_faults": "._control", "down": "._control", "list_faults": "._control", "set_fault": "._control",
     "status": "._control", "up": "._control",
-    "LabConfigError": "._errors", "LabError": "._errors",
+    "LabConfigError": "._errors", "LabError": "._errors", "monitoring_green": "._prometheus",
 }
 
 __all__ = sorted(_EXPORTS)

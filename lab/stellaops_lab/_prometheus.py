@@ -53,19 +53,35 @@ def running_pid(config: LabConfig) -> int | None:
     return pid if f"--config.file={_folder(config) / 'prometheus.yml'}".encode() in args else None
 
 
-def _ready(config: LabConfig) -> bool:
+def _ready(config: LabConfig, query: str = "count(up)") -> bool:
+    """Whether ``query`` counts every lab service (``count(up)``: each scraped at least once)."""
     import http.client
+    from urllib.parse import quote
 
     conn = http.client.HTTPConnection(config.host, config.prometheus_port, timeout=1)
     try:
-        conn.request("GET", "/api/v1/query?query=count(up)")
+        conn.request("GET", f"/api/v1/query?query={quote(query)}")
         body = conn.getresponse().read().decode()
     except OSError:
         return False
     finally:
         conn.close()
-    # ready once every job has been scraped at least once ("value":[<time>,"7"])
-    return f'"{len(SERVICES)}"]' in body
+    return f'"{len(SERVICES)}"]' in body  # ("value":[<time>,"7"])
+
+
+def monitoring_green(config: LabConfig, timeout: float = 30.0) -> None:
+    """Until the lab's Prometheus saw every service up at its last scrape.  Section 2 compressed:
+    on the lab, T-30m runs seconds after the T-2h rehearsal restarted and loaded the services, where
+    a site has 90 minutes; a demo or test waits here for what those minutes would give."""
+    if not config.prometheus:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _ready(config, "count(up == 1)"):
+            return
+        time.sleep(0.2)
+    raise LabError(f"the lab's Prometheus still sees a service down after {timeout:g}s",
+                   hint=f"see {config.prometheus_url}/targets")
 
 
 def installed(config: LabConfig | None = None) -> str:

@@ -16,14 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cutover_lib._phases import find_root
 from .settings import lab_settings
 
-PHASES = ["readiness", "rehearsal", "cutover", "post"]
+#: Section 2 in order: T-24h .. T-6h together (readiness), the T-2h rehearsal, T-30m, T0, T+45m, T+4h
+PHASES = ["readiness", "rehearsal", "t-30m", "cutover", "smoke-decision", "post"]
 DEMO_APPROVERS = {
     "plan": [("cto", "Avery Chen"), ("devops-lead", "Sam Okafor")],
+    "go-no-go": [("cutover-lead", "Sam Okafor"), ("authority", "Mina Haddad"), ("scanner", "Priya Raman"),
+                 ("storage", "Tomas Varga"), ("observability", "Lena Brandt")],
     "t0": [("devops-lead", "Sam Okafor"), ("module-reps", "Priya Raman")],
     "post-smoke": [("devops-lead", "Sam Okafor"), ("product-owner", "Jordan Lee")],
     "rollback": [("devops-lead", "Sam Okafor"), ("cto", "Avery Chen")],
@@ -55,14 +59,16 @@ def _approve_smoke_results(root: Path, env_name: str, run_id: str) -> bool:
 
     env = load_environment(env_name, root / "params")
     store = ApprovalStore(root, env)
-    try:
-        for gate, g in env.approvals.gates.items():
+    recorded = False
+    for gate, g in env.approvals.gates.items():
+        try:
             for role, name in DEMO_APPROVERS.get(gate, []) if g.after else []:
-                store.record(gate=gate, role=role, name=name, record=env.change_ticket, run=run_id,
-                             comment="make demo (demo approver)", via="demo")
-    except UsageError:  # (not stopped at that gate: its step has not passed in this run)
-        return False
-    return True
+                store.record(gate=gate, role=role, name=name, record=g.record if gate == "go-no-go" else
+                             env.change_ticket, run=run_id, comment="make demo (demo approver)", via="demo")
+                recorded = True
+        except UsageError:  # (not stopped at that gate: its step has not passed in this run)
+            continue
+    return recorded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,27 +82,32 @@ def main(argv: list[str] | None = None) -> int:
     from cutover_lib._errors import CutoverError
     from cutover_lib._params import load_environment
     from cutover_lib._runner import run_phase
-    from . import LabConfig, down, status, up
+    from . import LabConfig, down, monitoring_green, status, up
 
     env = load_environment(args.env, root / "params")
     assert env.deploy.mode == "lab", "make demo runs against an environment in deploy mode lab"
     lab = lab_settings(env)
     cfg = LabConfig.from_port_base(root / lab.data_dir, lab.port_base)
     started_here = not any(row["running"] for row in status(cfg).values())
-    overrides = []
+    # Section 2 compressed: T0 a minute from now, so T0 and the T+45m deadline are judged on the clock
+    t0 = (datetime.now(timezone.utc) + timedelta(minutes=1)).replace(microsecond=0)
+    overrides = [f"t0={t0.isoformat().replace('+00:00', 'Z')}"]
     if args.fault:
         faults = {f: True for f in args.fault}
         overrides.append("deploy.lab.release_faults=" + json.dumps({env.release: faults}))
     results = []
     try:
-        print(f"lab: {'starting' if started_here else 'already running'} ({cfg.data_dir})")
+        print(f"lab: {'starting' if started_here else 'already running'} ({cfg.data_dir}); T0 for this demo: "
+              f"{t0:%H:%M:%S} UTC (Section 2 compressed: the slots run one after another)")
         up(cfg)
         _record_demo_approvals(root, args.env)
         for phase in PHASES:
             print()
+            if phase == "t-30m":  # Section 2 compressed: what 90 minutes after the rehearsal would give
+                monitoring_green(cfg)
             result = run_phase(args.env, phase, root=root, overrides=overrides, echo=print)
             if result.outcome == "blocked" and _approve_smoke_results(root, args.env, result.run_dir.name):
-                print("\n(the demo's product owner and DevOps lead approve the smoke results of this run; resuming)")
+                print("\n(the demo's approvers record their decision for this run at its gate; resuming)")
                 result = run_phase(args.env, phase, root=root, overrides=overrides, echo=print,
                                    resume=result.run_dir.name)
             results.append((phase, result))

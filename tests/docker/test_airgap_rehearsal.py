@@ -97,7 +97,7 @@ def test_site_profile_rehearsed_in_the_lab_with_nothing_outside_loopback(docker_
     assert st["2.t-24h.kit-image-1"]["outcome"] == "passed" and digest in st["2.t-24h.kit-image-1"]["observed"]
     assert st["2.t-24h.kit-image-1"]["command"] == f"GET {REGISTRY}/v2/stellaops/lab/manifests/2025.09.2"
     for sid in ("2.t-24h.offline-kit", "2.t-24h.kit-bundle-1", "2.t-24h.kit-bundle-2", "2.t-12h.validate-profiles",
-                "2.t-30m.go-no-go"):
+                "2.t-6h.freeze"):
         assert st[sid]["outcome"] == "passed", (sid, st[sid].get("message"))
 
     res = cutover(root, env, "run", "--env", env_name, "--phase", "cutover")

@@ -114,7 +114,7 @@ def test_validate_profiles_renders_every_compose_profile_with_the_real_cli(docke
     from nb_helpers import run_cells
 
     rb = make_rb(tmp_path, {"lab1": docker_lab.engine("lab1")})
-    run_cells(rb, "02_readiness.ipynb", "2.t-12h.validate-profiles")
+    run_cells(rb, "02b_t-12h.ipynb", "2.t-12h.validate-profiles")
     rec = steps(rb)["2.t-12h.validate-profiles"]
     assert rec["outcome"] == "passed", rec["message"]
     profiles = rec["data"]["profiles"]

@@ -17,9 +17,9 @@ from nb_helpers import steps_of, through_post_smoke
 from stellaops_lab.demo import DEMO_APPROVERS
 from test_compose_engine import bring_up_stage, env_file, versions
 
-#: approved up front; post-smoke approves one run's smoke results, after them (through_post_smoke)
+#: approved up front; post-smoke and go-no-go are given for one run, at its gate (through_post_smoke)
 APPROVALS = [(gate, role, name) for gate, people in DEMO_APPROVERS.items() for role, name in people
-             if gate != "post-smoke"]
+             if gate not in ("post-smoke", "go-no-go")]
 
 pytestmark = pytest.mark.docker
 

@@ -58,6 +58,12 @@ def cutover(root: Path, *args: str, timeout: float = 600, post_smoke: bool = Tru
     return through_post_smoke(res, call, args) if post_smoke else res
 
 
+def run_dir_from(stdout: str) -> Path:
+    """The run folder a ``cutover run`` printed (``evidence: PATH``)."""
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("evidence: "))
+    return Path(line.split(": ", 1)[1].strip())
+
+
 def steps_of(run_dir: Path) -> dict[str, dict]:
     """Each step's record in a run's ledger; a resumed attempt's "passed in an earlier attempt"
     keeps the earlier record (what the step observed)."""
@@ -80,13 +86,13 @@ def through_post_smoke(res: subprocess.CompletedProcess[str], call, args: tuple[
     approvers record exactly those, then the run is resumed.  Returns the two attempts' output
     together (the resume's exit code).  Any other result is returned as it is."""
     nexts = [ln.split(":", 1)[1].strip() for ln in res.stdout.splitlines() if ln.startswith("next:")]
-    if res.returncode != 3 or not nexts or not all(" --gate post-smoke " in n for n in nexts):
+    per_run = (" --gate post-smoke ", " --gate go-no-go ")  # the gates given for one run, at that run's gate
+    if res.returncode != 3 or not nexts or not all(any(g in n for g in per_run) and " --run " in n for n in nexts):
         return res
-    people = dict(DEMO_APPROVERS["post-smoke"])
     for line in nexts:
         argv = shlex.split(line)[1:]  # (without the program name)
         role = argv[argv.index("--role") + 1]
-        argv[argv.index("--name") + 1] = people[role]
+        argv[argv.index("--name") + 1] = dict(DEMO_APPROVERS[argv[argv.index("--gate") + 1]])[role]
         approved = call(*argv)
         assert approved.returncode == 0, approved.stdout + approved.stderr
     then = next(ln.split(":", 1)[1].strip() for ln in res.stdout.splitlines() if ln.startswith("then:"))
@@ -164,7 +170,7 @@ def approve_all(root: Path, env: str = "local") -> None:
 
     runner = CliRunner()
     for gate, role, name in DEMO_APPROVALS:
-        if gate == "post-smoke":  # (approves one run's smoke results: see through_post_smoke)
+        if gate in ("post-smoke", "go-no-go"):  # (given for one run, at its gate: see through_post_smoke)
             continue
         res = runner.invoke(app, ["approve", "--env", env, "--gate", gate, "--role", role, "--name", name,
                                   "--record", "CHG-TEST", "--root", str(root)])

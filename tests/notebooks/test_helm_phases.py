@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,10 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
         f"deploy.helm.deployments={json.dumps(DEPLOYMENTS)}", "deploy.helm.timeout=20s", "deploy.helm.watch=1s", "timeouts.health=20s",
         "backup.object_store.source=minio/stellaops", "backup.object_store.target_prefix=minio-backup/stellaops-",
         f"backup.mongo.out_dir={tmp_path}/backups", "monitoring.duration=2s", "monitoring.interval=1s",
-        "bridge.webhook=null",
+        # the bridge: the lab's receiver (T-30m posts the bridge call there)
+        f"bridge.webhook=file:{root / '.lab' / 'secrets' / 'stellaops-prod-notify' / 'webhook-url'}",
+        # T0 in five minutes, as the site's reviewed params say on the day: T-30m and T0 both run on time
+        f"t0={(datetime.now(timezone.utc) + timedelta(minutes=5)):%Y-%m-%dT%H:%M:%SZ}",
         # the lab's stand-in stellaops-cli / dotnet (kubectl exec runs the latter through the kubectl stand-in),
         # the lab signer's key pinned as prod would pin its own, the lab's web pages
         f"tools.path=[{cfg.bin_dir}]", f"trust.signer_keys=[{cfg.trusted_signer_key}]",
@@ -137,10 +141,22 @@ def steps(stdout: str) -> tuple[Path, dict[str, dict]]:
 
 def approve(w, env: str) -> None:
     for gate, role, name in DEMO_APPROVALS:
-        if gate == "post-smoke":  # (after the smoke results, naming the run: through_post_smoke)
+        if gate in ("post-smoke", "go-no-go"):  # (given for one run, at its gate: through_post_smoke)
             continue
         res = w.cutover("approve", "--env", env, "--gate", gate, "--role", role, "--name", name, "--record", "CHG-HELM")
         assert res.returncode == 0, res.stderr
+
+
+def day_before(root: Path) -> None:
+    """T-24h, T-12h and T-6h of prod as passed runs of this release (each slot runs for real in
+    test_timeline_slots.py; here only the T-30m go/no-go reads them)."""
+    now = datetime.now(timezone.utc)
+    for i, phase in enumerate(("t-24h", "t-12h", "t-6h")):
+        run = root / "executed" / "prod" / f"{now - timedelta(hours=3 - i):%Y%m%dT%H%M%SZ}-prod-{phase}"
+        run.mkdir(parents=True)
+        (run / "manifest.json").write_text(json.dumps({"phase": phase, "release": "2025.09.2", "outcome": "passed",
+                                                       "started": now.isoformat(), "sealed": True,
+                                                       "dry_run": False}))
 
 
 def test_stage_rehearsal_in_helm_mode(world):
@@ -174,8 +190,17 @@ def test_prod_cutover_in_helm_mode_then_non_convergence_rolls_back_by_history(wo
     stage_run, _ = steps(rehearsed.stdout)
     for name in DEPLOYMENTS:
         world.kube.add_deployment(name, converge_after=1)
+    # T0 in prod needs that day's T-30m GO: the guild leads' GO for a T-30m run whose readiness is green
+    refused = world.cutover("run", "--env", "prod", "--phase", "cutover")
+    assert refused.returncode == 3 and "needs the T-30m go/no-go of release 2025.09.2 to be GO: none was run" \
+        in refused.stderr, refused.stdout[-3000:] + refused.stderr[-2000:]
+    day_before(world.root)
+    go = world.cutover("run", "--env", "prod", "--phase", "t-30m")  # (the leads' GO given at its gate)
+    assert go.returncode == 0, go.stdout[-5000:] + go.stderr[-2000:]
     ok = world.cutover("run", "--env", "prod", "--phase", "cutover")
     assert ok.returncode == 0, ok.stdout[-5000:] + ok.stderr[-2000:]
+    assert json.loads(next(x for x in (steps(ok.stdout)[0] / "ledger.jsonl").read_text().splitlines()
+                           if '"kind":"slot"' in x))["go_no_go"]["run"] == steps(go.stdout)[0].name
     prod_run, st = steps(ok.stdout)
     evidence = [json.loads(x) for x in (prod_run / "ledger.jsonl").read_text().splitlines()
                 if '"rehearsal-evidence"' in x]

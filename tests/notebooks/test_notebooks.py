@@ -11,17 +11,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from nb_helpers import (REPO, approve_all, cutover, lab_config, started_lab, steps_of,
+from nb_helpers import (REPO, approve_all, cutover, lab_config, run_dir_from, started_lab, steps_of,
                         through_post_smoke)
+from stellaops_lab import monitoring_green
 
 pytestmark = pytest.mark.notebooks
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-def run_dir_from(stdout: str) -> Path:
-    line = next(ln for ln in stdout.splitlines() if ln.startswith("evidence: "))
-    return Path(line.split(": ", 1)[1].strip())
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_committed_notebook_is_clean_with_a_parameters_cell(path):
     nb = json.loads(path.read_text())
@@ -56,12 +52,19 @@ def test_every_phase_notebook_exists_and_every_notebook_is_in_a_phase():
 
 
 def test_whole_runbook_on_the_lab(lab_project):
-    """readiness, rehearsal, cutover and post, headless, with recorded approvals: all pass."""
+    """Section 2 in order -- readiness (T-24h .. T-6h), the T-2h rehearsal, T-30m (the guild leads' GO
+    given for that run at its gate), T0, T+45m, T+4h -- headless, with recorded approvals: all pass,
+    with T0 a minute ahead so the T+45m deadline is judged on the clock."""
+    from datetime import datetime, timedelta, timezone
+
     approve_all(lab_project)
     seen: dict[str, dict] = {}
     runs: list[Path] = []
-    for phase in ("readiness", "rehearsal", "cutover", "post"):
-        res = cutover(lab_project, "run", "--env", "local", "--phase", phase)
+    t0 = (datetime.now(timezone.utc) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for phase in ("readiness", "rehearsal", "t-30m", "t0", "t+45m", "t+4h"):
+        if phase == "t-30m":
+            monitoring_green(lab_config(lab_project))  # (Section 2 compressed: what 90 minutes would give)
+        res = cutover(lab_project, "run", "--env", "local", "--phase", phase, "-p", f"t0={t0}")
         assert res.returncode == 0, f"{phase}:\n{res.stdout}\n{res.stderr}"
         run = run_dir_from(res.stdout)
         runs.append(run)
@@ -70,20 +73,27 @@ def test_whole_runbook_on_the_lab(lab_project):
         index = (run / "html" / "index.html").read_text()
         for sid in steps_of(run):
             assert sid in index
-        pictures = {"cutover": "5.web-ui", "post": "7.monitoring"}  # a screenshot, the monitoring chart
+        pictures = {"t0": "5.web-ui", "t+4h": "7.monitoring"}  # a screenshot, the monitoring chart
         if phase in pictures:
             assert f"<figcaption><code>{pictures[phase]}</code>" in index, phase
             assert "<img src='data:image/png;base64," in index  # on the page, offline
+    change = (lab_project / "executed" / "local" / "index.html").read_text()  # the change page: every run
+    for run in runs:
+        assert f"<a href='{run.name}/html/index.html'>" in change
+    assert "<svg" in change and "passed, on the hour" not in change.split("<svg", 1)[0]
     bad = {k: v["outcome"] for k, v in seen.items() if v["outcome"] not in ("passed", "skipped")}
     assert not bad, bad
     for sid in ("1.roles", "1.bridge", "2.timeline", "8.matrix", "2.t-24h.gate-plan", "2.t-24h.offline-kit",
-                "2.t-6h.freeze", "2.t-30m.dashboards", "2.t-30m.go-no-go", "3.scan-submit", "3.wall-time", "8.gate-plan", "4.gate-t0",
+                "2.t-6h.freeze", "2.t-30m.bridge-call", "2.t-30m.dashboards", "2.t-30m.readiness",
+                "2.t-30m.gate-go-no-go", "2.t-30m.go-no-go", "2.t45m.smoke-decision", "2.t45m.announce", "3.scan-submit", "3.wall-time", "8.gate-plan", "4.gate-t0",
                 "4.1.backup-mongo", "4.1.mirror-minio", "4.4.oidc-metadata", "4.4.signer-verify",
                 "4.4.scanner-queue", "4.4.notify-legacy", "5.api-health", "5.scan-submit", "5.runtime-event",
                 "5.signing", "5.attestor-verify", "5.web-ui", "5.decision", "5.gate-post-smoke", "7.monitoring",
                 "7.audit-tokens", "7.audit-scans", "7.audit-attestations", "7.retrospective", "9.log"):
         assert sid in seen, sid
     assert seen["5.decision"]["observed"].startswith("GO")
+    assert "decided at T+" in seen["5.decision"]["observed"]  # minutes since T0 in params, not the first step
+    assert seen["2.t45m.smoke-decision"]["observed"].startswith("GO decided at T+")
     assert seen["2.t-30m.dashboards"]["outcome"] == "passed"  # the lab's Prometheus: nothing red
     # Section 8's record locations, read back from the lab's Jira-shaped ticket stand-in
     fields = ticket_issue(lab_project, "CHG-2025-1027-LAUNCH")["fields"]
@@ -252,13 +262,21 @@ def test_nbval_lax_runs_every_notebook(fresh_lab):
     """nbval executes the committed notebooks cell by cell (lax: outputs are not compared)."""
     root, _ = fresh_lab
     env = {**os.environ, "CUTOVER_ROOT": str(root)}
-    # post-smoke approves one run's smoke results, after them: in JupyterLab a person clicks the
-    # form the gate cell shows; nbval clicks nothing, so its require cell is skipped here
-    smoke = root / "notebooks" / "07_smoke.ipynb"
-    nb = nbformat.read(smoke, as_version=4)
-    (cell,) = [c for c in nb.cells if c.source.strip() == 'approvals.require(rb, "post-smoke")']
-    cell.metadata.setdefault("tags", []).append("nbval-skip")
-    nbformat.write(nb, smoke)
+    # post-smoke and go-no-go are given for one run, at its gate: in JupyterLab a person clicks the
+    # form the gate cell shows; nbval clicks nothing, so their require cells are skipped here (and what
+    # follows them).  T-30m decides on the other slots' runs and T+45m on the T0 run: each notebook
+    # nbval steps through is an interactive run of its own, with neither.
+    skipped = {"07_smoke.ipynb": ['approvals.require(rb, "post-smoke")'],
+               "02d_t-30m.ipynb": ["readiness.go_no_go(rb)", 'approvals.require(rb, "go-no-go")',
+                                   "readiness.announce_go(rb)"],
+               "07b_smoke_deadline.ipynb": ["readiness.announce_smoke(rb, decision)"]}
+    for name, sources in skipped.items():
+        nb = nbformat.read(root / "notebooks" / name, as_version=4)
+        cells = [c for c in nb.cells if c.source.strip() in sources]
+        assert len(cells) == len(sources), name
+        for cell in cells:
+            cell.metadata.setdefault("tags", []).append("nbval-skip")
+        nbformat.write(nb, root / "notebooks" / name)
     order = [p for p in sorted((root / "notebooks").glob("*.ipynb")) if not p.name.startswith("08")]
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
                           "-W", "ignore::DeprecationWarning", "-o", "addopts=", "-o", "filterwarnings=",

@@ -57,9 +57,10 @@ CLI_CASES = [
     ("bad-override", None, ["params", "check", "--env", "prod", "-p", "slo.scan"], 2,
      "-p slo.scan: expected KEY=VALUE with a dotted key"),
     ("unknown-phase", None, ["run", "--env", "local", "--phase", "launch"], 2,
-     "unknown phase 'launch' (choose one of: readiness, rehearsal, cutover, rollback, post (notebooks/phases.yaml))"),
+     "unknown phase 'launch' (choose one of: readiness, t-24h, t-12h, t-6h, rehearsal, t-30m, cutover, smoke-decision, "
+     "rollback, post, or a slot: T-24h, T-12h, T-6h, T-2h, T-30m, T0, T+45m, T+4h (notebooks/phases.yaml))"),
     ("unknown-gate", None, ["approve", "--env", "prod", "--gate", "go", "--role", "cto", "--name", "A", "--record",
-                            "CHG-1"], 2, "unknown gate 'go' for prod (gates: plan, t0, post-smoke, rollback)"),
+                            "CHG-1"], 2, "unknown gate 'go' for prod (gates: plan, t0, post-smoke, rollback, go-no-go)"),
     ("wrong-role", None, ["approve", "--env", "prod", "--gate", "plan", "--role", "intern", "--name", "A", "--record",
                           "CHG-1"], 2, "role 'intern' does not approve gate plan"),
     ("prod-override-of-a-service", None, ["run", "--env", "prod", "--phase", "cutover", "-p",

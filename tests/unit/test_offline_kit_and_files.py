@@ -137,8 +137,8 @@ def registry() -> Iterator[str]:
 
 def kit_run(project: Path, *overrides: str) -> dict[str, dict]:
     env = load_environment("local", project / "params", parse_overrides(list(overrides)))
-    rb = Runbook(env, RunFolder.create(project / "executed", "local", "t"), root=project, notebook="02_readiness.ipynb")
-    ns = run_cells(rb, "02_readiness.ipynb", "2.t-24h.offline-kit", "2.t-24h.kit-image-{i}", "2.t-24h.kit-bundle-{i}")
+    rb = Runbook(env, RunFolder.create(project / "executed", "local", "t"), root=project, notebook="02a_t-24h.ipynb")
+    ns = run_cells(rb, "02a_t-24h.ipynb", "2.t-24h.offline-kit", "2.t-24h.kit-image-{i}", "2.t-24h.kit-bundle-{i}")
     assert "kit" in ns
     return {r["step_id"]: r for r in rb.run.read_ledger() if r.get("kind") == "step"}
 

@@ -19,7 +19,7 @@ def test_every_environment_loads(name):
     assert env.slo.scan == timedelta(minutes=5)
     assert env.slo.ui == timedelta(seconds=2)
     assert env.slo.smoke_deadline == timedelta(minutes=45)
-    assert set(env.approvals.gates) == {"plan", "t0", "post-smoke", "rollback"}
+    assert set(env.approvals.gates) == {"plan", "go-no-go", "t0", "post-smoke", "rollback"}
     assert set(env.secret_stores) >= {"stellaops-prod-core"}
 
 
@@ -180,7 +180,9 @@ PROTECTED = ["name=stage", "tier=stage", "change_ticket=CHG-OTHER", "release=209
              "deploy.helm.kube_context=someone-elses-cluster", "deploy.helm.namespace=other",
              "tools.stellaops_cli=/tmp/evil-cli", "tools.path=[/tmp/evil]", "trust.signer_keys=[/tmp/my-key.pem]",
              "credentials.authority_client_secret=env:OTHER", "backup.mongo.out_dir=/tmp/elsewhere",
-             "smoke.web_pages={}", "tls_verify=false", "timeouts=5"]
+             "smoke.web_pages={}", "tls_verify=false", "timeouts=5",
+             # T0 moves the whole timeline: a -p t0=now would make any hour "on time" (--at-any-time says so instead)
+             "t0=2026-12-01T10:00:00Z", "timeline.enforce=false", "timeline.late=30d"]
 
 
 @pytest.mark.parametrize("pair", PROTECTED)
@@ -191,11 +193,11 @@ def test_prod_refuses_overrides_of_who_approves_what_where_and_whom_to_trust(pai
     assert ei.value.exit_code == 2
     (problem,) = ei.value.problems  # the key as given, or the first key under it
     assert problem.startswith(f"-p {key}") and ": refused: prod's approvals are not waivable, so -p may change " \
-        "only run-time settings (t0, " in problem
+        "only run-time settings (timeouts.*, " in problem
     assert "edit params/prod.yaml instead" in ei.value.hint
 
 
-@pytest.mark.parametrize("pair", ["t0=2026-12-01T10:00:00Z", "timeouts.http=20s", "timeouts={command: 20m}",
+@pytest.mark.parametrize("pair", ["timeouts.http=20s", "timeouts={command: 20m}",
                                   "slo.scan=3m", "monitoring.duration=2h", "bridge.heartbeat=5m",
                                   "deploy.helm.timeout=20m", "deploy.helm.watch=1m"])
 def test_prod_accepts_run_time_overrides(pair):

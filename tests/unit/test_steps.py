@@ -100,6 +100,20 @@ def test_resume_skips_passed_and_refuses_unknown_mutating(make_rb, tmp_path):
     assert calls == [3]
 
 
+def test_a_step_passed_in_the_first_attempt_stays_skipped_on_every_later_resume(make_rb):
+    """A run stopped at a gate twice (a NO-GO, then a GO) is resumed twice: the step that passed in
+    the first attempt is skipped in the second and the third -- it never runs (or posts) again."""
+    rb = make_rb()
+    rb.step("2.t-30m.bridge-call", "a", owner="o", expect="e", mutating=True, action=lambda ctx: "posted")
+    calls = []
+    for _ in range(3):
+        again = make_rb(run=rb.run, resume=True)
+        rec = again.step("2.t-30m.bridge-call", "a", owner="o", expect="e", mutating=True,
+                         action=lambda ctx: calls.append(1))
+        assert rec["outcome"] == "skipped" and rec["observed"].startswith("passed in an earlier attempt")
+    assert calls == []
+
+
 def test_step_shell_logs_artifact(make_rb):
     rb = make_rb()
     rec = rb.step("4.1.net", "net", owner="o", expect="e",

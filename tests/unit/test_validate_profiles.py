@@ -91,7 +91,7 @@ def test_the_cell_passes_when_every_profile_is_ok_and_keeps_the_log(root: Path, 
                                                                      monkeypatch: pytest.MonkeyPatch):
     tools(tmp_path, monkeypatch)
     rb = rb_for(root, "prod")
-    run_cells(rb, "02_readiness.ipynb", "2.t-12h.validate-profiles")
+    run_cells(rb, "02b_t-12h.ipynb", "2.t-12h.validate-profiles")
     rec = record(rb)
     assert rec["outcome"] == "passed" and rec["command"] == SCRIPT
     assert rec["observed"].endswith("7 profiles: 7 ok")
@@ -105,12 +105,12 @@ def test_a_skipped_profile_fails_in_prod_and_passes_named_where_allowed(root: Pa
     tools(tmp_path, monkeypatch, helm=False, library=False)
     rb = rb_for(root, "prod")
     with pytest.raises(StepFailed):
-        run_cells(rb, "02_readiness.ipynb", "2.t-12h.validate-profiles")
+        run_cells(rb, "02b_t-12h.ipynb", "2.t-12h.validate-profiles")
     rec = record(rb)
     assert "prod-helm (helm is not installed): skipped, and every profile must be validated here" in rec["message"]
     assert "install the missing tool" in rec["message"]
     lab = rb_for(root, "local")  # tools.validate_profiles_may_skip: true
-    run_cells(lab, "02_readiness.ipynb", "2.t-12h.validate-profiles")
+    run_cells(lab, "02b_t-12h.ipynb", "2.t-12h.validate-profiles")
     rec = record(lab)
     assert rec["outcome"] == "passed"
     assert "5 ok, skipped: stage-helm (helm is not installed), prod-helm (helm is not installed)" in rec["observed"]
@@ -120,7 +120,7 @@ def test_a_failing_profile_fails_the_step_naming_it(root: Path, tmp_path: Path, 
     tools(tmp_path, monkeypatch, failing="docker-compose.airgap.yaml")
     rb = rb_for(root, "prod")
     with pytest.raises(StepFailed):
-        run_cells(rb, "02_readiness.ipynb", "2.t-12h.validate-profiles")
+        run_cells(rb, "02b_t-12h.ipynb", "2.t-12h.validate-profiles")
     msg = record(rb)["message"]
     assert msg.startswith("expected exit 0; every profile of deploy.profiles validated; observed exit 1")
     assert "observed exit 1; airgap: FAILED (docker compose config: services.web.ports: invalid ip address)" in msg
@@ -132,7 +132,7 @@ def test_a_profile_params_name_but_the_script_never_saw_fails(root: Path, tmp_pa
     (root / "deploy" / "compose" / "docker-compose.mirror.yaml").unlink()
     rb = rb_for(root, "prod")
     with pytest.raises(StepFailed):
-        run_cells(rb, "02_readiness.ipynb", "2.t-12h.validate-profiles")
+        run_cells(rb, "02b_t-12h.ipynb", "2.t-12h.validate-profiles")
     assert "mirror (deploy/compose/docker-compose.mirror.yaml): not reported by the script" in record(rb)["message"]
 
 
@@ -159,7 +159,7 @@ def test_without_a_helm_cli_the_cell_passes_with_the_library_and_keeps_the_rende
     pytest.importorskip("helm_python")
     tools(tmp_path, monkeypatch, helm=False)
     rb = rb_for(root, "prod")
-    run_cells(rb, "02_readiness.ipynb", "2.t-12h.validate-profiles")
+    run_cells(rb, "02b_t-12h.ipynb", "2.t-12h.validate-profiles")
     rec = record(rb)
     assert rec["outcome"] == "passed"
     assert rec["observed"].endswith("7 profiles: 7 ok, Helm library: stage-helm, prod-helm")
@@ -181,7 +181,7 @@ def test_a_helm_profile_the_library_rejects_fails_the_step_naming_it(root: Path,
     values.write_text(values.read_text().replace("web:              {replicas: 1,", "web:              {replicas: one,"))
     rb = rb_for(root, "prod")
     with pytest.raises(StepFailed):
-        run_cells(rb, "02_readiness.ipynb", "2.t-12h.validate-profiles")
+        run_cells(rb, "02b_t-12h.ipynb", "2.t-12h.validate-profiles")
     rec = record(rb)
     assert "observed exit 1; stage-helm: FAILED (kubernetes schema: templates/deployment.yaml: Deployment " \
            "stellaops-web: spec.replicas: 'one' is not of type 'integer', 'null' (Kubernetes 1.37))" in rec["message"]

@@ -47,6 +47,10 @@ def test_the_lab_prometheus_scrapes_every_service_with_stella_ops_metric_names(l
 
 def test_section_7_watch_passes_on_a_healthy_lab_and_keeps_samples_and_chart(clean_lab: LabConfig, tmp_path: Path):
     rb = runbook(clean_lab, tmp_path)
+    with httpx.Client(timeout=5) as http:  # traffic for the 15 s rate window (a lab just started has none)
+        for service in SERVICES:
+            http.get(f"{clean_lab.url(service)}/healthz")
+    time.sleep(2.5)  # scraped (every second)
     res = rb.promql("7.monitoring", "{monitoring.prometheus}", **WATCH, every="1s", during="3s")
     rec = res.record
     assert rec["outcome"] == "passed", rec
