@@ -13,8 +13,8 @@ from ._evidence import utc_now
 from ._params import SecretStore
 from ._steps import Runbook, StepContext
 
-__all__ = ["announce_go", "announce_smoke", "bridge_call", "bridge_reachable", "change_ticket_approved", "freeze_notice", "go_no_go",
-           "secret_stores", "smoke_deadline"]
+__all__ = ["announce_go", "announce_smoke", "bridge_call", "bridge_reachable", "change_ticket_approved", "every_passed",
+           "freeze_notice", "go_no_go", "secret_stores", "smoke_deadline"]
 
 
 def _post(rb: Runbook, ctx: StepContext, text: str, kind: str) -> str:
@@ -65,6 +65,23 @@ def secret_stores(rb: Runbook, section: str = "4.1") -> None:
             from ._helm_steps import secret_store_keys
 
             secret_store_keys(rb, name, store, step_prefix=prefix)
+
+
+def every_passed(rb: Runbook, step_id: str, title: str, *, steps: list[str], owner: str) -> dict[str, Any]:
+    """The verdict over checks that each run to the end (``required=False``, so every one is
+    checked and reported): passed when the latest record of every step of this run whose id is one
+    of ``steps`` (or starts with one ending in ``-``) passed; otherwise failed, naming each."""
+    def mine(sid: str) -> bool:
+        return any(sid == p or (p.endswith("-") and sid.startswith(p)) for p in steps)
+
+    def act(ctx: StepContext) -> str:
+        latest = {r["step_id"]: r for r in rb.run.read_ledger() if r.get("kind") == "step" and mine(r["step_id"])}
+        ctx.check(bool(latest), f"none of {', '.join(steps)} ran in this run")
+        bad = [f"{sid} {r['outcome']}" for sid, r in latest.items() if r["outcome"] not in ("passed", "skipped")]
+        ctx.check(not bad, "; ".join(bad))
+        return f"all {len(latest)} passed: {', '.join(latest)}"
+
+    return rb.step(step_id, title, owner=owner, expect=f"every one of {', '.join(steps)} passed", action=act)
 
 
 def freeze_notice(rb: Runbook) -> dict[str, Any]:

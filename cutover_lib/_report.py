@@ -18,6 +18,8 @@ from ._secrets import mask
 __all__ = ["HtmlExports", "export_notebook_html", "render_notebook_html", "write_index"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
+#: cells the HTML of an executed notebook leaves out (mechanics, not the runbook)
+HIDDEN_TAGS = ("parameters", "injected-parameters", "setup")
 
 
 @lru_cache(maxsize=1)
@@ -46,7 +48,13 @@ def _exporter() -> Any:
             body, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
             return _accessible(body), resources
 
-    exporter = OfflineExporter(template_name="cutover_offline", extra_template_basedirs=[str(_TEMPLATES)])
+    from traitlets.config import Config
+
+    # the record reads as the runbook: the parameters (the run's manifest and ledger hold them), the
+    # injected parameters and the setup / close cells (tag "setup") are left out of the HTML
+    hidden = Config({"TagRemovePreprocessor": {"enabled": True, "remove_cell_tags": list(HIDDEN_TAGS)}})
+    exporter = OfflineExporter(template_name="cutover_offline", extra_template_basedirs=[str(_TEMPLATES)],
+                               config=hidden)
     cache = _template_cache()
     if cache is not None:
         exporter.environment.bytecode_cache = cache

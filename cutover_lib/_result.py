@@ -14,7 +14,7 @@ from ._template import Missing
 if TYPE_CHECKING:  # pragma: no cover
     from ._steps import StepContext
 
-__all__ = ["Check", "NamedCheck", "Result"]
+__all__ = ["Check", "NamedCheck", "Result", "StepRecord"]
 
 Check = Callable[["StepContext", "Result"], "str | None"]
 
@@ -62,6 +62,17 @@ class Result:
 
     def __repr__(self) -> str:
         return f"<Result {self.step_id} {self.outcome}>"
+
+    def _ipython_display_(self) -> None:
+        """As a cell's last value: nothing -- the step's card is already there (``print(res)`` shows it)."""
+
+
+class StepRecord(dict):  # type: ignore[type-arg]
+    """A step's ledger record, as ``rb.step`` returns it.  As a cell's last value it shows nothing:
+    the step's card is already there, not 25 lines of its record (``print(rec)`` or ``dict(rec)``)."""
+
+    def _ipython_display_(self) -> None:
+        pass
 
 
 class NamedCheck:

@@ -39,6 +39,7 @@ from ._files import require_files
 from ._params import Environment, load_environment, parse_overrides
 from ._secrets import mask
 from ._shell import CommandResult, render, run_command
+from ._result import StepRecord
 
 __all__ = ["STEP_MIMETYPE", "NotApplicable", "Runbook", "StepContext", "Waived"]
 
@@ -264,7 +265,7 @@ class Runbook(Actions, PromqlVerbs):
             raise OutcomeUnknown(f"step {step_id} failed: {message}", step_id=step_id) from None
         if outcome == "failed" and required:
             raise StepFailed(f"step {step_id} failed: {message}", step_id=step_id) from None
-        return saved
+        return StepRecord(saved)
 
     def close(self) -> None:
         """End of a notebook.  An interactive run (stepping through in JupyterLab) is sealed here

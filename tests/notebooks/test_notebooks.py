@@ -70,6 +70,10 @@ def test_whole_runbook_on_the_lab(lab_project):
         runs.append(run)
         assert cutover(lab_project, "verify", str(run)).returncode == 0
         seen.update(steps_of(run))
+        for nb_path in (run / "notebooks").glob("*.ipynb"):  # a step cell shows its card, not its record's repr
+            values = [o for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == "code"
+                      for o in c.outputs if o.output_type == "execute_result"]
+            assert not values, (nb_path.name, values[:1])
         index = (run / "html" / "index.html").read_text()
         for sid in steps_of(run):
             assert sid in index

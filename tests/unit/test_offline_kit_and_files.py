@@ -16,6 +16,7 @@ from nb_helpers import run_cells
 from stellaops_lab.offline_kit import publish
 from typer.testing import CliRunner
 
+from cutover_lib._errors import StepFailed
 from cutover_lib._evidence import RunFolder
 from cutover_lib._files import named_files
 from cutover_lib._params import available_environments, load_environment, parse_overrides
@@ -138,8 +139,11 @@ def registry() -> Iterator[str]:
 def kit_run(project: Path, *overrides: str) -> dict[str, dict]:
     env = load_environment("local", project / "params", parse_overrides(list(overrides)))
     rb = Runbook(env, RunFolder.create(project / "executed", "local", "t"), root=project, notebook="02a_t-24h.ipynb")
-    ns = run_cells(rb, "02a_t-24h.ipynb", "2.t-24h.offline-kit", "2.t-24h.kit-image-{i}", "2.t-24h.kit-bundle-{i}")
-    assert "kit" in ns
+    try:
+        run_cells(rb, "02a_t-24h.ipynb", "2.t-24h.offline-kit", "2.t-24h.kit-image-{i}", "2.t-24h.kit-bundle-{i}",
+                  "2.t-24h.kit-verified")
+    except StepFailed:  # the verdict: a kit with any failed item fails T-24h
+        pass
     return {r["step_id"]: r for r in rb.run.read_ledger() if r.get("kind") == "step"}
 
 
@@ -152,7 +156,7 @@ def test_a_good_kit_passes_image_by_digest_and_bundle_by_checksum(project: Path,
     kit_of(project, registry)
     st = kit_run(project, f"offline_kit.registry={registry}")
     assert [s for s in st if s.startswith("2.t-24h.kit")] == ["2.t-24h.kit-image-1", "2.t-24h.kit-bundle-1",
-                                                               "2.t-24h.kit-bundle-2"]
+                                                               "2.t-24h.kit-bundle-2", "2.t-24h.kit-verified"]
     assert all(r["outcome"] == "passed" for r in st.values()), st
     assert st["2.t-24h.kit-image-1"]["command"] == f"GET {registry}/v2/stellaops/lab/manifests/2025.09.2"
     assert "Docker-Content-Digest: sha256:" in st["2.t-24h.kit-image-1"]["observed"]
@@ -170,6 +174,9 @@ def test_a_re_pushed_image_a_changed_bundle_and_another_release_each_fail(projec
     assert "header Docker-Content-Digest is 'sha256:" in image["message"]
     assert bundle["outcome"] == "failed" and doc["bundles"][0]["sha256"] in bundle["message"]
     assert st["2.t-24h.kit-bundle-2"]["outcome"] == "passed"  # every item is checked and reported
+    verdict = st["2.t-24h.kit-verified"]  # ... and the slot fails naming each failed one
+    assert verdict["outcome"] == "failed"
+    assert verdict["message"].endswith("observed 2.t-24h.kit-image-1 failed; 2.t-24h.kit-bundle-1 failed")
 
     doc["release"] = "2025.09.1"
     kit.write_text(json.dumps(doc))
@@ -190,4 +197,5 @@ def test_a_missing_manifest_fails_the_kit_step_and_checks_nothing_else(project: 
     st = kit_run(project)
     assert st["2.t-24h.offline-kit"]["outcome"] == "failed"
     assert "No such file" in st["2.t-24h.offline-kit"]["message"]
-    assert list(st) == ["2.t-24h.offline-kit"]
+    assert list(st) == ["2.t-24h.offline-kit", "2.t-24h.kit-verified"]
+    assert st["2.t-24h.kit-verified"]["message"].endswith("observed 2.t-24h.offline-kit failed")

@@ -81,3 +81,41 @@ def test_an_unwritable_cache_costs_time_never_the_export(tmp_path, monkeypatch):
     finally:
         (blocked / "stellaops-cutover" / "jinja").chmod(0o700)
     assert "plain output" in out.read_text()
+
+
+def test_the_record_leaves_out_parameters_injected_parameters_and_setup_cells(tmp_path):
+    """Issue 14, item 5: an executed notebook's HTML reads as the runbook -- the cells tagged
+    parameters, injected-parameters and setup (Runbook.open, rb.close) are not in it."""
+    nb = nbformat.v4.new_notebook()
+    cells = [("parameters", 'env = "local"  # PARAMS-CELL'), ("injected-parameters", 'env = "prod"  # INJECTED-CELL'),
+             ("setup", "rb = Runbook.open(env)  # SETUP-CELL"), (None, 'rb.sh("5.api-health", "GET x")  # STEP-CELL'),
+             ("setup", "rb.close()  # CLOSE-CELL")]
+    for tag, src in cells:
+        cell = nbformat.v4.new_code_cell(src)
+        if tag:
+            cell.metadata["tags"] = [tag]
+        nb.cells.append(cell)
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    body = _report.render_notebook_html(str(tmp_path / "nb.ipynb"))
+    assert "STEP-CELL" in body
+    for hidden in ("PARAMS-CELL", "INJECTED-CELL", "SETUP-CELL", "CLOSE-CELL"):
+        assert hidden not in body, hidden
+
+
+def test_every_committed_notebook_tags_its_setup_and_close_cells():
+    """What the record hides is tagged in the notebooks themselves (JupyterLab shows the tags)."""
+    for path in sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        setup = [c for c in nb.cells if c.cell_type == "code" and "setup" in c.metadata.get("tags", [])]
+        assert len(setup) == 2 and "Runbook.open(" in setup[0].source and setup[1].source.startswith("rb.close()"), \
+            path.name
+
+
+def test_a_step_cells_value_shows_nothing_beside_its_card():
+    """Issue 14, item 5: no raw record dict after a step card: a step's record and a Result show
+    nothing as a cell's last value (IPython calls _ipython_display_ instead of printing them)."""
+    from cutover_lib._result import Result, StepRecord
+
+    rec = StepRecord({"step_id": "5.decision", "outcome": "passed"})
+    assert rec["outcome"] == "passed" and isinstance(rec, dict)
+    assert rec._ipython_display_() is None and Result("5.api-health")._ipython_display_() is None

@@ -88,11 +88,11 @@ def test_prod_t0_far_from_now_is_refused_before_any_evidence(project: Path):
     assert "error: slot T0 (cutover) of prod is planned at 2025-10-27 14:00 UTC" in res.output
     assert "--at-any-time" in res.output and "Traceback" not in res.output
     assert not (project / "executed" / "prod").exists() or not any((project / "executed" / "prod").iterdir())
-    # --at-any-time gets past the clock, and then T0 in prod needs the T-30m GO of this release
+    # --at-any-time gets past the clock, and then T0 in prod needs what comes before it: the T-2h
+    # stage rehearsal, then the T-30m GO (tests/notebooks/test_helm_phases.py runs both for real)
     res = CliRunner().invoke(app, ["run", "--env", "prod", "--phase", "t0", "--at-any-time", "--root", str(project)])
     assert res.exit_code == 3, res.output
-    assert "needs the T-30m go/no-go of release 2025.09.2 to be GO: none was run" in res.output
-    assert "cutover run --env prod --phase t-30m" in res.output
+    assert "no passed stage rehearsal of release 2025.09.2" in res.output
 
 
 def fake_run(root: Path, env: str, phase: str, started: datetime, **manifest) -> Path:
