@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
-__all__ = ["Duration", "UtcTime", "format_duration", "parse_duration"]
+__all__ = ["Duration", "UtcTime", "format_duration", "parse_duration", "spoken_duration"]
 
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -34,6 +34,15 @@ def format_duration(td: timedelta) -> str:
         if n >= 1 and n == int(n):
             return f"{int(n)}{unit}"
     return f"{int(round(s * 1000))}ms"
+
+
+def spoken_duration(td: timedelta) -> str:
+    """A span as people say it, to the unit that matters: ``398d 10h``, ``2h 05m``, ``12m``, ``1m 05s``, ``40s``."""
+    s = int(abs(td.total_seconds()))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return f"{d}d {h}h" if d else f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if s else f"{m}m") if m else f"{s}s"
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, when_used="json")]

@@ -24,12 +24,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from ._durations import spoken_duration
 from ._errors import CutoverError
 from ._evidence import RunFolder
 from ._models import Bridge as BridgeParams
@@ -96,10 +97,7 @@ def _counts_line(counts: dict[str, int]) -> str:
 
 
 def _elapsed(seconds: float) -> str:
-    s = int(max(seconds, 0))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}h {m:02d}m" if h else (f"{m}m {sec:02d}s" if m else f"{sec}s")
+    return spoken_duration(timedelta(seconds=max(seconds, 0)))
 
 
 def phase_started(env: Environment, phase: str, run_id: str, dry_run: bool) -> Message:

@@ -190,6 +190,37 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table>{f'<tr>{head}</tr>' if any(headers) else ''}{body}</table>"
 
 
+def _anchors(steps: list[dict[str, Any]]) -> dict[Any, str]:
+    """Ledger seq -> the row's anchor, unique in the page (``step-<id>``, then ``step-<id>-2`` ...)."""
+    seen: dict[str, int] = {}
+    out: dict[Any, str] = {}
+    for s in steps:
+        n = seen[s["step_id"]] = seen.get(s["step_id"], 0) + 1
+        out[s.get("seq")] = f"step-{s['step_id']}" + (f"-{n}" if n > 1 else "")
+    return out
+
+
+def _sections(run: RunFolder, by_section: dict[str, list[dict[str, Any]]], anchors: dict[Any, str]) -> list[str]:
+    """Each section's table of steps (and its pictures), in the order the run reached it."""
+    e = html.escape
+    out = []
+    for sec, mine in by_section.items():
+        rows = []
+        for s in mine:
+            detail = s.get("message") or s.get("observed") or ""
+            rows.append([
+                f"<code id=\"{e(anchors.get(s.get('seq'), 'step-' + s['step_id']))}\">{e(s['step_id'])}</code>",
+                e(s["title"]), e(str(s.get("owner", ""))), _badge(s["outcome"]),
+                e(s.get("started", "")[11:19]), f"{s.get('duration_s', 0):.2f}s",
+                f"<code>{e(s.get('command') or '')}</code>", e(str(s.get("expect", ""))), e(detail),
+                " ".join(f'<a href="../{e(a)}">{e(Path(a).name)}</a>' for a in s.get("artifacts", [])),
+            ])
+        out.append(f"<h3>Section {e(sec)}</h3>" + _table(
+            ["Step", "Title", "Owner", "Outcome", "Start", "Took", "Command / request", "Expected",
+             "Observed", "Artifacts"], rows) + _pictures(run, mine))
+    return out
+
+
 def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[tuple[str, str]] | None = None) -> Path:
     """Write ``html/index.html``: the run summary, extra sections (timeline, approvals,
     rehearsal log; already-escaped HTML) and the table of every step by section."""
@@ -200,16 +231,17 @@ def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[t
     counts: dict[str, int] = {}
     for s in steps:
         counts[s["outcome"]] = counts.get(s["outcome"], 0) + 1
+    anchors = _anchors(steps)  # step-<id>; a step again in a later attempt: step-<id>-<n>
     root = next((r for r in steps if r["outcome"] == "failed"), None)  # the first failure: what went wrong
     not_run = [r for r in steps if r["outcome"] in ("skipped", "waived")]  # each with its reason, up front
     summary = _table(["", ""], [
         ["Run", f"<code>{e(run.run_id)}</code>"],
         ["Environment / phase", f"{e(str(manifest.get('env')))} / {e(str(manifest.get('phase')))}"],
         ["Outcome", _badge(outcome) + (f" {e(manifest.get('reason', ''))}" if manifest.get("reason") else "")],
-        *([["Root failure", f'<a href="#step-{e(root["step_id"])}"><code>{e(root["step_id"])}</code></a> '
+        *([["Root failure", f'<a href="#{e(anchors.get(root.get("seq"), "step-" + root["step_id"]))}"><code>{e(root["step_id"])}</code></a> '
                             f'{e(root["title"])}: {e(root.get("message") or "")}']] if root else []),
         *([["Skipped / waived", "<br>".join(
-            f'{_badge(r["outcome"])} <a href="#step-{e(r["step_id"])}"><code>{e(r["step_id"])}</code></a> '
+            f'{_badge(r["outcome"])} <a href="#{e(anchors.get(r.get("seq"), "step-" + r["step_id"]))}"><code>{e(r["step_id"])}</code></a> '
             f'{e(str(r.get("observed") or ""))}' for r in not_run)]] if not_run else []),
         ["Release", e(str(manifest.get("release", "")))],
         ["Operator", e(str(manifest.get("operator", "")))],
@@ -221,27 +253,21 @@ def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[t
         ["Notebooks", " · ".join(f'<a href="{e(Path(n).stem)}.html">{e(Path(n).name)}</a>'
                                  for n in manifest.get("notebooks", []))],
     ])
-    by_section: dict[str, list[dict[str, Any]]] = {}
-    for s in steps:
-        by_section.setdefault(str(s.get("section", "?")), []).append(s)
-
-    def sort_key(sec: str) -> list[int]:
-        return [int(p) if p.isdigit() else 0 for p in sec.split(".")]
-
+    # sections in the order the run reached them; a resumed run's attempts one after another
+    attempts: list[tuple[str, list[dict[str, Any]]]] = [("", [])]
+    for r in records:
+        if r.get("kind") == "run-resume":
+            attempts.append((f"Attempt {len(attempts) + 1}: resumed {str(r.get('ts', ''))[:19]}Z", []))
+        elif r.get("kind") == "step":
+            attempts[-1][1].append(r)
     step_html = []
-    for sec in sorted(by_section, key=sort_key):
-        rows = []
-        for s in by_section[sec]:
-            detail = s.get("message") or s.get("observed") or ""
-            rows.append([
-                f"<code id=\"step-{e(s['step_id'])}\">{e(s['step_id'])}</code>", e(s["title"]), e(str(s.get("owner", ""))), _badge(s["outcome"]),
-                e(s.get("started", "")[11:19]), f"{s.get('duration_s', 0):.2f}s",
-                f"<code>{e(s.get('command') or '')}</code>", e(str(s.get("expect", ""))), e(detail),
-                " ".join(f'<a href="../{e(a)}">{e(Path(a).name)}</a>' for a in s.get("artifacts", [])),
-            ])
-        step_html.append(f"<h3>Section {e(sec)}</h3>" + _table(
-            ["Step", "Title", "Owner", "Outcome", "Start", "Took", "Command / request", "Expected",
-             "Observed", "Artifacts"], rows) + _pictures(run, by_section[sec]))
+    for heading, mine in attempts if len(attempts) > 1 else attempts[:1]:
+        if len(attempts) > 1:
+            step_html.append(f"<h3 class='attempt'>{e(heading or 'Attempt 1')}</h3>")
+        by_section: dict[str, list[dict[str, Any]]] = {}
+        for s in mine:
+            by_section.setdefault(str(s.get("section", "?")), []).append(s)
+        step_html += _sections(run, by_section, anchors)
     extra = "".join(f"<h2>{e(title)}</h2>{body}" for title, body in (extra_sections or []))
     doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
            f"<title>Cutover run {e(run.run_id)}</title><style>{_CSS}</style></head><body>"
@@ -277,6 +303,9 @@ def _pictures(run: RunFolder, steps: list[dict[str, Any]]) -> str:
 
 def index_sections(run: RunFolder, env: Any, root: Path) -> list[tuple[str, str]]:
     """The extra sections of ``index.html``: timeline planned vs actual, approvals, decisions."""
+    from datetime import datetime
+
+    from ._run_chart import run_timeline_svg
     from ._timeline import actual_times, schedule
 
     e = html.escape
@@ -293,8 +322,15 @@ def index_sections(run: RunFolder, env: Any, root: Path) -> list[tuple[str, str]
         cls = " class='breach'" if act and act["breach"] else ""
         rows.append([e(item["label"]), e(item["planned"].strftime("%Y-%m-%d %H:%M Z")), e(shown),
                      f"<span{cls}>{e(note)}</span>", e(item["activity"]), e(item["owner"])])
+    marks: dict[datetime, str] = {}  # the lines of the picture: the slot's hour; T0 and the deadline at T0
+    if slot and slot.get("planned"):
+        marks[datetime.fromisoformat(slot["planned"])] = f"planned ({slot['slot']})"
+    if slot and slot.get("slot") in ("T0", "T+45m"):
+        marks.setdefault(env.t0, "T0")
+        marks[env.t0 + env.slo.smoke_deadline] = f"T+{int(env.slo.smoke_deadline.total_seconds() // 60)}m deadline"
     sections = [("Timeline (Section 2): planned vs actual",
-                 _table(["When", "Planned (UTC)", "Actual (UTC)", "Deadline", "Activity", "Owner"], rows))]
+                 _table(["When", "Planned (UTC)", "Actual (UTC)", "Deadline", "Activity", "Owner"], rows)
+                 + run_timeline_svg(records, [(label, t) for t, label in marks.items()]))]
     approvals = [r for r in records if r.get("kind") in ("approval", "waiver", "gate")]
     if approvals:
         sections.append(("Approvals relied on (Section 8)", _table(

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ._durations import format_duration, spoken_duration
 from ._errors import UsageError
 from ._evidence import utc_now
 from ._phases import load_phases, load_slots
@@ -42,15 +43,6 @@ class Slot:
     planned: datetime
     activity: str
     owner: str
-
-
-def _span(td: timedelta) -> str:
-    """A duration as people say it: 398d 10h, 2h 05m, 12m, 40s."""
-    s = int(abs(td.total_seconds()))
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    return f"{d}d {h}h" if d else f"{h}h {m:02d}m" if h else f"{m}m" if m else f"{s}s"
 
 
 def slot_name(label: str) -> str:
@@ -103,15 +95,15 @@ def check_on_time(root: Path, env: "Environment", phase: str, *, at_any_time: bo
         planned = env.t0 + next(a.offset for a in ACTIVITIES if a.label == label)
         off = now - planned
         on_time = -env.timeline.early <= off <= env.timeline.late
-        when = (f"{_span(-off)} early" if off.total_seconds() < 0 else f"{_span(off)} late")
+        when = f"{spoken_duration(off)} {'early' if off.total_seconds() < 0 else 'late'}"
         rec.update(planned=planned.isoformat(), off_by_s=round(off.total_seconds(), 1), on_time=on_time,
                    note=f"slot {label} planned {planned:%Y-%m-%d %H:%M} UTC; started {when}"
-                        + ("" if on_time else f" (outside -{_span(env.timeline.early)} / "
-                                              f"+{_span(env.timeline.late)})"))
+                        + ("" if on_time else f" (outside -{format_duration(env.timeline.early)} / "
+                                              f"+{format_duration(env.timeline.late)})"))
         why = (f"slot {label} ({phase}) of {env.name} is planned at {planned:%Y-%m-%d %H:%M} UTC "
                f"(T0 {env.t0:%Y-%m-%d %H:%M} UTC); now is {when}")
-        fix = (f"run it at its hour (it may start {_span(env.timeline.early)} early to "
-               f"{_span(env.timeline.late)} late), fix t0 in params/{env.name}.yaml, or say --at-any-time "
+        fix = (f"run it at its hour (it may start {format_duration(env.timeline.early)} early to "
+               f"{format_duration(env.timeline.late)} late), fix t0 in params/{env.name}.yaml, or say --at-any-time "
                "(recorded)")
         if on_time:
             return rec

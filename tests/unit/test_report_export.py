@@ -119,3 +119,44 @@ def test_a_step_cells_value_shows_nothing_beside_its_card():
     rec = StepRecord({"step_id": "5.decision", "outcome": "passed"})
     assert rec["outcome"] == "passed" and isinstance(rec, dict)
     assert rec._ipython_display_() is None and Result("5.api-health")._ipython_display_() is None
+
+
+def _step(seq: int, sid: str, section: str, outcome: str, started: str, notebook: str = "04_preflight.ipynb"):
+    return {"seq": seq, "kind": "step", "step_id": sid, "section": section, "title": sid, "outcome": outcome,
+            "started": f"2026-03-02T12:{started}Z", "ended": f"2026-03-02T12:{started}Z", "duration_s": 1.0,
+            "notebook": notebook, "message": "boom" if outcome == "failed" else "", "observed": "ok"}
+
+
+def test_sections_in_run_order_and_a_resumed_runs_attempts_one_after_another(tmp_path):
+    """Issue 14, item 1: the gates of Section 8 that T0 runs first come first (not sorted after 4 and
+    5); a resume starts a new attempt, and a step in both attempts has a row (and an anchor) in each."""
+    from cutover_lib._evidence import RunFolder
+
+    run = RunFolder.create(tmp_path / "executed", "local", "cutover")
+    for rec in (_step(1, "8.gate-plan", "8", "passed", "00:01"), _step(2, "4.1.backup", "4.1", "failed", "00:02"),
+                {"kind": "run-resume"}, _step(4, "8.gate-plan", "8", "skipped", "05:01"),
+                _step(5, "4.1.backup", "4.1", "passed", "05:02"), _step(6, "5.api-health", "5", "passed", "05:03")):
+        run.append(rec)
+    body = _report.write_index(run, {"env": "local", "phase": "cutover", "outcome": "passed"}).read_text()
+    headings = re.findall(r"<h3[^>]*>([^<]+)</h3>", body)
+    assert headings[0] == "Attempt 1" and headings[1:3] == ["Section 8", "Section 4.1"]
+    assert headings[3].startswith("Attempt 2: resumed ") and headings[4:] == ["Section 8", "Section 4.1", "Section 5"]
+    assert body.count('id="step-4.1.backup"') == 1 and 'id="step-4.1.backup-2"' in body
+    assert '<a href="#step-4.1.backup"><code>4.1.backup</code></a>' in body  # the root failure: attempt 1's row
+
+
+def test_the_run_picture_draws_notebooks_steps_and_the_t0_deadline_lines():
+    from datetime import datetime, timezone
+
+    from cutover_lib._run_chart import run_timeline_svg
+
+    records = [_step(1, "4.1.backup", "4.1", "passed", "00:01"),
+               _step(2, "5.api-health", "5", "failed", "50:00", notebook="07_smoke.ipynb")]
+    t0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+    svg = run_timeline_svg(records, [("T0", t0), ("T+45m deadline", t0.replace(minute=45)),
+                                     ("planned (T-30m)", t0.replace(hour=11, minute=30))])
+    assert svg.count("<text x='4'") == 2 and ">04_preflight.ipynb<" in svg and ">07_smoke.ipynb<" in svg
+    assert "fill='#cf222e'><title>5.api-health failed" in svg
+    assert ">T+45m deadline</text>" in svg and ">T0</text>" in svg  # inside the run: lines
+    assert "Not in this picture: planned (T-30m) 2026-03-02 11:30 UTC (30m 01s before this run)." in svg
+    assert run_timeline_svg([], []) == ""
