@@ -112,7 +112,6 @@ def test_a_slow_t0_run_alarms_the_bridge_at_t30m_and_t45m(lab_project):
     assert "The T+45m smoke deadline has passed" in alarms[1]
     running = alarms[1].split("still running: ", 1)[1].split(". ", 1)[0]
     assert running.startswith(("4.", "5.", "04_", "05_", "06_", "07_")), running  # a step or notebook of T0
-    assert running.split(", after ")[-1][:2] in ("4.", "5."), running  # and where in it
     run = Path(next(x for x in res.stdout.splitlines() if x.startswith("evidence: ")).split(": ", 1)[1])
     records = [json.loads(x) for x in (run / "ledger.jsonl").read_text().splitlines()]
     assert [r["at"] for r in records if r["kind"] == "deadline-alarm"] == ["T+30m", "T+45m"]
