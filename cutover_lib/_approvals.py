@@ -32,7 +32,7 @@ from ._lock import checked_name
 from ._params import Environment
 from ._steps import Runbook, StepContext, Waived
 
-__all__ = ["ApprovalStore", "gate", "gate_status", "pending_approvals", "person", "require"]
+__all__ = ["ApprovalStore", "GateForm", "gate", "gate_status", "pending_approvals", "person", "require"]
 
 
 def person(name: str) -> str:
@@ -215,7 +215,8 @@ def _status_html(st: GateStatus, title: str) -> str:
 
 
 def gate(rb: Runbook, gate_name: str) -> Any:
-    """Show the gate's approvals; in JupyterLab also the approval form.  Never blocks."""
+    """Show the gate's approvals; in JupyterLab the approval form instead, which holds the same
+    table and refreshes it after each decision.  Never blocks."""
     g = rb.env.approvals.gates[gate_name]
     try:
         st = gate_status(rb, gate_name)
@@ -223,22 +224,36 @@ def gate(rb: Runbook, gate_name: str) -> Any:
         rb.show_html(f"<p style='color:#cf222e'><b>Gate {html.escape(gate_name)}:</b> {html.escape(exc.one_line())}</p>",
                      f"gate {gate_name}: {exc.one_line()}")
         return None
-    rb.show_html(_status_html(st, g.title), f"gate {gate_name}: missing {', '.join(st.missing) or 'none'}")
     if not rb.interactive or not rb._display:
+        rb.show_html(_status_html(st, g.title), f"gate {gate_name}: missing {', '.join(st.missing) or 'none'}")
         return None
     return approval_form(rb, gate_name)
 
 
-def approval_form(rb: Runbook, gate_name: str) -> Any:
-    """The ipywidgets form.  Its callbacks record the decision and nothing else."""
+class GateForm:
+    """A gate's approval form as :func:`approval_form` shows it (once): its buttons, fields and
+    status table, for code that fills it in.  As a cell's value it shows nothing more."""
+
+    def __init__(self, widget: Any, approve: Any, reject: Any, fields: dict[str, Any], status: Any) -> None:
+        self.widget, self.approve_button, self.reject_button = widget, approve, reject
+        self.fields, self.status = fields, status
+
+    def _ipython_display_(self) -> None:
+        pass  # (displayed by approval_form; the cell's value would show it a second time)
+
+
+def approval_form(rb: Runbook, gate_name: str) -> GateForm:
+    """The ipywidgets form with the gate's status table on top.  Its callbacks record the decision
+    and refresh the table, nothing else."""
     import ipywidgets as w
     from IPython.display import display
 
     g = rb.env.approvals.gates[gate_name]
+    status = w.HTML(_status_html(gate_status(rb, gate_name), g.title))
     name = w.Text(description="Name")
     role = w.Dropdown(options=list(g.roles), description="Role")
-    record = w.Text(description="Record", value=rb.env.change_ticket if gate_name != "rollback"
-                    else (rb.env.incident_ticket or ""))
+    record = w.Text(description="Record", value=g.record if g.record.startswith("#") else
+                    rb.env.change_ticket if gate_name != "rollback" else (rb.env.incident_ticket or ""))
     comment = w.Textarea(description="Comment")
     approve_b = w.Button(description="Approve", button_style="success")
     reject_b = w.Button(description="Reject", button_style="danger")
@@ -254,18 +269,18 @@ def approval_form(rb: Runbook, gate_name: str) -> Any:
             out.value = f"<span style='color:#cf222e'>{html.escape(exc.one_line())}</span>"
             return
         rb.record(rec["kind"], **{k: v for k, v in rec.items() if k not in ("kind", "seq", "ts", "prev", "sha256")})
+        status.value = _status_html(gate_status(rb, gate_name), g.title)
         out.value = (f"<span style='color:#1a7f37'>{html.escape(decision)}d by {html.escape(rec['name'])} as "
                      f"{html.escape(rec['role'])}; run the next cell to continue</span>")
 
     approve_b.on_click(lambda _b: decide("approve"))
     reject_b.on_click(lambda _b: decide("reject"))
-    form = w.VBox([w.HTML(f"<b>Approve gate {html.escape(gate_name)}: {html.escape(g.title)}</b> "
-                          f"(needs {html.escape(' + '.join(g.roles))})"), name, role, record, comment,
+    form = w.VBox([status, w.HTML(f"<b>Approve gate {html.escape(gate_name)}: {html.escape(g.title)}</b> "
+                                  f"(needs {html.escape(' + '.join(g.roles))})"), name, role, record, comment,
                    w.HBox([approve_b, reject_b]), out])
     display(form)
-    form.approve_button, form.reject_button = approve_b, reject_b  # type: ignore[attr-defined]
-    form.fields = {"name": name, "role": role, "record": record, "comment": comment}  # type: ignore[attr-defined]
-    return form
+    return GateForm(form, approve_b, reject_b, {"name": name, "role": role, "record": record, "comment": comment},
+                    status)
 
 
 def require(rb: Runbook, gate_name: str, *, section: str | None = None) -> dict[str, Any]:

@@ -61,6 +61,12 @@ def _runs(folder: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _took(m: dict[str, Any]) -> float:
+    """Seconds from a run's start to its end, over every attempt (``duration_s`` is the last one's)."""
+    start, end = _when(m.get("started")), _when(m.get("ended"))
+    return (end - start).total_seconds() if start and end else float(m.get("duration_s") or 0)
+
+
 def _off(minutes: float) -> str:
     m = abs(minutes)
     size = f"{m / 1440:.0f}d" if m >= 2880 else f"{m / 60:.1f}h" if m >= 120 else f"{m:.0f}m"
@@ -125,14 +131,14 @@ def _write(root: Path, env: "Environment") -> Path:
     e = html.escape
     rows, slots = [], slot_table(root, env)
     for slot in slots:
-        newest = next((r for r in runs if r["slot"] and r["slot"].get("slot") == slot.label
+        newest = next((r for r in runs if r["slot"] and slot.label in (r["slot"].get("slot"), *r["slot"].get("covers", []))
                        and r["manifest"].get("release") == env.release and not r["manifest"].get("dry_run")), None)
         row: dict[str, Any] = {"label": slot.label, "planned": f"{slot.planned:%d %H:%M}", "start": None}
         if newest is not None:
             m = newest["manifest"]
             started = _when(m.get("started")) or slot.planned
             row.update(start=(started - slot.planned).total_seconds() / 60, outcome=m.get("outcome", "running"),
-                       duration=float(m.get("duration_s") or 0) / 60,
+                       duration=_took(m) / 60,
                        title=f"{newest['path'].name}: {m.get('outcome')} ({m.get('duration_s', '?')} s)")
         rows.append(row)
     table = []
@@ -144,7 +150,7 @@ def _write(root: Path, env: "Environment") -> Path:
         table.append([link, e(str(m.get("phase", ""))), e(str(slot.get("slot") or "")),
                       e(str(slot.get("planned", ""))[:16].replace("T", " ")), e(str(m.get("started", ""))[:19].replace("T", " ")),
                       e(when), _badge(str(m.get("outcome", "running"))),
-                      e(f"{m['duration_s']:.0f} s" if isinstance(m.get("duration_s"), (int, float)) else ""),
+                      e(f"{_took(m):.0f} s" if m.get("ended") else ""),
                       e(str(m.get("release", ""))) + (" (plan)" if m.get("dry_run") else "")])
     doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Change {e(env.change_ticket)} on "
            f"{e(env.name)}</title><style>{_CSS}</style></head><body>"

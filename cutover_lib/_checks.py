@@ -43,7 +43,11 @@ def decision(rb: Runbook, step_id: str, *, smoke: Sequence[str]) -> dict[str, An
     when = f"T+{since:.0f}m" if abs(since) < 24 * 60 else f"{since / 1440:+.0f} days from T0"
 
     def act(ctx: StepContext) -> str:
-        ctx.check(not failed, f"{reason} ({when}) -> trigger rollback (Section 6)")
+        if failed:  # the card points to what comes next: the rollback's record and this run's folder
+            ctx.data["next"] = [["Rollback (Section 6): 08_rollback", "08_rollback.html"],
+                                [f"Run folder {rb.run.run_id}", "../"]]
+        ctx.check(not failed, f"{reason} ({when}) -> trigger rollback (Section 6): notebooks/08_rollback.ipynb runs "
+                              f"next in this run ({rb.run.run_id})")
         return f"GO: {reason}; decided at {when} (deadline T+{limit:.0f}m)"
 
     return rb.step(step_id, "Go / rollback decision", owner="Cutover lead",

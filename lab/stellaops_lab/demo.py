@@ -123,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("demo record (open in a browser; everything renders offline):")
     for phase, result in results:
-        print(f"  {phase:10} {result.outcome:12} {result.index_html}")
+        print(f"  {phase:15} {result.outcome:12} {result.index_html}")
     last = results[-1][1]
     print()
     print(f"HTML record: {last.index_html}")
+    print(f"change page: {last.run_dir.parent / 'index.html'} (every run of the change, Section 2 drawn)")
     return 0 if not args.fault else (0 if last.outcome == "rolled-back" else 1)
 
 

@@ -21,6 +21,7 @@ def fake_run(root: Path, phase: str, slot: str | None, started: datetime, outcom
     path.mkdir(parents=True)
     (path / "manifest.json").write_text(json.dumps({"phase": phase, "release": "2025.09.2", "outcome": outcome,
                                                     "started": started.isoformat(), "duration_s": 300.0,
+                                                    "ended": (started + timedelta(seconds=300)).isoformat(),
                                                     "dry_run": False, **extra}))
     if slot:
         rec = {"seq": 1, "kind": "slot", "slot": slot, "planned": (planned or started).isoformat(),
@@ -50,6 +51,21 @@ def test_the_change_page_lists_every_run_and_draws_each_slot_against_its_hour(pr
     rows = re.findall(r"<tr><td><a href='(\d{8}T\d{6}Z-local-[\w-]+)/", text)
     assert rows == sorted(rows, reverse=True)  # newest first
     assert "(plan)" in text and "Change CHG-2025-1027-LAUNCH: release 2025.09.2 on local" in text
+
+
+def test_readiness_draws_the_three_slots_it_ran_and_a_resumed_run_took_all_its_attempts(project: Path):
+    env = load_environment("local", project / "params", parse_overrides([f"t0={T0:%Y-%m-%dT%H:%M:%SZ}"]))
+    run_id = fake_run(project, "readiness", None, T0 - timedelta(hours=24))
+    ledger = project / "executed" / "local" / run_id / "ledger.jsonl"
+    ledger.write_text(json.dumps({"seq": 1, "kind": "slot", "slot": None, "covers": ["T-24h", "T-12h", "T-6h"],
+                                  "off_by_s": None, "at_any_time": False}) + "\n")
+    resumed = project / "executed" / "local" / fake_run(project, "cutover", "T0", T0, planned=T0)
+    m = json.loads((resumed / "manifest.json").read_text())
+    (resumed / "manifest.json").write_text(json.dumps({**m, "ended": (T0 + timedelta(minutes=40)).isoformat(),
+                                                       "duration_s": 12.0}))  # (the last attempt's)
+    svg = write_change_page(project, env).read_text()
+    assert svg.count("not run") == 4  # T-2h, T-30m, T+45m, T+4h: readiness carried T-24h, T-12h and T-6h
+    assert "<td>2400 s</td>" in svg  # 40 min from its start to its end, over both attempts
 
 
 def test_a_broken_run_folder_does_not_break_the_page(project: Path):

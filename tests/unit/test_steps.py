@@ -136,3 +136,19 @@ def test_bad_step_id(make_rb):
 
 def test_check_failed_type():
     assert issubclass(CheckFailed, StepFailed)
+
+
+def test_a_card_links_where_a_person_goes_next_and_nowhere_else():
+    """Issue 14, item 5: a failed decision's card links the rollback's record and the run folder;
+    only relative links inside the run's record are drawn (no scheme, no absolute path, no climbing)."""
+    from cutover_lib._steps import status_card
+
+    rec = {"step_id": "5.decision", "title": "Go / rollback decision", "outcome": "failed",
+           "data": {"next": [["Rollback (Section 6): 08_rollback", "08_rollback.html"], ["Run folder", "../"],
+                             ["evil", "javascript:alert(1)"], ["abs", "/etc/passwd"], ["up", "../../x.html"],
+                             ["<b>x</b>", "08_rollback.html"]]}}
+    card = status_card(rec)
+    assert '<a href="08_rollback.html">Rollback (Section 6): 08_rollback</a>' in card
+    assert '<a href="../">Run folder</a>' in card
+    assert "javascript" not in card and "/etc/passwd" not in card and "../../" not in card
+    assert "&lt;b&gt;x&lt;/b&gt;" in card and "<b>x</b>" not in card
