@@ -364,7 +364,8 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
             outcome = "planned"
     ended = utc_now()
     manifest.update({"ended": iso(ended), "outcome": outcome, "reason": message,
-                     "duration_s": round((ended - started).total_seconds(), 3)})
+                     "duration_s": round((ended - datetime.datetime.fromisoformat(manifest["started"]))
+                                         .total_seconds(), 3)})  # from the first attempt's start
     from ._report import index_sections, write_index
 
     exports.wait()  # every notebook's HTML is in the folder before the index and the seal

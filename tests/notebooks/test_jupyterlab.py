@@ -98,6 +98,8 @@ def test_a_person_steps_through_the_gate_in_jupyterlab(project: Path, tmp_path: 
         pytest.skip(f"no Chromium at {CHROMIUM} (install Debian's chromium package to run this test)")
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=TIMEOUT_MS)
+
     shots = Path(os.environ.get("CUTOVER_TEST_ARTIFACTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     write_notebook(project)
@@ -119,10 +121,12 @@ def test_a_person_steps_through_the_gate_in_jupyterlab(project: Path, tmp_path: 
             cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     outside: list[str] = []  # every request the page attempted beyond the server (aborted)
+    served: list[str] = []  # (the guard saw the page's own requests: it was in the way)
 
     def guard(route) -> None:
         url = route.request.url
         if url.startswith(f"{base}/") or url.startswith(("data:", "blob:")):
+            served.append(url)
             route.continue_()
         else:
             outside.append(url)
@@ -140,6 +144,9 @@ def test_a_person_steps_through_the_gate_in_jupyterlab(project: Path, tmp_path: 
                 page.on("websocket", lambda ws: ws.url.startswith(f"ws://127.0.0.1:{port}/") or outside.append(ws.url))
                 page.goto(f"{base}/lab/tree/notebooks/{NOTEBOOK}?token={token}", timeout=TIMEOUT_MS)
                 panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+                # the kernel started and idle ("No Kernel" shows an idle indicator too)
+                expect(panel.locator(".jp-KernelName")).not_to_have_text(re.compile("No Kernel"))
+                expect(page.locator("#jp-main-statusbar")).to_contain_text(re.compile(r"\| Idle"))
                 expect(panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_visible()
                 cells = panel.locator(".jp-Notebook .jp-Cell")
                 expect(cells).to_have_count(3)
@@ -217,6 +224,7 @@ def test_a_person_steps_through_the_gate_in_jupyterlab(project: Path, tmp_path: 
     finally:
         stop_server(base, token, proc)
     assert outside == [], f"the page tried to reach beyond the loopback server: {outside}"
+    assert any("/api/kernels" in u for u in served), served[:20]
     runs = list((project / "executed" / "stage").glob("*-stage-interactive"))
     assert len(runs) == 1, runs
     ledger = (runs[0] / "ledger.jsonl").read_text()
