@@ -27,7 +27,8 @@ def smoke_deadline_alarm(env: "Environment", run_id: str, at_minutes: int, since
                f"The smoke deadline is T+{deadline_minutes}m."))
     att = _attachment(f"{env.name} · T+{at_minutes}m without a smoke decision", f"still running: {now}",
                       "failed" if breach else "waived", _fields(
-                          ("Deadline", f"T+{deadline_minutes}m", True), ("Since T0", f"{since_t0_minutes:.1f} min", True),
+                          ("Deadline", f"T+{deadline_minutes}m", True),
+                          ("Since T0", f"{since_t0_minutes:.1f} min", True),
                           ("Still running", now, False), ("Run", run_id, False),
                           ("Change ticket", env.change_ticket, True)))
     return Message(text, [att], "deadline-alarm")

@@ -131,7 +131,8 @@ def _write(root: Path, env: "Environment") -> Path:
     e = html.escape
     rows, slots = [], slot_table(root, env)
     for slot in slots:
-        newest = next((r for r in runs if r["slot"] and slot.label in (r["slot"].get("slot"), *r["slot"].get("covers", []))
+        newest = next((r for r in runs if r["slot"]
+                       and slot.label in (r["slot"].get("slot"), *r["slot"].get("covers", []))
                        and r["manifest"].get("release") == env.release and not r["manifest"].get("dry_run")), None)
         row: dict[str, Any] = {"label": slot.label, "planned": f"{slot.planned:%d %H:%M}", "start": None}
         if newest is not None:
@@ -148,7 +149,8 @@ def _write(root: Path, env: "Environment") -> Path:
         off = slot.get("off_by_s")
         when = ("" if off is None else _off(off / 60)) + (" · --at-any-time" if slot.get("at_any_time") else "")
         table.append([link, e(str(m.get("phase", ""))), e(str(slot.get("slot") or "")),
-                      e(str(slot.get("planned", ""))[:16].replace("T", " ")), e(str(m.get("started", ""))[:19].replace("T", " ")),
+                      e(str(slot.get("planned", ""))[:16].replace("T", " ")),
+                      e(str(m.get("started", ""))[:19].replace("T", " ")),
                       e(when), _badge(str(m.get("outcome", "running"))),
                       e(f"{_took(m):.0f} s" if m.get("ended") else ""),
                       e(str(m.get("release", ""))) + (" (plan)" if m.get("dry_run") else "")])

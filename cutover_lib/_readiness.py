@@ -112,8 +112,8 @@ def bridge_call(rb: Runbook) -> dict[str, Any]:
         return f"bridge call {rb.env.bridge.call} posted with a roster of {len(rb.env.roles)} roles"
 
     return rb.step("2.t-30m.bridge-call", "Bridge call set up; details and roster posted", owner="Cutover lead",
-                   expect=f"#{rb.env.bridge.channel} has the call details ({rb.env.bridge.call or 'bridge.call unset'}) "
-                          "and the roster", mutating=True,
+                   expect=f"#{rb.env.bridge.channel} has the call details "
+                          f"({rb.env.bridge.call or 'bridge.call unset'}) and the roster", mutating=True,
                    command=f"POST <bridge webhook {rb.env.bridge.webhook}>: bridge call {rb.env.bridge.call}",
                    action=act)
 
@@ -209,13 +209,15 @@ def announce_smoke(rb: Runbook, result: dict[str, Any]) -> dict[str, Any]:
         text = (f":tada: **Success**: release {rb.env.release} is live on {rb.env.name} ({rb.env.change_ticket}); "
                 f"{result.get('observed', '')}")
     else:
-        text = (f":rotating_light: **Trigger rollback** (Section 6) of {rb.env.name}: {result.get('message') or 'no GO'}."
+        text = (f":rotating_light: **Trigger rollback** (Section 6) of {rb.env.name}: "
+                f"{result.get('message') or 'no GO'}."
                 f" Cutover lead: cutover run --env {rb.env.name} --phase rollback"
                 + (f" (once {run['run']} has stopped)" if run.get("outcome") == "running" else ""))
     def act(ctx: StepContext) -> str:
         posted = _post(rb, ctx, text, "t45m")
         # the slot fails with its decision: a T+45m without a GO is a failed slot, announced
-        ctx.check(result.get("outcome") == "passed", f"announced 'trigger rollback' ({posted}): {result.get('message')}")
+        ctx.check(result.get("outcome") == "passed",
+                  f"announced 'trigger rollback' ({posted}): {result.get('message')}")
         return f"success announced ({posted})"
 
     return rb.step("2.t45m.announce", "Announce success or trigger rollback", owner="Cutover lead",

@@ -232,16 +232,21 @@ def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[t
     for s in steps:
         counts[s["outcome"]] = counts.get(s["outcome"], 0) + 1
     anchors = _anchors(steps)  # step-<id>; a step again in a later attempt: step-<id>-<n>
+
+    def link(r: dict[str, Any]) -> str:
+        return (f'<a href="#{e(anchors.get(r.get("seq"), "step-" + r["step_id"]))}">'
+                f'<code>{e(r["step_id"])}</code></a>')
+
     root = next((r for r in steps if r["outcome"] == "failed"), None)  # the first failure: what went wrong
     not_run = [r for r in steps if r["outcome"] in ("skipped", "waived")]  # each with its reason, up front
     summary = _table(["", ""], [
         ["Run", f"<code>{e(run.run_id)}</code>"],
         ["Environment / phase", f"{e(str(manifest.get('env')))} / {e(str(manifest.get('phase')))}"],
         ["Outcome", _badge(outcome) + (f" {e(manifest.get('reason', ''))}" if manifest.get("reason") else "")],
-        *([["Root failure", f'<a href="#{e(anchors.get(root.get("seq"), "step-" + root["step_id"]))}"><code>{e(root["step_id"])}</code></a> '
+        *([["Root failure", f'{link(root)} '
                             f'{e(root["title"])}: {e(root.get("message") or "")}']] if root else []),
         *([["Skipped / waived", "<br>".join(
-            f'{_badge(r["outcome"])} <a href="#{e(anchors.get(r.get("seq"), "step-" + r["step_id"]))}"><code>{e(r["step_id"])}</code></a> '
+            f'{_badge(r["outcome"])} {link(r)} '
             f'{e(str(r.get("observed") or ""))}' for r in not_run)]] if not_run else []),
         ["Release", e(str(manifest.get("release", "")))],
         ["Operator", e(str(manifest.get("operator", "")))],
