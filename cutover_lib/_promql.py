@@ -8,6 +8,10 @@ The cell names the Prometheus, each series' PromQL and what each must read::
               every="{monitoring.interval}", during="{monitoring.duration}")
 
 Each query runs as ``GET <prometheus>/api/v1/query`` (every ``every`` for ``during``, or once);
+with ``since`` (``"{t0}"``) the window is ``since`` .. ``since + during``: what of it lies ahead is
+watched live, and then the whole window (or, when it ended long ago, the last ``during``) is
+reviewed from Prometheus's history (``query_range``), every point against its expectation --
+Section 7's "heightened monitoring for 4 hours post cutover", reviewed at T+4h;
 each series it returns must meet its expectation: ``"no series"`` (a query that lists what is
 red: targets down, alerts firing) or a comparison (``"<= 0.05"``, ``">= 1"``) against every
 value.  A query that never returns data fails (a metric name that is not the site's reads as
@@ -41,6 +45,7 @@ __all__ = ["PromqlVerbs", "query"]
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
 _EXPECT = re.compile(r"^\s*(<=|<|>=|>|==)\s*([-+0-9.eE]+)\s*$")
 Series = list[tuple[dict[str, str], float]]
+_MAX_POINTS = 10_000  # per series of one query_range (Prometheus refuses more than 11,000)
 
 
 def _api(http: Any, base: str, path: str, params: Mapping[str, Any]) -> Any:
@@ -73,6 +78,16 @@ def query_range(http: Any, base: str, promql: str, start: float, end: float, ste
     return sorted(points.items())
 
 
+def _utc(text: str) -> float:
+    """A UTC time from params (``{t0}`` renders as ISO 8601) as a POSIX timestamp."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise ParamsError([f"since {text!r} is not a UTC time like 2025-10-27T14:00:00Z"]) from None
+
+
 def _series_name(labels: Mapping[str, str]) -> str:
     shown = {k: v for k, v in labels.items() if k != "__name__"}
     name = labels.get("__name__", "")
@@ -83,8 +98,9 @@ class PromqlVerbs(CellMechanics):
     """Mixed into :class:`~cutover_lib.Runbook`: the cell-level verb ``promql``."""
 
     def promql(self, step_id: str, prometheus: str, *, queries: Mapping[str, str], expect: Mapping[str, str],
-               every: str | None = None, during: str | None = None, title: str | None = None,
-               owner: str | None = None, required: bool = True, unset_skips: bool = False) -> Result:
+               every: str | None = None, during: str | None = None, since: str | None = None,
+               title: str | None = None, owner: str | None = None, required: bool = True,
+               unset_skips: bool = False) -> Result:
         """Ask Prometheus (``prometheus``: a template, ``"{monitoring.prometheus}"``) each query of
         ``queries`` (name -> PromQL or a ``{params.key}`` holding it) and compare with ``expect``
         (name -> ``"no series"`` or ``"<= X"``, X a number or template).  ``during`` and ``every``
@@ -106,11 +122,17 @@ class PromqlVerbs(CellMechanics):
                                        f"'no series' or a comparison like '<= 0.05'"])
             window = self._duration(during, {}) or 0.0
             step = max(self._duration(every, {}) or 60.0, 0.5)
+            anchor = _utc(render_text(since, self.env)) if since else None
+            review = window if anchor is not None else 0.0  # the length of the window reviewed afterwards
+            if anchor is not None:  # watched live: only what of since .. since + during lies ahead
+                window = min(window, max(0.0, anchor + window - time.time()))
         except (ParamsError, CheckFailed) as exc:
             return self._failed_step(step_id, title, owner, {"series": dict(expect)}, prometheus, exc,
                                      False, required, result)
         shown = "; ".join(f"{n}: {q}  [{wants.get(n, 'recorded')}]" for n, q in promqls.items())
-        spec = ", ".join(f"{n} {w}" for n, w in wants.items()) + (f", every {every} for {during}" if during else "")
+        spec = ", ".join(f"{n} {w}" for n, w in wants.items()) + (
+            f", from {since} for {during} (live while ahead, then reviewed)" if since and during else
+            f", every {every} for {during}" if during else "")
 
         def act(ctx: StepContext) -> str:
             if unset:
@@ -147,7 +169,15 @@ class PromqlVerbs(CellMechanics):
                     break
                 time.sleep(step)
             limits = {n: float(m.group(2)) for n, w in wants.items() if (m := _EXPECT.match(w))}
-            self._keep_watch(ctx, step_id, rows, promqls, base, http, started, window, step, limits)
+            if review:  # the whole window from Prometheus's history, each point against its limit
+                started = time.time() - review  # (the chart shows that window too)
+                for name, q in promqls.items():
+                    points = query_range(http, base, q, started, time.time(), max(step, review / _MAX_POINTS))
+                    seen[name] = seen[name] or bool(points)
+                    breaches += [f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t))} {name} = {v:g} "
+                                 f"(expected {wants[name]})" for t, v in points
+                                 if name in limits and not _OPS[_EXPECT.match(wants[name]).group(1)](v, limits[name])]
+            self._keep_watch(ctx, step_id, rows, promqls, base, http, started, max(window, review), step, limits)
             result.json = {"breaches": breaches, "samples": len(rows)}
             silent = [n for n, w in wants.items() if w != "no series" and not seen[n]]
             ctx.check(not silent, "no data from " + ", ".join(f"{n} ({promqls[n]})" for n in silent)
@@ -155,7 +185,9 @@ class PromqlVerbs(CellMechanics):
             more = f" (+{len(breaches) - 5} more)" if len(breaches) > 5 else ""
             ctx.check(not breaches, "; ".join(breaches[:5]) + more)
             worst = {n: max((float(r["value"]) for r in rows if r["query"] == n), default=None) for n in promqls}
-            return f"{'watched ' + format(window, 'g') + 's: ' if window else ''}" + ", ".join(
+            said = f"reviewed {format(review, 'g')}s from Prometheus's history: " if review else \
+                f"watched {format(window, 'g')}s: " if window else ""
+            return said + ", ".join(
                 f"{n} {'none' if v is None else format(v, '.4g')}" for n, v in worst.items()) + " (max)"
 
         result.record = self.step(step_id, title or _title(step_id), owner=owner or self.owner,
@@ -174,7 +206,7 @@ class PromqlVerbs(CellMechanics):
         ctx.artifact(f"{step_id}.csv", buf.getvalue())
         if not window:
             return
-        resolution = max(1.0, min(step, window / 200))
+        resolution = max(1.0, min(step, window / 200), window / _MAX_POINTS)
         curves = {n: query_range(http, base, q, started, time.time(), resolution) for n, q in promqls.items()}
         png = _chart(step_id, curves, limits)
         if png:
