@@ -217,6 +217,12 @@ def test_smoke_failure_rolls_back_and_the_record_shows_why(fresh_lab):
     assert {row["version"] for row in status(cfg).values()} == {"2025.09.1"}
     index = (run / "html" / "index.html").read_text()
     assert "rolled-back" in index and "smoke tests failed: 5.runtime-event" in index
+    # the headline names the smoke test that failed (not the decision it led to), linked to its row
+    assert '<td>Root failure</td><td><a href="#step-5.runtime-event"><code>5.runtime-event</code></a>' in index
+    # the failed decision's card points to the rollback's record in this run, and to the run folder
+    smoke_html = (run / "html" / "07_smoke.html").read_text()
+    assert '<a href="08_rollback.html">Rollback (Section 6): 08_rollback</a>' in smoke_html
+    assert '<a href="../">Run folder ' in smoke_html and (run / "html" / "08_rollback.html").is_file()
     assert cutover(root, "verify", str(run)).returncode == 0
 
 
