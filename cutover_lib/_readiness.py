@@ -134,6 +134,13 @@ def go_no_go(rb: Runbook) -> dict[str, Any]:
                            f"(cutover run --env {where} --phase {slot.name})")
             elif run["outcome"] != "passed":
                 red.append(f"{slot.label}: {run['run']} {run['outcome']}")
+            elif not run["sealed"]:
+                red.append(f"{slot.label}: {run['run']} is not sealed")
+            elif (datetime.fromisoformat(run["started"]) if run.get("started") else slot.planned) < \
+                    slot.planned - timedelta(hours=24):  # an earlier attempt's, not this change window's
+                red.append(f"{slot.label}: the newest run {run['run']} started more than a day before the slot's "
+                           f"hour ({slot.planned:%Y-%m-%d %H:%M} UTC): run it again "
+                           f"(cutover run --env {where} --phase {slot.name})")
         mine = [r for r in rb.run.read_ledger() if r.get("kind") == "step"]
         red += [f"{r['step_id']} ({r['outcome']}: {r.get('observed') or r.get('message') or ''})".replace(": )", ")")
                 for r in mine if r["outcome"] == "failed"]

@@ -181,3 +181,27 @@ def test_the_report_judges_t45m_from_params_t0_and_not_for_an_off_schedule_run()
     assert on_time["T+45m"]["breach"] and "50.0 min after T0: BREACH" in on_time["T+45m"]["note"]
     off = actual_times(steps, timedelta(minutes=45), t0=t0, slot={"slot": "T0", "on_time": False, "note": "late"})
     assert not off["T+45m"]["breach"] and "off-schedule run" in off["T+45m"]["note"]
+
+
+def test_t30m_readiness_names_a_stale_or_unsealed_earlier_slot(project: Path, closed_port: int):
+    """An earlier slot counts only with a sealed, passed run of this change window: a run of the same
+    release from an aborted attempt days before, or one never sealed, is a red item, named."""
+    from cutover_lib import readiness
+    from cutover_lib._errors import StepFailed
+    from cutover_lib._steps import Runbook
+
+    services = [f"services.{s}=http://127.0.0.1:{closed_port}"
+                for s in ("authority", "scanner", "signer", "attestor", "notify", "web", "runtime")]
+    t0 = datetime.now(timezone.utc) + timedelta(minutes=30)
+    env = local(f"t0={t0:%Y-%m-%dT%H:%M:%SZ}", *services, root=project)
+    fake_run(project, "local", "t-24h", t0 - timedelta(days=3))                  # an earlier attempt's
+    fake_run(project, "local", "t-12h", t0 - timedelta(hours=12), sealed=False)  # never sealed
+    fake_run(project, "local", "t-6h", t0 - timedelta(hours=6))                  # good
+    rb = Runbook(env, RunFolder.create(project / "executed", "local", "t-30m"), root=project,
+                 notebook="02d_t-30m.ipynb")
+    with pytest.raises(StepFailed) as err:
+        readiness.go_no_go(rb)
+    red = str(err.value)
+    assert "T-24h: the newest run " in red and "started more than a day before the slot's hour" in red
+    assert "-local-t-12h is not sealed" in red and "T-2h: no run of release 2025.09.2 in local" in red
+    assert "T-6h" not in red and "authority: " in red  # (and each service that does not answer)
