@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._errors import UsageError
-from ._durations import format_duration
+from ._durations import format_duration, recorded_time
 from ._evidence import _disk_error, iso, utc_now
 from ._secrets import mask_obj
 
@@ -40,13 +40,6 @@ _EARLY = timedelta(hours=1)
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def _when(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def lock_holder(root: Path, env: "Environment") -> str | None:
@@ -68,7 +61,7 @@ def change_closed(root: Path, env: "Environment", rows: list[dict[str, Any]]) ->
     from ._slots import _manifest
 
     post = next((r["run"] for r in rows if r["slot"].label == "T+4h"), None)
-    started = _when(post.get("started")) if post else None
+    started = recorded_time(post.get("started")) if post else None
     if post and post.get("outcome") == "passed" and started and started >= env.t0:
         return f"passed (T+4h {post['run']})"
     folder = root / "executed" / env.name
@@ -78,7 +71,7 @@ def change_closed(root: Path, env: "Environment", rows: list[dict[str, Any]]) ->
             continue
         if m.get("phase") != "rollback" and m.get("outcome") not in _ROLLED_BACK:
             continue
-        ended = _when(m.get("ended")) if m.get("ended") else None
+        ended = recorded_time(m.get("ended")) if m.get("ended") else None
         if ended and ended >= env.t0:
             return f"rolled back ({m.get('phase')} {path.name} {m.get('outcome')})"
     return None

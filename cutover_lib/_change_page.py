@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import html
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._durations import recorded_time
 from ._evidence import atomic_write
 from ._report import _CSS, _badge, _table
 from ._secrets import mask
@@ -27,13 +28,6 @@ __all__ = ["timeline_svg", "write_change_page"]
 _SPAN = 60.0  # minutes either side of a slot's hour the picture shows (beyond: an arrow and the figure)
 _COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "planned": "#0969da", "blocked": "#cf222e",
             "rolled-back": "#bc4c00", "rollback-failed": "#cf222e"}
-
-
-def _when(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _slot_record(path: Path) -> dict[str, Any] | None:
@@ -63,7 +57,7 @@ def _runs(folder: Path) -> list[dict[str, Any]]:
 
 def _took(m: dict[str, Any]) -> float:
     """Seconds from a run's start to its end, over every attempt (``duration_s`` is the last one's)."""
-    start, end = _when(m.get("started")), _when(m.get("ended"))
+    start, end = recorded_time(m.get("started")), recorded_time(m.get("ended"))
     return (end - start).total_seconds() if start and end else float(m.get("duration_s") or 0)
 
 
@@ -137,7 +131,7 @@ def _write(root: Path, env: "Environment") -> Path:
         row: dict[str, Any] = {"label": slot.label, "planned": f"{slot.planned:%d %H:%M}", "start": None}
         if newest is not None:
             m = newest["manifest"]
-            started = _when(m.get("started")) or slot.planned
+            started = recorded_time(m.get("started")) or slot.planned
             row.update(start=(started - slot.planned).total_seconds() / 60, outcome=m.get("outcome", "running"),
                        duration=_took(m) / 60,
                        title=f"{newest['path'].name}: {m.get('outcome')} ({m.get('duration_s', '?')} s)")

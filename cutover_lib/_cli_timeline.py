@@ -10,11 +10,12 @@ commands there it is a thin layer, loading the library inside the command.
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime, timedelta
 
     from ._schedule import Job
@@ -163,23 +164,23 @@ def _add_bridge(app: typer.Typer) -> None:
 
 def _every(value: Optional[str]) -> "timedelta | None":
     from ._durations import parse_duration
-    from ._errors import UsageError
 
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError:
-        raise UsageError(f"--every {value!r} is not a duration", hint="say e.g. --every 10m, 30s or 1h") from None
+    return _option("--every", value, parse_duration, "a duration", "--every 10m, 30s or 1h")
 
 
 def _until(value: Optional[str]) -> "datetime | None":
     from ._durations import _parse_utc
+
+    return _option("--until", value, _parse_utc, "a UTC time", "--until 2025-10-27T18:30:00Z")
+
+
+def _option(flag: str, value: Optional[str], parse: "Callable[[str], Any]", what: str, example: str) -> Any:
+    """A command-line value through the params parser of its kind; one line (exit 2) when it is not one."""
     from ._errors import UsageError
 
     if value is None:
         return None
     try:
-        return _parse_utc(value)
+        return parse(value)
     except ValueError:
-        raise UsageError(f"--until {value!r} is not a UTC time", hint="say e.g. --until 2025-10-27T18:30:00Z") from None
+        raise UsageError(f"{flag} {value!r} is not {what}", hint=f"say e.g. {example}") from None

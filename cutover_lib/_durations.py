@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
-__all__ = ["Duration", "UtcTime", "format_duration", "parse_duration", "spoken_duration"]
+__all__ = ["Duration", "UtcTime", "format_duration", "parse_duration", "recorded_time", "spoken_duration"]
 
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -34,6 +34,14 @@ def format_duration(td: timedelta) -> str:
         if n >= 1 and n == int(n):
             return f"{int(n)}{unit}"
     return f"{int(round(s * 1000))}ms"
+
+
+def recorded_time(value: Any) -> datetime | None:
+    """A time as the evidence records it (ISO 8601, ``Z`` or an offset); None when it is not one."""
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def spoken_duration(td: timedelta) -> str:

@@ -9,7 +9,7 @@ import html
 from datetime import datetime, timedelta
 from typing import Any
 
-from ._durations import spoken_duration
+from ._durations import recorded_time, spoken_duration
 
 __all__ = ["run_timeline_svg"]
 
@@ -17,21 +17,15 @@ _COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "skipped": "#8c959f", "wai
             "planned": "#0969da"}
 
 
-def _when(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def run_timeline_svg(records: list[dict[str, Any]], marks: list[tuple[str, datetime]]) -> str:
     """``records``: the run's ledger; ``marks``: (label, UTC time) lines to draw -- the slot's planned
     hour, T0, the T+45m deadline.  Empty when the run recorded no step."""
-    steps = [r for r in records if r.get("kind") == "step" and _when(r.get("started")) and _when(r.get("ended"))]
+    steps = [r for r in records
+             if r.get("kind") == "step" and recorded_time(r.get("started")) and recorded_time(r.get("ended"))]
     if not steps:
         return ""
-    start = min(_when(s["started"]) for s in steps)  # type: ignore[type-var]
-    end = max(_when(s["ended"]) for s in steps)  # type: ignore[type-var]
+    start = min(recorded_time(s["started"]) for s in steps)  # type: ignore[type-var]
+    end = max(recorded_time(s["ended"]) for s in steps)  # type: ignore[type-var]
     span = max((end - start).total_seconds(), 1.0)
     rows: list[str] = []
     for s in steps:
@@ -49,7 +43,7 @@ def run_timeline_svg(records: list[dict[str, Any]], marks: list[tuple[str, datet
         y = top + i * row_h
         parts.append(f"<text x='4' y='{y + 14}' font-size='11'>{e(name)}</text>")
         for s in (s for s in steps if str(s.get("notebook") or "?") == name):
-            x0, x1 = x(_when(s["started"])), x(_when(s["ended"]))  # type: ignore[arg-type]
+            x0, x1 = x(recorded_time(s["started"])), x(recorded_time(s["ended"]))  # type: ignore[arg-type]
             colour = _COLOURS.get(str(s.get("outcome")), "#6e7781")
             parts.append(f"<rect x='{x0:.1f}' y='{y + 3}' width='{max(x1 - x0, 2):.1f}' height='14' fill='{colour}'>"
                          f"<title>{e(str(s['step_id']))} {e(str(s.get('outcome')))} "
