@@ -2,7 +2,8 @@
 
 ``cutover`` and ``cutover --help`` are answered from :mod:`._help` (the top-level help as typer
 renders it, kept in the source; a test compares the two) without loading typer, click or the
-library: an operator's first command answers in the time Python takes to start.  Everything
+library: an operator's first command answers in the time Python takes to start; so does
+``cutover params check`` in its plain forms (:mod:`._params_check`), without typer or click.  Everything
 else goes to :func:`cutover_lib.cli.main`; for ``run`` and ``plan`` the first notebook's kernel
 starts booting first (:func:`._prestart.start_early`).
 """
@@ -25,6 +26,21 @@ def main() -> None:
         stream.write(TOP_HELP)
         stream.flush()
         os._exit(0 if args else 2)
+    if args[:2] == ["params", "check"]:
+        from ._params_check import check, fast_args
+
+        plain = fast_args(args[2:])
+        if plain is not None:
+            # the params models want no third-party pydantic plug-in; skipping the search for one
+            # spares scanning every installed package's entry points (a user's setting wins)
+            os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+            try:
+                code = check(*plain)
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except BrokenPipeError:  # `| head` closed the pipe: as click ends then, quietly, 1
+                code = 1
+            os._exit(code)
     if args[0] in ("run", "plan") and "--help" not in args:
         try:  # the first notebook's kernel boots on the other core while the CLI loads
             from ._prestart import start_early

@@ -56,6 +56,7 @@ __all__ = [
     "ToolMissing",
     "UsageError",
     "exit_code_for",
+    "report",
 ]
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_GATE, EXIT_LOCK = 0, 1, 2, 3, 4
@@ -154,3 +155,17 @@ def exit_code_for(name: str) -> int:
     if isinstance(cls, type) and issubclass(cls, CutoverError):
         return int(cls.exit_code)
     return EXIT_FAILED
+
+
+def report(exc: CutoverError) -> int:
+    """Say ``exc`` on stderr as every command does (one line; or each problem, then the hint) and
+    return its exit code."""
+    import sys
+
+    problems = getattr(exc, "problems", None)
+    lines = [f"error: {p}" for p in problems] if problems and len(problems) > 1 else [f"error: {exc.one_line()}"]
+    if len(lines) > 1 and exc.hint:
+        lines.append(f"hint: {exc.hint}")
+    sys.stderr.write("".join(f"{line}\n" for line in lines))
+    sys.stderr.flush()
+    return exc.exit_code

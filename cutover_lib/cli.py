@@ -35,18 +35,10 @@ def _root(root: Optional[Path]) -> Path:
 
 
 def _fail(exc: Exception) -> "typer.Exit":
-    from ._errors import CutoverError
+    from ._errors import CutoverError, report
 
     if isinstance(exc, CutoverError):
-        problems = getattr(exc, "problems", None)
-        if problems and len(problems) > 1:
-            for p in problems:
-                typer.echo(f"error: {p}", err=True)
-            if exc.hint:
-                typer.echo(f"hint: {exc.hint}", err=True)
-        else:
-            typer.echo(f"error: {exc.one_line()}", err=True)
-        return typer.Exit(exc.exit_code)
+        return typer.Exit(report(exc))
     raise exc
 
 
@@ -56,52 +48,11 @@ def params_check(env: Annotated[Optional[str], typer.Option("--env", "-e", help=
                  root: RootOpt = None, param: OverrideOpt = None) -> None:
     """Validate params/<env>.yaml and the files it names, and print the resolved environment (secrets
     as references); without --env, every environment (exit 2 if any is wrong)."""
-    try:
-        from ._files import require_files
-        from ._params import flatten, load_environment, parse_overrides
+    from ._params_check import check
 
-        base = _root(root)
-        overrides = parse_overrides(param or [])
-        if env is None:
-            raise typer.Exit(_check_every(base, overrides))
-        environment = load_environment(env, base / "params", overrides)
-        require_files(environment, base)
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise _fail(exc) from None
-    # two plain columns (a table library cost a fifth of this command's time for the same look)
-    rows = flatten(environment)
-    width = max(len(key) for key, _ in rows)
-    typer.echo(f"params/{env}.yaml: valid ({len(rows)} keys; secrets shown as their references)")
-    typer.echo("\n".join(f"{key:<{width}}  {value}".rstrip() for key, value in rows))
-    from ._files import advisories
-
-    for line in advisories(environment, base):
-        typer.echo(f"warning: {line}", err=True)
-
-
-def _check_every(base: Path, overrides: dict[str, object]) -> int:
-    """``params check`` without --env: one line per environment, every problem named; 2 if any."""
-    from ._errors import CutoverError
-    from ._files import require_files
-    from ._params import available_environments, load_environment
-
-    names = available_environments(base / "params")
-    bad = 0
-    for name in names:
-        try:
-            require_files(load_environment(name, base / "params", overrides or None), base)
-        except CutoverError as exc:
-            bad += 1
-            for problem in getattr(exc, "problems", None) or [exc.one_line()]:
-                typer.echo(f"error: {problem}", err=True)
-            continue
-        typer.echo(f"params/{name}.yaml: valid")
-    if bad:
-        typer.echo(f"hint: {bad} of {len(names)} environments have problems; fix them, then run: cutover params check",
-                   err=True)
-    return 2 if bad or not names else 0
+    code = check(env, root, param or [])
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

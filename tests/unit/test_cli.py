@@ -169,3 +169,49 @@ def test_progress_lines_are_coloured_on_a_terminal_and_plain_with_no_color(monke
     monkeypatch.setenv("NO_COLOR", "1")
     assert "31m" not in shown() and "[FAILED ]" in shown()  # (no colour; bold is not a colour)
     assert [str(s.style) for s in _styled("outcome: rolled-back - x").spans] == ["bold yellow"]
+
+
+# ------------------------------------------------------- `params check` without typer (issue 13, goal 2)
+CUTOVER = str(Path(__import__("sys").executable).with_name("cutover"))
+
+
+@pytest.mark.parametrize("argv", [
+    ["--env", "prod"], ["-e", "local", "-p", "t0=2026-12-01T10:00Z"], ["--env=stage", "--param=slo.scan=4m"],
+    [], ["--env", "prood"], ["--env", "prod", "-p", "slo.scan"], ["--env", "prod", "-p", "name=stage"],
+])
+def test_params_check_answers_as_the_full_cli_does_without_loading_typer(argv, monkeypatch):
+    """The console script answers the plain forms of ``params check`` itself (no typer, no click):
+    the same stdout, stderr and exit code as the typer command, and typer is never imported."""
+    import subprocess
+
+    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    full = CliRunner().invoke(app, ["params", "check", *argv, "--root", str(REPO)])
+    fast = subprocess.run([CUTOVER, "params", "check", *argv, "--root", str(REPO)], capture_output=True, text=True,
+                          env={**__import__("os").environ, "PYTHONPROFILEIMPORTTIME": "1"}, timeout=60)
+    imports = [ln for ln in fast.stderr.splitlines() if ln.startswith("import time:")]
+    assert imports and not [ln for ln in imports if ln.rstrip().endswith((" typer", " click"))]
+    assert "cutover_lib._models" in "".join(imports)  # (the check really ran)
+    assert (fast.returncode, fast.stdout) == (full.exit_code, full.stdout)
+    assert [ln for ln in fast.stderr.splitlines() if not ln.startswith("import time:")] == full.stderr.splitlines()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--env"], ["--bogus"], ["--env", "a", "--env", "b"], ["-e", "a", "x"]])
+def test_anything_but_a_plain_params_check_goes_to_the_full_cli(argv):
+    """``--help``, an unknown or repeated option, a missing value: click's own help and usage errors."""
+    import subprocess
+
+    from cutover_lib._params_check import fast_args
+
+    assert fast_args(argv) is None
+    res = subprocess.run([CUTOVER, "params", "check", *argv], capture_output=True, text=True, timeout=60, cwd=REPO)
+    full = CliRunner().invoke(app, ["params", "check", *argv])
+    assert res.returncode == full.exit_code and "Traceback" not in res.stderr
+    assert ("Usage: cutover params check" in res.stdout + res.stderr) == ("Usage:" in full.output)
+
+
+def test_a_closed_pipe_ends_params_check_quietly():
+    import subprocess
+
+    res = subprocess.run(f"'{CUTOVER}' params check --env prod --root '{REPO}' | head -1", shell=True,
+                         capture_output=True, text=True, timeout=60, executable="/bin/bash")
+    assert res.stdout.startswith("params/prod.yaml: valid") and "Traceback" not in res.stderr
