@@ -16,48 +16,48 @@ from typing import Any
 __version__ = "0.1.0"
 
 # Before anything imports nbformat/jsonschema: their IRI checker compiles a grammar at import
-# (seconds).  Cheap and idempotent; see _lazy.py.
-from ._lazy import defer_rfc3987_syntax as _defer
+# (seconds).  Cheap and idempotent; see lazy.py.
+from .lazy import defer_rfc3987_syntax as _defer
 
 _defer()
 del _defer
 
 _EXPORTS = {
-    "ANY": "._expect",
-    "above_zero": "._verify",
-    "CheckFailed": "._errors",
-    "CommandFailed": "._errors",
-    "CutoverError": "._errors",
-    "Environment": "._params",
-    "EvidenceError": "._errors",
-    "EvidenceTampered": "._errors",
-    "GateNotApproved": "._errors",
-    "LockHeld": "._errors",
-    "ParamsError": "._errors",
-    "RunFolder": "._evidence",
-    "Runbook": "._steps",
-    "SecretError": "._errors",
-    "SecretRef": "._secrets",
-    "StepFailed": "._errors",
-    "ToolMissing": "._errors",
-    "UsageError": "._errors",
-    "load_environment": "._params",
-    "containers_healthy": "._compose_steps",
-    "every_profile_validated": "._verify",
-    "mirror_holds_source": "._backup",
-    "objects_present": "._backup",
-    "restored_without_failures": "._backup",
-    "fresh_event": "._verify",
-    "oidc_discovery_complete": "._verify",
-    "rollback_target": "._helm",
-    "run_phase": "._runner",
-    "runs_release": "._helm",
-    "same_payload_as": "._verify",
-    "signed_dsse": "._verify",
-    "snapshot_holds": "._backup",
-    "values_secrets_hold_keys": "._helm_steps",
-    "verify_run": "._tamper",
-    "visible_by_query": "._verify",
+    "ANY": ".engine.expect",
+    "above_zero": ".engine.verify",
+    "CheckFailed": ".errors",
+    "CommandFailed": ".errors",
+    "CutoverError": ".errors",
+    "Environment": ".config.params",
+    "EvidenceError": ".errors",
+    "EvidenceTampered": ".errors",
+    "GateNotApproved": ".errors",
+    "LockHeld": ".errors",
+    "ParamsError": ".errors",
+    "RunFolder": ".evidence.evidence",
+    "Runbook": ".engine.steps",
+    "SecretError": ".errors",
+    "SecretRef": ".config.secrets",
+    "StepFailed": ".errors",
+    "ToolMissing": ".errors",
+    "UsageError": ".errors",
+    "load_environment": ".config.params",
+    "containers_healthy": ".adapters.compose_steps",
+    "every_profile_validated": ".engine.verify",
+    "mirror_holds_source": ".adapters.backup",
+    "objects_present": ".adapters.backup",
+    "restored_without_failures": ".adapters.backup",
+    "fresh_event": ".engine.verify",
+    "oidc_discovery_complete": ".engine.verify",
+    "rollback_target": ".adapters.helm",
+    "run_phase": ".engine.runner",
+    "runs_release": ".adapters.helm",
+    "same_payload_as": ".engine.verify",
+    "signed_dsse": ".engine.verify",
+    "snapshot_holds": ".adapters.backup",
+    "values_secrets_hold_keys": ".adapters.helm_steps",
+    "verify_run": ".evidence.tamper",
+    "visible_by_query": ".engine.verify",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -65,16 +65,16 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 
 # The runbook's step functions, one module per part of the runbook, for the notebooks.
 _MODULES = {
-    "approvals": "._approvals",
-    "backup": "._backup",
-    "checks": "._checks",
-    "deploy": "._deploy",
-    "people": "._people",
-    "post": "._post",
-    "readiness": "._readiness",
-    "rehearsal": "._rehearsal",
-    "rollback": "._rollback",
-    "ticket": "._ticket",
+    "approvals": ".engine.approvals",
+    "backup": ".adapters.backup",
+    "checks": ".runbook.checks",
+    "deploy": ".adapters.deploy",
+    "people": ".runbook.people",
+    "post": ".runbook.post",
+    "readiness": ".runbook.readiness",
+    "rehearsal": ".runbook.rehearsal",
+    "rollback": ".runbook.rollback",
+    "ticket": ".adapters.ticket",
 }
 
 

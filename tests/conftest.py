@@ -24,7 +24,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_masker(monkeypatch: pytest.MonkeyPatch):
-    from cutover_lib import _secrets
+    from cutover_lib.config import secrets as _secrets
 
     _secrets._forget_all_for_tests()
     monkeypatch.delenv("CUTOVER_ROOT", raising=False)

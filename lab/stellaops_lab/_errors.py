@@ -4,7 +4,7 @@
     ├── LabConfigError  a bad argument: unknown service or fault, bad port, bad data dir   exit 2
     └── LabUnhealthy    ``up`` started the lab, but a service is not healthy (left running) exit 1
 
-``exit_code`` is what ``cutover lab ...`` exits with: the codes of ``cutover_lib._errors``'s table
+``exit_code`` is what ``cutover lab ...`` exits with: the codes of ``cutover_lib.errors``'s table
 (2 bad usage, 1 a failed check).
 """
 

@@ -45,7 +45,7 @@ def public_pem(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> s
 
 def load_trusted_keys(dirs: list[Path]) -> dict[str, str]:
     """Public keys (``*.pem``) in ``dirs``, by DSSE key id; unreadable files are skipped."""
-    from cutover_lib._dsse import key_id
+    from cutover_lib.evidence.dsse import key_id
 
     keys: dict[str, str] = {}
     for folder in dirs:

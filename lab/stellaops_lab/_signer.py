@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cutover_lib._dsse import (
+from cutover_lib.evidence.dsse import (
     IN_TOTO_PAYLOAD_TYPE,
     Envelope,
     Signature,

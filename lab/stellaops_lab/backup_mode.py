@@ -1,6 +1,6 @@
 """Backup mode ``lab``: a **named stand-in** for Mongo and MinIO where neither runs (the lab).
 
-Registered as a plug-in backup mode (:func:`cutover_lib._backup.register_backup_mode`); the
+Registered as a plug-in backup mode (:func:`cutover_lib.adapters.backup.register_backup_mode`); the
 notebooks reach it through their ``backup.by_plugin(rb, ...)`` cell, after the runbook's own
 ``mongodump`` / ``mc mirror`` cells, which are not applicable in this mode.
 
@@ -26,10 +26,10 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from cutover_lib._backup import find_backup, human, list_tree, verify_folder
-from cutover_lib._errors import CheckFailed
-from cutover_lib._evidence import utc_now
-from cutover_lib._steps import NotApplicable, Runbook, StepContext
+from cutover_lib.adapters.backup import find_backup, human, list_tree, verify_folder
+from cutover_lib.errors import CheckFailed
+from cutover_lib.evidence.evidence import utc_now
+from cutover_lib.engine.steps import NotApplicable, Runbook, StepContext
 from .settings import lab_settings
 
 __all__ = ["LabBackup"]

@@ -13,8 +13,8 @@ import json
 import time
 from typing import Any
 
-from cutover_lib._errors import CheckFailed
-from cutover_lib._steps import NotApplicable, Runbook, StepContext
+from cutover_lib.errors import CheckFailed
+from cutover_lib.engine.steps import NotApplicable, Runbook, StepContext
 from ._errors import LabUnhealthy
 from .settings import lab_settings
 
@@ -65,7 +65,7 @@ def _wait_release(ctx: StepContext, rb: Runbook, release: str) -> str:
 
 
 class LabSteps:
-    """The deploy-mode protocol of ``_deploy`` for the lab."""
+    """The deploy-mode protocol of ``cutover_lib.adapters.deploy`` for the lab."""
 
     def stage_secrets(self, rb: Runbook) -> None:
         def act(ctx: StepContext) -> str:

@@ -24,7 +24,7 @@ class LabSettings(BaseModel):
 
 def lab_settings(env: Any) -> LabSettings:
     """``deploy.lab`` of an environment (defaults when absent); a wrong value is a params error."""
-    from cutover_lib._errors import ParamsError
+    from cutover_lib.errors import ParamsError
 
     try:
         return LabSettings.model_validate(env.deploy.settings("lab"))

@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cutover_lib._evidence import GENESIS, HashChain, RunFolder, _canonical, sha256_bytes
+from cutover_lib.evidence.evidence import GENESIS, HashChain, RunFolder, _canonical, sha256_bytes
 
 pytestmark = pytest.mark.benchmark
 
@@ -104,9 +104,9 @@ def _steps_notebook(path: Path, cells: int, per_cell: int) -> None:
 
 
 def test_html_record_of_a_500_step_run(tmp_path, figure):
-    from cutover_lib._params import load_environment
-    from cutover_lib._report import export_notebook_html, index_sections, write_index
-    from cutover_lib._kernels import execute_notebook
+    from cutover_lib.config.params import load_environment
+    from cutover_lib.evidence.report import export_notebook_html, index_sections, write_index
+    from cutover_lib.engine.kernels import execute_notebook
 
     run = RunFolder.create(tmp_path / "executed", "local", "cutover")
     _steps_notebook(tmp_path / "steps.ipynb", cells=50, per_cell=10)
@@ -133,8 +133,8 @@ def test_twenty_compose_nodes_in_about_the_time_of_one(tmp_path, monkeypatch, fi
     takes 0.5 s per call, first on PATH)."""
     import os
 
-    from cutover_lib._params import load_environment, parse_overrides
-    from cutover_lib._steps import Runbook
+    from cutover_lib.config.params import load_environment, parse_overrides
+    from cutover_lib.engine.steps import Runbook
     from nb_helpers import run_cells
 
     bin_dir = tmp_path / "bin"

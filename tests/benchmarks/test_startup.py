@@ -40,7 +40,7 @@ def test_one_notebook_through_the_runner_against_bare_papermill(tmp_path, figure
     assert papermill_cli, "papermill's CLI is installed with papermill"
     bare = median_wall([papermill_cli, str(src), str(tmp_path / "bare.ipynb"), "-p", "x", "2", "--no-progress-bar"],
                        n=3, cwd=tmp_path)
-    code = ("import sys, pathlib; from cutover_lib._kernels import execute_notebook; p = pathlib.Path(sys.argv[1]); "
+    code = ("import sys, pathlib; from cutover_lib.engine.kernels import execute_notebook; p = pathlib.Path(sys.argv[1]); "
             "execute_notebook(p / 'in.ipynb', p / 'ours.ipynb', {'x': 2}, p, 60, 120)")
     ours = median_wall([sys.executable, "-c", code, str(tmp_path)], n=3)
     assert nbformat.read(str(tmp_path / "ours.ipynb"), 4).cells[-1].outputs[0]["text"] == "3\n"

@@ -19,7 +19,7 @@ from nb_helpers import through_post_smoke
 from stellaops_lab.offline_kit import publish
 from test_cutover_phase_on_engine import APPROVALS, network, project, run_of, steps
 
-from cutover_lib import _compose as dc
+from cutover_lib.adapters import compose as dc
 
 pytestmark = pytest.mark.docker
 
@@ -35,7 +35,7 @@ def guarded(log: Path) -> dict[str, str]:
 
 def cutover(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     def call(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *argv, "--root", str(root)], cwd=root,
+        return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", *argv, "--root", str(root)], cwd=root,
                               env=env, capture_output=True, text=True, timeout=900, check=False)
 
     return through_post_smoke(call(*args), call, args)  # approved at the post-smoke gate, then resumed
@@ -116,7 +116,7 @@ def test_site_profile_rehearsed_in_the_lab_with_nothing_outside_loopback(docker_
 
     text = log.read_text()
     assert re.search(r"guard loaded in -m cutover_lib\._kernel_main -f \S+\.json", text), text[:2000]  # the kernels
-    assert "guard loaded in -m cutover_lib.cli run" in text
+    assert "guard loaded in -m cutover_lib.cli.app run" in text
     assert "VIOLATION" not in text, [ln for ln in text.splitlines() if "VIOLATION" in ln][:5]
 
 

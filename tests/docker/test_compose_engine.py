@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cutover_lib import _compose as dc
-from cutover_lib._errors import StepFailed
-from cutover_lib._evidence import RunFolder
-from cutover_lib._params import load_environment, parse_overrides
-from cutover_lib._steps import Runbook
+from cutover_lib.adapters import compose as dc
+from cutover_lib.errors import StepFailed
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.engine.steps import Runbook
 
 pytestmark = pytest.mark.docker
 

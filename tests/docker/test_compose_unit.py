@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from cutover_lib import _compose as dc
-from cutover_lib._errors import StepFailed, ToolMissing
-from cutover_lib._evidence import RunFolder
-from cutover_lib._params import load_environment, parse_overrides
-from cutover_lib._steps import Runbook
+from cutover_lib.adapters import compose as dc
+from cutover_lib.errors import StepFailed, ToolMissing
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.engine.steps import Runbook
 
 REPO = Path(__file__).resolve().parents[2]
 N1 = "unix:///tmp/cutover-docker/lab1/docker.sock"
@@ -215,7 +215,7 @@ def test_a_known_failure_output_passes_any_other_error_fails(runbook_root: Path,
 
 
 def test_docker_not_installed_is_tool_missing(runbook_root: Path, tmp_path: Path, monkeypatch):
-    from cutover_lib._errors import ToolMissing
+    from cutover_lib.errors import ToolMissing
     from nb_helpers import run_cells
 
     empty = tmp_path / "empty"
@@ -228,7 +228,7 @@ def test_docker_not_installed_is_tool_missing(runbook_root: Path, tmp_path: Path
 
 
 def test_compose_plugin_missing_is_tool_missing(runbook_root: Path, tmp_path: Path, monkeypatch):
-    from cutover_lib._errors import ToolMissing
+    from cutover_lib.errors import ToolMissing
     from nb_helpers import run_cells
 
     fake_docker(tmp_path, monkeypatch, "echo \"docker: 'compose' is not a docker command.\" >&2\nexit 1\n")

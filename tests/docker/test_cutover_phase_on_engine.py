@@ -61,7 +61,7 @@ def network(docker_host: str) -> None:
 
 def cutover(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     def call(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *argv, "--root", str(root)], cwd=root,
+        return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", *argv, "--root", str(root)], cwd=root,
                               capture_output=True, text=True, timeout=900)
 
     return through_post_smoke(call(*args), call, args)
@@ -101,7 +101,7 @@ def test_cutover_phase_upgrades_the_compose_lab_and_smoke_passes(docker_lab, cle
         in json.dumps(st["4.2.pull"])
     assert {v for _, v in versions().values()} == {"2025.09.2"}
     assert any(a.endswith(".log") and "logs" in a for a in st["4.2.logs"]["artifacts"])
-    ok = subprocess.run([sys.executable, "-m", "cutover_lib.cli", "verify", str(run)], capture_output=True, text=True)
+    ok = subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", "verify", str(run)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
 
 

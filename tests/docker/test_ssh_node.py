@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from cutover_lib import _compose as dc
-from cutover_lib._errors import StepFailed
+from cutover_lib.adapters import compose as dc
+from cutover_lib.errors import StepFailed
 from ssh_node import client_home, keypair
 from test_compose_engine import make_rb, network_cell, steps, two_node_apply
 

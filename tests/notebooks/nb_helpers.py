@@ -51,7 +51,7 @@ def cutover(root: Path, *args: str, timeout: float = 600, post_smoke: bool = Tru
     resumed (``post_smoke``: see :func:`through_post_smoke`)."""
     def call(*argv: str) -> subprocess.CompletedProcess[str]:
         extra = [] if argv[0] == "verify" else ["--root", str(root)]
-        return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *argv, *extra], cwd=root,
+        return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", *argv, *extra], cwd=root,
                               capture_output=True, text=True, timeout=timeout)
 
     res = call(*args)
@@ -113,7 +113,7 @@ def _keep_overrides(args: tuple[str, ...]) -> list[str]:
 def variant(env: str, *pairs: str, overrides: dict | None = None, params: Path = REPO / "params"):
     """params/<env>.yaml as it would validate with these ``KEY=VALUE`` changes (or ``overrides``)
     made in the file itself: a test's stand-in for a reviewed edit, since prod refuses most ``-p``."""
-    from cutover_lib._params import Environment, _load_chain, _merge, parse_overrides
+    from cutover_lib.config.params import Environment, _load_chain, _merge, parse_overrides
 
     data, _ = _load_chain(params / f"{env}.yaml", params)
     data = _merge(_merge(data, overrides or {}), parse_overrides(list(pairs)))
@@ -149,7 +149,7 @@ def faults_cleared(root: Path) -> Iterator[Path]:
 
 
 def lab_config(root: Path):
-    from cutover_lib._params import load_environment
+    from cutover_lib.config.params import load_environment
     from stellaops_lab import LabConfig
 
     from stellaops_lab.settings import lab_settings
@@ -166,7 +166,7 @@ def approve_all(root: Path, env: str = "local") -> None:
     command's own code path, without eight interpreter start-ups)."""
     from typer.testing import CliRunner
 
-    from cutover_lib.cli import app
+    from cutover_lib.cli.app import app
 
     runner = CliRunner()
     for gate, role, name in DEMO_APPROVALS:

@@ -34,7 +34,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 
 
 def run_phase(root: Path, hook: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cutover_lib.cli", "run", "--env", "local", "--phase", "rehearsal",
+    return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", "run", "--env", "local", "--phase", "rehearsal",
                            "-p", "bridge.webhook=env:BRIDGE_HOOK", "-p", "bridge.heartbeat=1s",
                            "-p", "bridge.timeout=1s", "-p", "bridge.retries=1", "--root", str(root)],
                           cwd=root, env={**os.environ, "BRIDGE_HOOK": hook}, capture_output=True, text=True,
@@ -96,7 +96,7 @@ def test_a_slow_t0_run_alarms_the_bridge_at_t30m_and_t45m(lab_project):
     t0 = datetime.now(timezone.utc) - timedelta(minutes=45) + timedelta(seconds=8)
     try:
         res = subprocess.run(
-            [sys.executable, "-m", "cutover_lib.cli", "run", "--env", "local", "--phase", "t0", "--waive", "plan",
+            [sys.executable, "-m", "cutover_lib.cli.app", "run", "--env", "local", "--phase", "t0", "--waive", "plan",
              "--waive", "t0", "-p", "bridge.webhook=env:BRIDGE_HOOK", "-p", "bridge.heartbeat=1h", "-p", "bridge.retries=0",
              "-p", f"t0={t0:%Y-%m-%dT%H:%M:%SZ}",
              "-p", 'deploy.lab.release_faults={"2025.09.2": {"scanner.slow": 400}}', "--root", str(lab_project)],

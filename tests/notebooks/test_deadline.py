@@ -7,8 +7,8 @@ import time
 import nbformat
 import pytest
 
-from cutover_lib._kernels import execute_notebook
-from cutover_lib._runner import NotebookFailed, _notebook_failure
+from cutover_lib.engine.kernels import execute_notebook
+from cutover_lib.engine.runner import NotebookFailed, _notebook_failure
 
 pytestmark = pytest.mark.notebooks
 
@@ -48,9 +48,9 @@ def test_the_monitoring_notebook_deadline_follows_the_monitoring_duration(tmp_pa
     names monitoring.duration in its metadata, so its deadline is 6 h; other notebooks keep 2 h."""
     from pathlib import Path
 
-    from cutover_lib._errors import UsageError
-    from cutover_lib._params import load_environment
-    from cutover_lib._phases import notebook_deadline
+    from cutover_lib.errors import UsageError
+    from cutover_lib.config.params import load_environment
+    from cutover_lib.engine.phases import notebook_deadline
 
     repo = Path(__file__).resolve().parents[2]
     prod = load_environment("prod", repo / "params")
@@ -70,8 +70,8 @@ def test_a_notebook_outlives_timeouts_notebook_by_what_it_adds(tmp_path):
     monitoring.duration lets a 3 s cell finish."""
     from pathlib import Path
 
-    from cutover_lib._params import load_environment, parse_overrides
-    from cutover_lib._phases import notebook_deadline
+    from cutover_lib.config.params import load_environment, parse_overrides
+    from cutover_lib.engine.phases import notebook_deadline
 
     repo = Path(__file__).resolve().parents[2]
     env = load_environment("local", repo / "params", parse_overrides(["timeouts.notebook=2s",

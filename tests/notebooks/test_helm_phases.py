@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cutover_lib._params import parse_overrides
-from cutover_lib._seal import operator_key, public_pem
+from cutover_lib.config.params import parse_overrides
+from cutover_lib.evidence.seal import operator_key, public_pem
 from nb_helpers import DEMO_APPROVALS, REPO, free_block, lab_config, make_project, steps_of, through_post_smoke
 from standins.kube_api import kube_api  # noqa: F401 - fixture
 
@@ -96,7 +96,7 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
 
     def call(*args: str) -> subprocess.CompletedProcess[str]:
         extra = [] if args[0] in ("verify",) else ["--root", str(root)]
-        return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *args, *extra], cwd=root, env=env,
+        return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", *args, *extra], cwd=root, env=env,
                               capture_output=True, text=True, timeout=600)
 
     def cutover(*args: str) -> subprocess.CompletedProcess[str]:

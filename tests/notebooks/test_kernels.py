@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cutover_lib._kernels import Kernels, NotebookFailed, execute_notebook, warm_imports
+from cutover_lib.engine.kernels import Kernels, NotebookFailed, execute_notebook, warm_imports
 
 pytestmark = pytest.mark.notebooks
 
@@ -128,7 +128,7 @@ def test_warm_imports_are_the_notebooks_import_lines(tmp_path):
 def test_no_writable_temporary_folder_is_one_clear_error(tmp_path, monkeypatch):
     import tempfile
 
-    from cutover_lib._errors import UsageError
+    from cutover_lib.errors import UsageError
 
     def read_only(*args, **kwargs):
         raise OSError(30, "Read-only file system")
@@ -166,7 +166,7 @@ def _alive(pid: int) -> bool:
 def test_the_first_kernel_boots_before_the_command_line_is_parsed(tmp_path):
     """``cutover run/plan`` start the first notebook's kernel from their raw arguments (both option
     spellings); the command claims it for the same project root only."""
-    from cutover_lib import _prestart
+    from cutover_lib.engine import prestart as _prestart
 
     root = _project(tmp_path)
     _prestart.start_early(["--env", "local", f"--root={root}", "--phase", "cutover"])
@@ -189,7 +189,7 @@ def test_the_first_kernel_boots_before_the_command_line_is_parsed(tmp_path):
 @pytest.mark.parametrize("args", [["--phase", "nosuch"], ["--env", "local"], ["--phase"],
                                   ["--phase", "cutover", "--root", "/nonexistent/x"]])
 def test_no_early_kernel_when_the_arguments_do_not_say_which(tmp_path, args):
-    from cutover_lib import _prestart
+    from cutover_lib.engine import prestart as _prestart
 
     root = _project(tmp_path)
     try:
@@ -210,7 +210,7 @@ def test_a_command_line_error_leaves_no_early_kernel(tmp_path):
                               "--root", str(root), "--no-such-option"], stdout=err, stderr=err, timeout=60)
     assert res.returncode == 2 and "No such option" in (tmp_path / "err.txt").read_text()
     # the kernel it booted before parsing is gone with it (not left to notice its parent died)
-    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and "_kernel_main" in _cmdline(p)
+    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and "cutover_lib.engine.kernel_main" in _cmdline(p)
                  and _cwd(p) == str(root)]
     assert not leftovers
 

@@ -45,7 +45,7 @@ def test_committed_notebook_is_a_valid_notebook(path):
 
 
 def test_every_phase_notebook_exists_and_every_notebook_is_in_a_phase():
-    from cutover_lib._phases import load_phases
+    from cutover_lib.engine.phases import load_phases
 
     in_phases = {nb for nbs in load_phases(REPO).values() for nb in nbs}
     assert in_phases == {p.name for p in NOTEBOOKS}
@@ -245,7 +245,7 @@ def test_the_runbooks_cli_runs_with_the_runbooks_arguments(lab_project, tmp_path
     env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
 
     def call(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *argv, "--root", str(lab_project)],
+        return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", *argv, "--root", str(lab_project)],
                               cwd=lab_project, env=env, capture_output=True, text=True, timeout=600)
 
     args = ("run", "--env", "local", "--phase", "cutover")

@@ -30,7 +30,7 @@ def cutover_ro(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``cutover ARGS`` with ``executed/`` bind-mounted read-only (a private mount namespace)."""
     ex = root / "executed"
     cmd = " ".join([f"mount --bind {ex} {ex} && mount -o remount,bind,ro {ex} && exec", sys.executable, "-m",
-                    "cutover_lib.cli", *args, "--root", str(root)])
+                    "cutover_lib.cli.app", *args, "--root", str(root)])
     return subprocess.run(["unshare", "-m", "sh", "-c", cmd], cwd=root, capture_output=True, text=True, timeout=300)
 
 
@@ -58,7 +58,7 @@ def test_a_run_folder_deleted_mid_run_is_one_line_and_the_lock_is_released(root:
     at = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "Runbook.open" in c.source)
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell("import shutil; shutil.rmtree(rb.run.path)  # someone's rm -rf"))
     nbformat.write(nb, nb_path)
-    res = subprocess.run([sys.executable, "-m", "cutover_lib.cli", "plan", "--env", "local", "--phase", "readiness",
+    res = subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", "plan", "--env", "local", "--phase", "readiness",
                           "--root", str(root)], cwd=root, capture_output=True, text=True, timeout=300)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "Traceback" not in res.stderr
@@ -71,7 +71,7 @@ def test_a_run_folder_deleted_mid_run_is_one_line_and_the_lock_is_released(root:
 def test_an_ascii_only_terminal_and_a_130_kb_override_are_just_a_run(root: Path):
     env = {**os.environ, "PYTHONIOENCODING": "ascii", "LANG": "C", "LC_ALL": "C"}
     big = "x" * 130_000
-    res = subprocess.run([sys.executable, "-m", "cutover_lib.cli", "plan", "--env", "local", "--phase", "readiness",
+    res = subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", "plan", "--env", "local", "--phase", "readiness",
                           "-p", f"description={big}", "--root", str(root)], cwd=root, env=env, capture_output=True,
                          timeout=300)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]

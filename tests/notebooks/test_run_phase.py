@@ -14,7 +14,7 @@ pytestmark = pytest.mark.notebooks
 
 
 def cutover(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300)
 
 

@@ -52,7 +52,7 @@ def descendants(pid: int) -> list[int]:
 
 def test_kill_9_during_a_mutating_step_then_resume(own_lab):
     root = own_lab
-    proc = subprocess.Popen([sys.executable, "-m", "cutover_lib.cli", "run", "--env", "local", "--phase", "cutover",
+    proc = subprocess.Popen([sys.executable, "-m", "cutover_lib.cli.app", "run", "--env", "local", "--phase", "cutover",
                              "--root", str(root)], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             text=True)
     deadline = time.monotonic() + 240
@@ -201,7 +201,7 @@ def test_resume_is_as_strict_as_a_first_run(own_lab):
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
 def test_sigterm_and_ctrl_c_seal_what_exists_release_the_lock_and_say_how_to_resume(own_lab, sig, code, word):
     root = own_lab
-    proc = subprocess.Popen([sys.executable, "-m", "cutover_lib.cli", "run", "--env", "local", "--phase", "cutover",
+    proc = subprocess.Popen([sys.executable, "-m", "cutover_lib.cli.app", "run", "--env", "local", "--phase", "cutover",
                              "--root", str(root)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     run = None
@@ -234,7 +234,7 @@ def test_a_rollback_waiting_for_its_approvals_is_pending_then_resumes_into_the_r
     cutover's notebooks again."""
     from typer.testing import CliRunner
 
-    from cutover_lib.cli import app
+    from cutover_lib.cli.app import app
     from nb_helpers import DEMO_APPROVALS
     from stellaops_lab import down, up
 

@@ -88,7 +88,7 @@ def test_canaries_never_reach_evidence_or_terminal(tmp_path, kube_api):  # noqa:
 
     def run(*args: str, extra_env: dict[str, str] | None = None) -> int:
         def call(*argv: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "cutover_lib.cli", *argv, "--root", str(root)], cwd=root,
+            return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", *argv, "--root", str(root)], cwd=root,
                                   env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
 
         res = through_post_smoke(call(*args), call, args)  # (the approvals and the resume are leak paths too)

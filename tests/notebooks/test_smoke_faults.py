@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from cutover_lib._errors import StepFailed
-from cutover_lib._evidence import RunFolder
-from cutover_lib._params import load_environment, parse_overrides
-from cutover_lib._steps import Runbook
+from cutover_lib.errors import StepFailed
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.engine.steps import Runbook
 from stellaops_lab import set_fault
 from nb_helpers import lab_config, run_cells
 

@@ -1,6 +1,6 @@
 """Stand-in Kubernetes API server (loopback, stdlib ``http.server``) -- NOT a cluster.
 
-It answers the subset of the Kubernetes REST API that ``cutover_lib._kube``, the kubectl stand-in
+It answers the subset of the Kubernetes REST API that ``cutover_lib.adapters.kube``, the kubectl stand-in
 (tests/standins/bin/kubectl) and the helm stand-in (tests/standins/helm) call, with bodies shaped
 like the API reference (``kind``, ``apiVersion``, ``metadata.resourceVersion``, ``generation``,
 ``Status`` objects for errors):

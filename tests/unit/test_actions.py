@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from cutover_lib import ANY, same_payload_as, signed_dsse
-from cutover_lib._errors import CheckFailed, ParamsError, StepFailed
-from cutover_lib._evidence import RunFolder
-from cutover_lib._expect import describe, mismatches
-from cutover_lib._params import load_environment, parse_overrides
+from cutover_lib.errors import CheckFailed, ParamsError, StepFailed
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.engine.expect import describe, mismatches
+from cutover_lib.config.params import load_environment, parse_overrides
 from nb_helpers import variant
-from cutover_lib._secrets import mask
-from cutover_lib._steps import Runbook
-from cutover_lib._template import Missing, render_args, render_text
+from cutover_lib.config.secrets import mask
+from cutover_lib.engine.steps import Runbook
+from cutover_lib.config.template import Missing, render_args, render_text
 
 REPO = Path(__file__).resolve().parents[2]
 CANARY = "canary-actions-5d1f0b"
@@ -317,7 +317,7 @@ def test_then_checks_run_after_the_expected_result(make_rb, fake_env, tmp_path, 
     """signed_dsse and same_payload_as on a real DSSE envelope and the lab's demo bundle."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from cutover_lib._dsse import Envelope, sign_envelope
+    from cutover_lib.evidence.dsse import Envelope, sign_envelope
     from stellaops_lab._keys import public_pem
 
     key = ec.generate_private_key(ec.SECP256R1())
@@ -397,7 +397,7 @@ def test_secret_files_reach_the_tool_never_argv(make_rb, fake_env, tmp_path, mon
     """mongodump --config FILE: the secret is in a 0600 file for the tool, masked everywhere, gone after."""
     monkeypatch.setenv("MONGO_URI_TEST", f"mongodb://backup:{CANARY}@db:27017/x")
     env = fake_env.model_copy(update={"backup": fake_env.backup.model_copy(update={"mongo": fake_env.backup.mongo.model_copy(
-        update={"uri": __import__("cutover_lib._secrets", fromlist=["SecretRef"]).SecretRef("env:MONGO_URI_TEST")})})})
+        update={"uri": __import__("cutover_lib.config.secrets", fromlist=["SecretRef"]).SecretRef("env:MONGO_URI_TEST")})})})
     prog = tmp_path / "bin" / "fake-cli"
     prog.write_text(f"""#!{sys.executable}
 import json, os, stat, sys
@@ -431,7 +431,7 @@ def test_when_runs_a_cell_only_for_those_params(make_rb, fake_env, tmp_path):
 def test_secret_files_without_memfd_are_0600_files_removed_afterwards(make_rb, fake_env, tmp_path, monkeypatch):
     monkeypatch.delattr(os, "memfd_create")
     monkeypatch.setenv("MONGO_URI_TEST", f"mongodb://backup:{CANARY}@db:27017/x")
-    from cutover_lib._secrets import SecretRef
+    from cutover_lib.config.secrets import SecretRef
 
     env = fake_env.model_copy(update={"backup": fake_env.backup.model_copy(update={"mongo": fake_env.backup.mongo.model_copy(
         update={"uri": SecretRef("env:MONGO_URI_TEST")})})})

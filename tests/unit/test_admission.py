@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cutover_lib._admission import passed_rehearsal
-from cutover_lib._errors import GateNotApproved
-from cutover_lib._evidence import RunFolder, iso, utc_now
-from cutover_lib._params import load_environment
+from cutover_lib.engine.admission import passed_rehearsal
+from cutover_lib.errors import GateNotApproved
+from cutover_lib.evidence.evidence import RunFolder, iso, utc_now
+from cutover_lib.config.params import load_environment
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from cutover_lib._approvals import ApprovalStore, approval_form, gate_status, require
-from cutover_lib._errors import GateNotApproved, UsageError
-from cutover_lib._evidence import RunFolder
-from cutover_lib._params import load_environment, parse_overrides
+from cutover_lib.engine.approvals import ApprovalStore, approval_form, gate_status, require
+from cutover_lib.errors import GateNotApproved, UsageError
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.config.params import load_environment, parse_overrides
 from nb_helpers import variant
-from cutover_lib._steps import Runbook
+from cutover_lib.engine.steps import Runbook
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -140,7 +140,7 @@ def _forged_line(store, **fields):
 
 @pytest.mark.parametrize("tamper", ["appended", "edited", "removed", "reordered", "garbage"])
 def test_a_hand_made_approvals_file_stops_the_gate(tmp_path, tamper):
-    from cutover_lib._errors import EvidenceError
+    from cutover_lib.errors import EvidenceError
 
     rb, store = _approved_plan(tmp_path)
     store.record(gate="plan", role="devops-lead", name="Grace Hopper", record="CHG-2025-1027-LAUNCH")
@@ -170,7 +170,7 @@ def test_a_hand_made_approvals_file_stops_the_gate(tmp_path, tamper):
 
 def test_approvals_count_only_for_their_environment_and_change(tmp_path):
     """A consistent chain that carries another change's (or environment's) decision: not counted."""
-    from cutover_lib._evidence import HashChain
+    from cutover_lib.evidence.evidence import HashChain
 
     rb, store = _approved_plan(tmp_path)
     HashChain(store.path).append({"kind": "approval", "gate": "plan", "env": "prod", "change": "CHG-OTHER",

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from cutover_lib import _backup
+from cutover_lib.adapters import backup as _backup
 from stellaops_lab.backup_mode import LabBackup
-from cutover_lib._errors import SecretError, StepFailed, ToolMissing
-from cutover_lib._evidence import RunFolder
-from cutover_lib._steps import Runbook
+from cutover_lib.errors import SecretError, StepFailed, ToolMissing
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.engine.steps import Runbook
 from nb_helpers import run_cells
 
 REPO = Path(__file__).resolve().parents[2]
@@ -369,7 +369,7 @@ def test_restore_finds_the_newest_backup_across_runs(project: Path, lab: Path) -
 def test_a_snapshot_never_writes_into_an_earlier_one(project: Path, tools: dict[str, Any], tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Two snapshots within one second would share launch-<time>: the second is refused before mongodump runs."""
-    from cutover_lib import _actions
+    from cutover_lib.engine import actions as _actions
 
     monkeypatch.setattr(_actions, "_clock", lambda: {"now": "2026-11-29T15:00:00Z", "now_minute": "202611291500"})
     (tools["out"] / "launch-2026-11-29T15:00:00Z").mkdir(parents=True)

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cutover_lib._errors import CutoverError, EvidenceError, SecretError, StepFailed, ToolMissing
-from cutover_lib._evidence import RunFolder, atomic_write
-from cutover_lib._params import load_environment, parse_overrides
-from cutover_lib._steps import Runbook
-from cutover_lib.cli import app
+from cutover_lib.errors import CutoverError, EvidenceError, SecretError, StepFailed, ToolMissing
+from cutover_lib.evidence.evidence import RunFolder, atomic_write
+from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.engine.steps import Runbook
+from cutover_lib.cli.app import app
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -302,7 +302,7 @@ def test_missing_secret(tmp_path, kind, monkeypatch):
 
 
 def test_docker_not_running(tmp_path):
-    from cutover_lib import _compose as dc
+    from cutover_lib.adapters import compose as dc
 
     with pytest.raises(CutoverError) as ei:
         with dc.engine_client("node-1", f"unix://{tmp_path}/docker.sock", timeout=2):

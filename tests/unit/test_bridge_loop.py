@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cutover_lib._bridge_loop import bridge_loop, change_closed
-from cutover_lib._bridge_timeline import change_status
-from cutover_lib._errors import Terminated, UsageError
-from cutover_lib._params import load_environment, parse_overrides
-from cutover_lib._slots import slot_runs
+from cutover_lib.runbook.bridge_loop import bridge_loop, change_closed
+from cutover_lib.evidence.bridge_timeline import change_status
+from cutover_lib.errors import Terminated, UsageError
+from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.engine.slots import slot_runs
 
 T0 = datetime(2026, 11, 30, 14, 0, tzinfo=timezone.utc)
 HOOK_ID = "hk5xq8w3b1c7d9e2"
@@ -264,7 +264,7 @@ def test_ctrl_c_or_sigterm_stops_with_one_line(project: Path, hook: str, exc: Ba
 # --------------------------------------------------------------------------- the CLI
 
 def cli(root: Path, *args: str) -> Any:
-    from cutover_lib.cli import app
+    from cutover_lib.cli.app import app
 
     t0 = (datetime.now(timezone.utc) + timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")  # T-30m has passed
     return CliRunner().invoke(app, ["bridge", "--env", "local", "--root", str(root), "-p", "bridge.webhook=env:HOOK",

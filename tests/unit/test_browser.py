@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cutover_lib._errors import ToolMissing
-from cutover_lib._evidence import RunFolder
-from cutover_lib._params import load_environment, parse_overrides
-from cutover_lib._steps import Runbook
+from cutover_lib.errors import ToolMissing
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.engine.steps import Runbook
 from nb_helpers import faults_cleared, lab_config, run_cells, started_lab
 
 pytestmark = pytest.mark.lab

@@ -8,8 +8,8 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from cutover_lib._change_page import write_change_page
-from cutover_lib._params import load_environment, parse_overrides
+from cutover_lib.evidence.change_page import write_change_page
+from cutover_lib.config.params import load_environment, parse_overrides
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cutover_lib.cli import app
+from cutover_lib.cli.app import app
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -63,7 +63,7 @@ def test_help_is_cheap():
     import subprocess
     import sys
 
-    code = ("import sys, cutover_lib.cli; "
+    code = ("import sys, cutover_lib.cli.app; "
             "heavy = [m for m in ('papermill','nbconvert','docker','kubernetes','nbclient','httpx') if m in sys.modules]; "
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -74,15 +74,15 @@ def test_top_level_help_is_typers_and_served_without_loading_it():
     import subprocess
     import sys
 
-    from cutover_lib._help import TOP_HELP, render
+    from cutover_lib.cli.help import TOP_HELP, render
 
-    assert TOP_HELP == render(), "the commands changed: regenerate with .venv/bin/python -m cutover_lib._help"
-    probe = "import sys; sys.argv = ['cutover'] + sys.argv[1:]; from cutover_lib._entry import main; main()"
+    assert TOP_HELP == render(), "the commands changed: regenerate with .venv/bin/python -m cutover_lib.cli.help"
+    probe = "import sys; sys.argv = ['cutover'] + sys.argv[1:]; from cutover_lib.cli.entry import main; main()"
     helped = subprocess.run([sys.executable, "-c", probe, "--help"], capture_output=True, text=True)
     assert (helped.returncode, helped.stdout, helped.stderr) == (0, TOP_HELP, "")
     bare = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert (bare.returncode, bare.stdout, bare.stderr) == (2, "", TOP_HELP)
-    code = ("import sys; sys.argv = ['cutover', '--help']; from cutover_lib import _entry\n"
+    code = ("import sys; sys.argv = ['cutover', '--help']; from cutover_lib.cli import entry as _entry\n"
             "def leave(code):\n"
             "    print(sorted(m for m in ('typer', 'click', 'rich', 'pydantic') if m in sys.modules))\n"
             "    raise SystemExit(code)\n"
@@ -97,7 +97,7 @@ def test_subcommand_help_still_comes_from_typer():
     import sys
 
     res = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['cutover', 'run', '--help']; "
-                          "from cutover_lib._entry import main; main()"], capture_output=True, text=True)
+                          "from cutover_lib.cli.entry import main; main()"], capture_output=True, text=True)
     assert res.returncode == 0 and "--phase" in res.stdout and "Usage: cutover run" in res.stdout
 
 
@@ -116,7 +116,7 @@ def test_public_api_names():
 def test_one_exit_code_table():
     """Every error class's exit code is the one the table in _errors says; an error raised in a notebook
     reaches the runner by name and maps through the same table."""
-    from cutover_lib import _errors
+    from cutover_lib import errors as _errors
 
     table = {"UsageError": 2, "ParamsError": 2, "SecretError": 2, "ToolMissing": 2, "EvidenceError": 1,
              "EvidenceTampered": 1, "LockHeld": 4, "StepFailed": 1, "CommandFailed": 1, "CheckFailed": 1,
@@ -157,7 +157,7 @@ def test_progress_lines_are_coloured_on_a_terminal_and_plain_with_no_color(monke
 
     from rich.console import Console
 
-    from cutover_lib._progress import styled as _styled
+    from cutover_lib.engine.progress import styled as _styled
 
     def shown(**kw):
         out = io.StringIO()
@@ -190,7 +190,7 @@ def test_params_check_answers_as_the_full_cli_does_without_loading_typer(argv, m
                           env={**__import__("os").environ, "PYTHONPROFILEIMPORTTIME": "1"}, timeout=60)
     imports = [ln for ln in fast.stderr.splitlines() if ln.startswith("import time:")]
     assert imports and not [ln for ln in imports if ln.rstrip().endswith((" typer", " click"))]
-    assert "cutover_lib._models" in "".join(imports)  # (the check really ran)
+    assert "cutover_lib.config.models" in "".join(imports)  # (the check really ran)
     assert (fast.returncode, fast.stdout) == (full.exit_code, full.stdout)
     assert [ln for ln in fast.stderr.splitlines() if not ln.startswith("import time:")] == full.stderr.splitlines()
 
@@ -200,7 +200,7 @@ def test_anything_but_a_plain_params_check_goes_to_the_full_cli(argv):
     """``--help``, an unknown or repeated option, a missing value: click's own help and usage errors."""
     import subprocess
 
-    from cutover_lib._params_check import fast_args
+    from cutover_lib.cli.params_check import fast_args
 
     assert fast_args(argv) is None
     res = subprocess.run([CUTOVER, "params", "check", *argv], capture_output=True, text=True, timeout=60, cwd=REPO)

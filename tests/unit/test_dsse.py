@@ -1,4 +1,4 @@
-"""cutover_lib._dsse: PAE, signing, verification, key ids, and the committed demo bundle."""
+"""cutover_lib.evidence.dsse: PAE, signing, verification, key ids, and the committed demo bundle."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from cutover_lib import _dsse
-from cutover_lib._dsse import (
+from cutover_lib.evidence import dsse as _dsse
+from cutover_lib.evidence.dsse import (
     IN_TOTO_PAYLOAD_TYPE,
     Envelope,
     VerifyResult,

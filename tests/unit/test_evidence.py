@@ -4,9 +4,9 @@ import stat
 
 import pytest
 
-from cutover_lib._errors import EvidenceError
-from cutover_lib._evidence import GENESIS, RunFolder, atomic_write, sha256_bytes, write_new
-from cutover_lib._tamper import verify_run
+from cutover_lib.errors import EvidenceError
+from cutover_lib.evidence.evidence import GENESIS, RunFolder, atomic_write, sha256_bytes, write_new
+from cutover_lib.evidence.tamper import verify_run
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_consistent_forgery_of_manifest_is_caught_by_ledger_seal(sealed):
     f = sealed.path / "artifacts" / "a.log"
     f.write_text("forged\n")
     m = json.loads(sealed.manifest_path.read_text())
-    from cutover_lib._evidence import sha256_file
+    from cutover_lib.evidence.evidence import sha256_file
     m["files"]["artifacts/a.log"] = sha256_file(f)
     sealed.manifest_path.write_text(json.dumps(m))
     assert "manifest.json: file list does not match the digest sealed in the ledger" in verify_run(sealed.path)

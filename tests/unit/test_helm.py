@@ -2,8 +2,8 @@
 
 import pytest
 
-from cutover_lib import _helm
-from cutover_lib._errors import CheckFailed
+from cutover_lib.adapters import helm as _helm
+from cutover_lib.errors import CheckFailed
 
 
 def rev(n, status, release="2025.09.1", desc="Upgrade complete"):

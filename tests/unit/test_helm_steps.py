@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from cutover_lib._errors import StepFailed, ToolMissing
-from cutover_lib._evidence import RunFolder
-from cutover_lib._helm_steps import secret_store_keys
-from cutover_lib._params import parse_overrides
+from cutover_lib.errors import StepFailed, ToolMissing
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.adapters.helm_steps import secret_store_keys
+from cutover_lib.config.params import parse_overrides
 from nb_helpers import variant
-from cutover_lib._steps import Runbook
+from cutover_lib.engine.steps import Runbook
 from standins.kube_api import kube_api  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from cutover_lib._errors import CheckFailed
-from cutover_lib._http import Http, wait_until
-from cutover_lib._secrets import register_secret
+from cutover_lib.errors import CheckFailed
+from cutover_lib.adapters.http import Http, wait_until
+from cutover_lib.config.secrets import register_secret
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cutover_lib import _kube
-from cutover_lib._errors import CheckFailed, ParamsError, SecretError
-from cutover_lib._secrets import SecretRef
+from cutover_lib.adapters import kube as _kube
+from cutover_lib.errors import CheckFailed, ParamsError, SecretError
+from cutover_lib.config.secrets import SecretRef
 from standins.kube_api import kube_api, write_kubeconfig  # noqa: F401 - fixture
 
 CANARY = "canary-kube-value-8e41c2d7"

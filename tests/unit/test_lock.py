@@ -9,10 +9,10 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from cutover_lib._errors import LockHeld
-from cutover_lib._evidence import RunFolder
-from cutover_lib._runner import EnvLock, break_lock
-from cutover_lib.cli import app
+from cutover_lib.errors import LockHeld
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.engine.runner import EnvLock, break_lock
+from cutover_lib.cli.app import app
 
 
 def hold(project, pid, run_id="20260101T000000Z-local-cutover"):

@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from cutover_lib._evidence import RunFolder
-from cutover_lib._notify import (COLORS, Bridge, Heartbeat, PostResult, gate_decision, heartbeat, ledger_status,
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.adapters.notify import (COLORS, Bridge, Heartbeat, PostResult, gate_decision, heartbeat, ledger_status,
                                  phase_finished, phase_started, record_result, step_failed)
-from cutover_lib._models import Bridge as BridgeParams
-from cutover_lib._params import Environment, load_environment
+from cutover_lib.config.models import Bridge as BridgeParams
+from cutover_lib.config.params import Environment, load_environment
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "canaryhooktoken7f3c9e1d2b"

@@ -16,13 +16,13 @@ from nb_helpers import run_cells
 from stellaops_lab.offline_kit import publish
 from typer.testing import CliRunner
 
-from cutover_lib._errors import StepFailed
-from cutover_lib._evidence import RunFolder
-from cutover_lib._files import named_files
-from cutover_lib._params import available_environments, load_environment, parse_overrides
-from cutover_lib._steps import Runbook
-from cutover_lib._template import render_text
-from cutover_lib.cli import app
+from cutover_lib.errors import StepFailed
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.config.files import named_files
+from cutover_lib.config.params import available_environments, load_environment, parse_overrides
+from cutover_lib.engine.steps import Runbook
+from cutover_lib.config.template import render_text
+from cutover_lib.cli.app import app
 
 REPO = Path(__file__).resolve().parents[2]
 

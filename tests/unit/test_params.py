@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from cutover_lib._errors import ParamsError
-from cutover_lib._params import (available_environments, flatten, format_duration, load_environment,
+from cutover_lib.errors import ParamsError
+from cutover_lib.config.params import (available_environments, flatten, format_duration, load_environment,
                                  params_digest, parse_duration, parse_overrides)
-from cutover_lib._secrets import SecretRef
+from cutover_lib.config.secrets import SecretRef
 
 REPO = Path(__file__).resolve().parents[2]
 ENVS = ["local", "dev", "stage", "prod", "airgap", "mirror"]
@@ -165,7 +165,7 @@ def test_digest_changes_with_content_not_with_secret_values(monkeypatch):
 def test_a_credential_where_none_belongs_is_refused_without_echoing_it(pair, env, said):
     from typer.testing import CliRunner
 
-    from cutover_lib.cli import app
+    from cutover_lib.cli.app import app
 
     res = CliRunner().invoke(app, ["params", "check", "--env", env, "-p", pair, "--root", str(REPO)])
     assert res.exit_code == 2
@@ -215,7 +215,7 @@ def test_every_protected_key_is_named_and_waivable_environments_take_any_overrid
 
 def test_the_kernel_refuses_them_too(tmp_path):
     """A notebook run by hand (papermill -p overrides ...) opens the run through the same loader."""
-    from cutover_lib._steps import Runbook
+    from cutover_lib.engine.steps import Runbook
 
     with pytest.raises(ParamsError) as ei:
         Runbook.open("prod", overrides='["approvals.waivable=true"]', root=str(REPO))

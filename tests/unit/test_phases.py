@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cutover_lib._errors import UsageError
-from cutover_lib._phases import PHASES_FILE, load_phases, load_slots, resolve_phase
-from cutover_lib.cli import app
+from cutover_lib.errors import UsageError
+from cutover_lib.engine.phases import PHASES_FILE, load_phases, load_slots, resolve_phase
+from cutover_lib.cli.app import app
 
 REPO = Path(__file__).resolve().parents[2]
 

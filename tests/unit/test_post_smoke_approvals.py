@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cutover_lib._approvals import ApprovalStore
-from cutover_lib._evidence import RunFolder, iso, utc_now
-from cutover_lib._params import load_environment
-from cutover_lib.cli import app
+from cutover_lib.engine.approvals import ApprovalStore
+from cutover_lib.evidence.evidence import RunFolder, iso, utc_now
+from cutover_lib.config.params import load_environment
+from cutover_lib.cli.app import app
 
 RUN = "20261129T140000Z-stage-cutover"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from cutover_lib._evidence import RunFolder, iso, utc_now
-from cutover_lib._params import load_environment
-from cutover_lib._report import index_sections, write_index
-from cutover_lib._steps import Runbook
+from cutover_lib.evidence.evidence import RunFolder, iso, utc_now
+from cutover_lib.config.params import load_environment
+from cutover_lib.evidence.report import index_sections, write_index
+from cutover_lib.engine.steps import Runbook
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"

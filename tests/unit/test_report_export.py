@@ -1,4 +1,4 @@
-"""The notebook HTML export (cutover_lib._report): what nbconvert's exporter would give, offline,
+"""The notebook HTML export (cutover_lib.evidence.report): what nbconvert's exporter would give, offline,
 without its BeautifulSoup pass (whose two attributes are added on the template's own markup)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cutover_lib import _report
+from cutover_lib.evidence import report as _report
 
 PNG = base64.b64encode(bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -114,7 +114,7 @@ def test_every_committed_notebook_tags_its_setup_and_close_cells():
 def test_a_step_cells_value_shows_nothing_beside_its_card():
     """Issue 14, item 5: no raw record dict after a step card: a step's record and a Result show
     nothing as a cell's last value (IPython calls _ipython_display_ instead of printing them)."""
-    from cutover_lib._result import Result, StepRecord
+    from cutover_lib.engine.result import Result, StepRecord
 
     rec = StepRecord({"step_id": "5.decision", "outcome": "passed"})
     assert rec["outcome"] == "passed" and isinstance(rec, dict)
@@ -130,7 +130,7 @@ def _step(seq: int, sid: str, section: str, outcome: str, started: str, notebook
 def test_sections_in_run_order_and_a_resumed_runs_attempts_one_after_another(tmp_path):
     """Issue 14, item 1: the gates of Section 8 that T0 runs first come first (not sorted after 4 and
     5); a resume starts a new attempt, and a step in both attempts has a row (and an anchor) in each."""
-    from cutover_lib._evidence import RunFolder
+    from cutover_lib.evidence.evidence import RunFolder
 
     run = RunFolder.create(tmp_path / "executed", "local", "cutover")
     for rec in (_step(1, "8.gate-plan", "8", "passed", "00:01"), _step(2, "4.1.backup", "4.1", "failed", "00:02"),
@@ -148,7 +148,7 @@ def test_sections_in_run_order_and_a_resumed_runs_attempts_one_after_another(tmp
 def test_the_run_picture_draws_notebooks_steps_and_the_t0_deadline_lines():
     from datetime import datetime, timezone
 
-    from cutover_lib._run_chart import run_timeline_svg
+    from cutover_lib.evidence.run_chart import run_timeline_svg
 
     records = [_step(1, "4.1.backup", "4.1", "passed", "00:01"),
                _step(2, "5.api-health", "5", "failed", "50:00", notebook="07_smoke.ipynb")]

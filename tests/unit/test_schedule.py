@@ -17,10 +17,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cutover_lib._params import load_environment
-from cutover_lib._schedule import _k8s_name, cutover_command, render_schedule, write_schedule
-from cutover_lib._slots import slot_table
-from cutover_lib.cli import app
+from cutover_lib.config.params import load_environment
+from cutover_lib.runbook.schedule import _k8s_name, cutover_command, render_schedule, write_schedule
+from cutover_lib.engine.slots import slot_table
+from cutover_lib.cli.app import app
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"

@@ -14,11 +14,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
-from cutover_lib._dsse import key_id
-from cutover_lib._evidence import GENESIS, RunFolder, _canonical, atomic_write, sha256_bytes
-from cutover_lib._seal import SEAL, key_path, operator_key, public_pem
-from cutover_lib._tamper import verify_run
-from cutover_lib.cli import app
+from cutover_lib.evidence.dsse import key_id
+from cutover_lib.evidence.evidence import GENESIS, RunFolder, _canonical, atomic_write, sha256_bytes
+from cutover_lib.evidence.seal import SEAL, key_path, operator_key, public_pem
+from cutover_lib.evidence.tamper import verify_run
+from cutover_lib.cli.app import app
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,7 +110,7 @@ def test_a_forger_who_re_signs_with_their_own_key_is_not_trusted_unless_passed_w
     mine = operator_key(create=False)
     forge_consistently(run)
     monkeypatch.setenv("CUTOVER_OPERATOR_KEY", str(tmp_path / "forger.pem"))
-    from cutover_lib._seal import sign_seal
+    from cutover_lib.evidence.seal import sign_seal
 
     forger = sign_seal(run)["keyid"]
     assert forger != key_id(mine)

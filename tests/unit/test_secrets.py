@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from cutover_lib._errors import SecretError
-from cutover_lib._secrets import MASK, SecretRef, _forget_all_for_tests, mask, mask_obj, register_secret
+from cutover_lib.errors import SecretError
+from cutover_lib.config.secrets import MASK, SecretRef, _forget_all_for_tests, mask, mask_obj, register_secret
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,9 +2,9 @@ import sys
 
 import pytest
 
-from cutover_lib._errors import CommandFailed, ToolMissing
-from cutover_lib._secrets import register_secret
-from cutover_lib._shell import render, run_command
+from cutover_lib.errors import CommandFailed, ToolMissing
+from cutover_lib.config.secrets import register_secret
+from cutover_lib.adapters.shell import render, run_command
 
 CANARY = "canary-shell-9f8e7d"
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cutover_lib._errors import GateNotApproved, UsageError
-from cutover_lib._evidence import RunFolder
-from cutover_lib._params import load_environment, parse_overrides
-from cutover_lib._slots import SmokeDeadline, check_on_time, go_no_go_given, slot_runs, slot_table
-from cutover_lib._timeline import actual_times
-from cutover_lib.cli import app
+from cutover_lib.errors import GateNotApproved, UsageError
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.engine.slots import SmokeDeadline, check_on_time, go_no_go_given, slot_runs, slot_table
+from cutover_lib.evidence.timeline import actual_times
+from cutover_lib.cli.app import app
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -75,7 +75,7 @@ def test_where_enforced_a_slot_off_its_hour_needs_at_any_time_and_it_is_recorded
 def test_prod_cannot_turn_the_timeline_off():
     prod = load_environment("prod", REPO / "params")
     assert prod.timeline.enforced
-    from cutover_lib._params import ParamsError
+    from cutover_lib.config.params import ParamsError
 
     with pytest.raises(ParamsError):  # (-p is refused in prod for anything but patience)
         load_environment("prod", REPO / "params", parse_overrides(["timeline.enforce=false"]))
@@ -187,8 +187,8 @@ def test_t30m_readiness_names_a_stale_or_unsealed_earlier_slot(project: Path, cl
     """An earlier slot counts only with a sealed, passed run of this change window: a run of the same
     release from an aborted attempt days before, or one never sealed, is a red item, named."""
     from cutover_lib import readiness
-    from cutover_lib._errors import StepFailed
-    from cutover_lib._steps import Runbook
+    from cutover_lib.errors import StepFailed
+    from cutover_lib.engine.steps import Runbook
 
     services = [f"services.{s}=http://127.0.0.1:{closed_port}"
                 for s in ("authority", "scanner", "signer", "attestor", "notify", "web", "runtime")]

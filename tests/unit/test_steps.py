@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from cutover_lib._errors import CheckFailed, StepFailed
-from cutover_lib._evidence import RunFolder
-from cutover_lib._params import load_environment
-from cutover_lib._secrets import register_secret
-from cutover_lib._steps import Runbook, status_card
+from cutover_lib.errors import CheckFailed, StepFailed
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.config.params import load_environment
+from cutover_lib.config.secrets import register_secret
+from cutover_lib.engine.steps import Runbook, status_card
 
 REPO = Path(__file__).resolve().parents[2]
 CANARY = "canary-step-71c3aa"
@@ -141,7 +141,7 @@ def test_check_failed_type():
 def test_a_card_links_where_a_person_goes_next_and_nowhere_else():
     """Issue 14, item 5: a failed decision's card links the rollback's record and the run folder;
     only relative links inside the run's record are drawn (no scheme, no absolute path, no climbing)."""
-    from cutover_lib._steps import status_card
+    from cutover_lib.engine.steps import status_card
 
     rec = {"step_id": "5.decision", "title": "Go / rollback decision", "outcome": "failed",
            "data": {"next": [["Rollback (Section 6): 08_rollback", "08_rollback.html"], ["Run folder", "../"],

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cutover_lib._errors import StepFailed
-from cutover_lib._evidence import RunFolder
-from cutover_lib._params import load_environment, parse_overrides
-from cutover_lib._steps import Runbook
+from cutover_lib.errors import StepFailed
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.engine.steps import Runbook
 from nb_helpers import run_cells
 
 REPO = Path(__file__).resolve().parents[2]

@@ -67,7 +67,7 @@ def test_up_waits_for_the_timeout_when_no_fault_explains_it(tmp_path: Path) -> N
 
 def _lab_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("LAB_FAULTS", "CUTOVER_LAB_DIR", "CUTOVER_LAB_PORT_BASE")}
-    return subprocess.run([sys.executable, "-m", "cutover_lib.cli", "lab", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", "lab", *args], capture_output=True, text=True,
                           env=env, timeout=120)
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cutover_lib._errors import StepFailed
-from cutover_lib._evidence import RunFolder
-from cutover_lib._params import load_environment, parse_overrides
-from cutover_lib._steps import Runbook
+from cutover_lib.errors import StepFailed
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.engine.steps import Runbook
 from lab_helpers import wait_healthy
 from stellaops_lab import LabConfig, SERVICES, clear_faults, set_fault
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from cutover_lib import ticket
-from cutover_lib._errors import StepFailed
-from cutover_lib._evidence import RunFolder
-from cutover_lib._params import load_environment, parse_overrides
-from cutover_lib._steps import Runbook
+from cutover_lib.errors import StepFailed
+from cutover_lib.evidence.evidence import RunFolder
+from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.engine.steps import Runbook
 from stellaops_lab import SERVICES, LabConfig
 from stellaops_lab._provision import service_env
 
