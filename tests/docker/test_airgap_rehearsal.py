@@ -115,7 +115,7 @@ def test_site_profile_rehearsed_in_the_lab_with_nothing_outside_loopback(docker_
     assert image_sources(host) == {"127.0.0.1:5000"}
 
     text = log.read_text()
-    assert re.search(r"guard loaded in -m cutover_lib\._kernel_main -f \S+\.json", text), text[:2000]  # the kernels
+    assert re.search(r"guard loaded in -m cutover_lib\.engine\.kernel_main -f \S+\.json", text), text[:2000]  # the kernels
     assert "guard loaded in -m cutover_lib.cli.app run" in text
     assert "VIOLATION" not in text, [ln for ln in text.splitlines() if "VIOLATION" in ln][:5]
 
