@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config.template import Missing, render_text
+from ..engine.result import NamedCheck as _Check
 from ..errors import CheckFailed
 from ..evidence.evidence import RunFolder
-from ..engine.result import NamedCheck as _Check
-from ..config.template import Missing, render_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.steps import Runbook, StepContext

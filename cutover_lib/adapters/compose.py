@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CutoverError, StepFailed, ToolMissing
 from ..config.secrets import mask
+from ..errors import CutoverError, StepFailed, ToolMissing
 
 if TYPE_CHECKING:
     import docker

@@ -19,12 +19,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from . import compose as dc
+from ..config.params import ComposeDeploy, ComposeNode, parse_duration
+from ..engine.steps import NotApplicable, Runbook, StepContext
 from ..errors import CheckFailed, CutoverError, StepFailed
 from ..evidence.evidence import iso, utc_now
-from ..config.params import ComposeDeploy, ComposeNode, parse_duration
+from . import compose as dc
 from .shell import render
-from ..engine.steps import NotApplicable, Runbook, StepContext
 
 __all__ = ["containers_healthy", "run_on_nodes"]
 

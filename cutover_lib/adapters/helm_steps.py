@@ -17,11 +17,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from . import kube as _kube
-from ..errors import CheckFailed
 from ..config.params import HelmDeploy, SecretStore
-from .shell import render
 from ..engine.steps import NotApplicable, Runbook, StepContext
+from ..errors import CheckFailed
+from . import kube as _kube
+from .shell import render
 
 __all__ = ["secret_store_keys", "values_secrets_hold_keys"]
 

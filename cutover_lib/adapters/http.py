@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ..errors import CheckFailed, CutoverError
 from ..config.secrets import mask
+from ..errors import CheckFailed, CutoverError
 
 __all__ = ["Http", "Response", "wait_until"]
 

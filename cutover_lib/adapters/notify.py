@@ -31,11 +31,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..config.durations import spoken_duration
-from ..errors import CutoverError
-from ..evidence.evidence import RunFolder
 from ..config.models import Bridge as BridgeParams
 from ..config.params import Environment
 from ..config.secrets import mask, mask_obj, register_secret
+from ..errors import CutoverError
+from ..evidence.evidence import RunFolder
 
 __all__ = [
     "COLORS",

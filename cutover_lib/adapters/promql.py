@@ -31,11 +31,11 @@ from collections.abc import Mapping
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
+from ..config.template import lookup, render_text
 from ..engine.cellmech import CellMechanics
+from ..engine.result import _WHOLE, Result, _title
 from ..errors import CheckFailed, ParamsError
 from ..evidence.evidence import utc_now
-from ..engine.result import _WHOLE, Result, _title
-from ..config.template import lookup, render_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.steps import StepContext

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CommandFailed, ToolMissing
 from ..config.secrets import mask
+from ..errors import CommandFailed, ToolMissing
 
 __all__ = ["CommandResult", "render", "run_command"]
 

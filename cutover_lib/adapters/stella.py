@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .http import Http
 from ..config.params import Environment
+from .http import Http
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.steps import Runbook, StepContext

@@ -106,9 +106,9 @@ def _run_cmd(env: str, phase: str, *, dry_run: bool, with_reads: bool, param: Op
              resume: Optional[str], confirm: Optional[list[str]], no_rollback: bool, root: Optional[Path],
              waive: Optional[list[str]] = None, accept_param_changes: bool = False, at_any_time: bool = False) -> None:
     from ..engine.kernels import KERNEL_ENV, Kernels
+    from ..engine.phases import load_phases, resolve_phase
     from ..engine.prestart import claim
     from ..errors import CutoverError
-    from ..engine.phases import load_phases, resolve_phase
 
     base = _root(root)
     early = claim(base)
@@ -186,6 +186,7 @@ def key_command() -> None:
 
 
 from .timeline import register as _register_timeline  # noqa: E402 - timeline, schedule, bridge (cli.py's size)
+
 _register_timeline(app)
 
 
@@ -205,8 +206,8 @@ def approve(
 ) -> None:
     """Record an approval (or rejection) of a gate for the environment's change ticket."""
     try:
-        from ..engine.approvals import ApprovalStore, plan_digest_of
         from ..config.params import load_environment
+        from ..engine.approvals import ApprovalStore, plan_digest_of
 
         base = _root(root)
         environment = load_environment(env, base / "params")
@@ -236,8 +237,8 @@ def approvals(env: EnvOpt, root: RootOpt = None) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ..engine.approvals import ApprovalStore
         from ..config.params import load_environment
+        from ..engine.approvals import ApprovalStore
 
         base = _root(root)
         environment = load_environment(env, base / "params")

@@ -47,9 +47,9 @@ def check(env: str | None, root: Path | None, params: list[str]) -> int:
 
 def _check_every(base: Path, overrides: dict[str, object]) -> int:
     """``params check`` without --env: one line per environment, every problem named; 2 if any."""
-    from ..errors import CutoverError
     from ..config.files import require_files
     from ..config.params import available_environments, load_environment
+    from ..errors import CutoverError
 
     names = available_environments(base / "params")
     bad = 0

@@ -149,8 +149,8 @@ def _add_bridge(app: typer.Typer) -> None:
         from .app import _fail, _root
 
         try:
-            from ..runbook.bridge_loop import bridge_loop
             from ..config.params import load_environment, parse_overrides
+            from ..runbook.bridge_loop import bridge_loop
 
             interval, stop_at = _every(every), _until(until)
             base = _root(root)

@@ -18,8 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ParamsError
-from .models import (ComposeDeploy, ComposeNode, Environment, HelmDeploy, SecretStore, format_duration,
-                      parse_duration)
+from .models import ComposeDeploy, ComposeNode, Environment, HelmDeploy, SecretStore, format_duration, parse_duration
 
 __all__ = [
     "ComposeDeploy",

@@ -21,17 +21,28 @@ The returned :class:`Result` hands later cells what this one produced: ``scan["a
 from __future__ import annotations
 
 import json as _json
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cellmech import CellMechanics
-from ..errors import CheckFailed, OutcomeUnknown, ParamsError, StepFailed
-from .result import Check, Result, _clock, _host, _item_name, _keep, _no_credentials_in, _observed, _safe, \
-    _seconds, _title
-from ..config.secrets import mask
 from ..adapters.shell import render
+from ..config.secrets import mask
 from ..config.template import NotNeeded, render_args, render_text
+from ..errors import CheckFailed, OutcomeUnknown, ParamsError, StepFailed
+from .cellmech import CellMechanics
+from .result import (
+    Check,
+    Result,
+    _clock,
+    _host,
+    _item_name,
+    _keep,
+    _no_credentials_in,
+    _observed,
+    _safe,
+    _seconds,
+    _title,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .steps import StepContext

@@ -12,11 +12,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from ..config.params import Environment, format_duration, params_digest
 from ..errors import GateNotApproved, UsageError
 from ..evidence.evidence import RunFolder, utc_now
-from .lock import checked_name
-from ..config.params import Environment, format_duration, params_digest
 from ..evidence.tamper import verify_run
+from .lock import checked_name
 
 __all__ = ["open_for_resume", "params_changed", "passed_rehearsal"]
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config.params import Environment
 from ..errors import EvidenceError, GateNotApproved, UsageError
 from ..evidence.evidence import HashChain, RunFolder, _disk_error, iso, utc_now
 from .lock import checked_name
-from ..config.params import Environment
 from .steps import Runbook, StepContext, Waived
 
 __all__ = ["ApprovalStore", "GateForm", "gate", "gate_status", "pending_approvals", "person", "require"]

@@ -11,19 +11,19 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CheckFailed, ParamsError
-from .expect import describe, mismatches
 from ..config.params import parse_duration
-from .result import _SECRET_FIELD, _WHOLE, Check, Result, _title, _word
 from ..config.secrets import SecretRef, is_reference, mask
 from ..config.template import NotNeeded, lookup, render_text
+from ..errors import CheckFailed, ParamsError
+from .expect import describe, mismatches
+from .result import _SECRET_FIELD, _WHOLE, Check, Result, _title, _word
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
-    from ..evidence.evidence import RunFolder
     from ..adapters.http import Http
     from ..config.params import Environment
+    from ..evidence.evidence import RunFolder
     from .steps import StepContext
 
 __all__ = ["CellMechanics"]

@@ -7,9 +7,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ParamsError
 from ..config.secrets import mask
 from ..config.template import Missing
+from ..errors import ParamsError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .steps import StepContext

@@ -24,20 +24,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .admission import open_for_resume, params_changed, passed_rehearsal
-from ..errors import EXIT_FAILED, EXIT_GATE, EXIT_PASSED, CutoverError, Terminated, UsageError, exit_code_for
-from ..evidence.evidence import RunFolder, iso, utc_now
 from ..config.files import require_files
+from ..config.params import Environment, load_environment, params_digest
+from ..config.secrets import mask as _mask
+from ..errors import EXIT_FAILED, EXIT_GATE, EXIT_PASSED, CutoverError, Terminated, UsageError, exit_code_for
+from ..evidence.change_page import write_change_page
+from ..evidence.evidence import RunFolder, iso, utc_now
+from ..evidence.report import HtmlExports
+from ..evidence.reporter import BridgeReporter
+from .admission import open_for_resume, params_changed, passed_rehearsal
 from .kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
 from .lock import EnvLock, break_lock
-from ..config.params import Environment, load_environment, params_digest
 from .phases import load_phases, notebook_deadline, resolve_phase
 from .plan import plan_diff, plan_digest, planned_commands
 from .progress import Progress, closing_summary, with_status
-from ..evidence.change_page import write_change_page
-from ..evidence.report import HtmlExports
-from ..evidence.reporter import BridgeReporter
-from ..config.secrets import mask as _mask
 
 __all__ = ["EnvLock", "NotebookFailed", "RunResult", "break_lock", "run_phase"]
 

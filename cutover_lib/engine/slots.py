@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..config.durations import format_duration, spoken_duration
 from ..errors import UsageError
 from ..evidence.evidence import utc_now
-from .phases import load_phases, load_slots
 from ..evidence.timeline import ACTIVITIES
+from .phases import load_phases, load_slots
 
 if TYPE_CHECKING:
-    from ..evidence.evidence import RunFolder
     from ..config.models import Environment
+    from ..evidence.evidence import RunFolder
 
 __all__ = ["Slot", "SmokeDeadline", "check_on_time", "go_no_go_given", "running_now", "slot_name", "slot_of",
            "slot_runs", "slot_table"]

@@ -25,20 +25,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import (CheckFailed, CutoverError, GateNotApproved, OutcomeUnknown, ParamsError, SecretError,
-                      StepFailed, ToolMissing)
+from ..errors import (
+    CheckFailed,
+    CutoverError,
+    GateNotApproved,
+    OutcomeUnknown,
+    ParamsError,
+    SecretError,
+    StepFailed,
+    ToolMissing,
+)
 
 #: errors that mean the environment or its configuration is wrong, not the system under change:
 #: the step is recorded as failed and the error itself propagates (exit 2, not 1)
 _CONFIG_ERRORS = (SecretError, ToolMissing, ParamsError)
-from .actions import Actions
 from ..adapters.promql import PromqlVerbs
-from ..evidence.evidence import RunFolder, iso, utc_now, write_new
-from .phases import find_root
+from ..adapters.shell import CommandResult, render, run_command
 from ..config.files import require_files
 from ..config.params import Environment, load_environment, parse_overrides
 from ..config.secrets import mask
-from ..adapters.shell import CommandResult, render, run_command
+from ..evidence.evidence import RunFolder, iso, utc_now, write_new
+from .actions import Actions
+from .phases import find_root
 from .result import StepRecord
 
 __all__ = ["STEP_MIMETYPE", "NotApplicable", "Runbook", "StepContext", "Waived"]
@@ -276,8 +284,8 @@ class Runbook(Actions, PromqlVerbs):
             client.close()
         if not self.interactive:
             return
-        from ..evidence.evidence import iso, utc_now
         from ..config.params import params_digest
+        from ..evidence.evidence import iso, utc_now
         from ..evidence.report import index_sections, write_index
 
         steps = [r for r in self.run.read_ledger() if r.get("kind") == "step"]

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config.template import render_text
 from ..errors import CheckFailed, ParamsError
 from .result import NamedCheck as _Check
-from ..config.template import render_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from .actions import Result

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config.durations import recorded_time
+from ..config.secrets import mask
 from .evidence import atomic_write
 from .report import _CSS, _badge, _table
-from ..config.secrets import mask
 
 if TYPE_CHECKING:
     from ..config.models import Environment

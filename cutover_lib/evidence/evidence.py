@@ -27,8 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import EvidenceError
 from ..config.secrets import mask_obj
+from ..errors import EvidenceError
 
 __all__ = [
     "HashChain",

@@ -12,8 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .evidence import RunFolder, atomic_write
 from ..config.secrets import mask
+from .evidence import RunFolder, atomic_write
 
 __all__ = ["HtmlExports", "export_notebook_html", "render_notebook_html", "write_index"]
 

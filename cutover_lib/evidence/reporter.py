@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .evidence import RunFolder
 from ..config.params import Environment
+from .evidence import RunFolder
 
 __all__ = ["BridgeReporter"]
 
@@ -34,7 +34,10 @@ class BridgeReporter:
         self.heartbeat = Heartbeat(self.bridge, self.env, self.phase, self.run.run_id,
                                    lambda: ledger_status(self.run), run=None, head_fn=self.run.ledger_head).start()
         if any(r.get("kind") in ("slot", "slot-resume") and r.get("slot") == "T0" for r in self.run.read_ledger()):
-            from ..engine.slots import SmokeDeadline, running_now  # T0: T+30m / T+45m without a decision alarm the bridge
+            from ..engine.slots import (  # T0: T+30m / T+45m without a decision alarm the bridge
+                SmokeDeadline,
+                running_now,
+            )
 
             self.deadline = SmokeDeadline(self.env, self.run, self.bridge.send, lambda: running_now(self.run)).start()
 

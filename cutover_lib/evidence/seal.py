@@ -120,9 +120,9 @@ def _pems(path: Path) -> list[Path]:
 def trusted_keys(run_path: Path, root: Path | None, extra: list[Path]) -> tuple[dict[str, str], str]:
     """``({keyid: pem}, where they come from)`` for the run's environment: ``--key`` files, the
     environment's ``trust.run_keys``, or -- where the environment names none -- this operator's key."""
-    from .dsse import key_id, load_public_key
-    from ..errors import CutoverError
     from ..config.params import load_environment
+    from ..errors import CutoverError
+    from .dsse import key_id, load_public_key
 
     keys: dict[str, str] = {}
     sources: list[str] = []

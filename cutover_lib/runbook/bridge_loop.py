@@ -20,14 +20,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import UsageError
 from ..config.durations import format_duration, recorded_time
-from ..evidence.evidence import _disk_error, iso, utc_now
 from ..config.secrets import mask_obj
+from ..errors import UsageError
+from ..evidence.evidence import _disk_error, iso, utc_now
 
 if TYPE_CHECKING:
-    from ..config.models import Environment
     from ..adapters.notify import PostResult
+    from ..config.models import Environment
 
 __all__ = ["bridge_loop", "change_closed", "lock_holder"]
 
@@ -101,9 +101,9 @@ def bridge_loop(root: Path, env: "Environment", *, every: timedelta | None = Non
     ``until`` passes, or Ctrl-C / SIGTERM (130 / 143, one line on stderr); ``once``: one post.
     Started more than an hour before T-30m, it first waits for T-30m unless ``start_now``.
     Raises :class:`UsageError` (exit 2) when params name no webhook."""
-    from ..evidence.bridge_timeline import change_status
     from ..adapters.notify import Bridge
     from ..engine.slots import slot_runs
+    from ..evidence.bridge_timeline import change_status
 
     if env.bridge.webhook is None:
         raise UsageError(f"bridge.webhook is not set for {env.name}: there is nowhere to post the status",

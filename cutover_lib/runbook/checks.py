@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..evidence.evidence import utc_now
 from ..engine.steps import NotApplicable, Runbook, StepContext
+from ..evidence.evidence import utc_now
 
 __all__ = ["decision"]
 

@@ -6,8 +6,8 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from ..evidence.evidence import utc_now
 from ..engine.steps import Runbook, StepContext
+from ..evidence.evidence import utc_now
 
 __all__ = ["docs_follow_up", "retrospective_invite"]
 

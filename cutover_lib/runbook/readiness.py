@@ -6,12 +6,13 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..adapters.stella import api_for as _api
+from ..adapters.stella import healthy as _healthy
+from ..config.params import SecretStore
 from ..engine.approvals import require
-from ..adapters.stella import api_for as _api, healthy as _healthy
+from ..engine.steps import Runbook, StepContext
 from ..errors import CheckFailed
 from ..evidence.evidence import utc_now
-from ..config.params import SecretStore
-from ..engine.steps import Runbook, StepContext
 
 __all__ = ["announce_go", "announce_smoke", "bridge_call", "bridge_reachable", "change_ticket_approved", "every_passed",
            "freeze_notice", "go_no_go", "secret_stores", "smoke_deadline"]
@@ -175,8 +176,8 @@ def smoke_deadline(rb: Runbook) -> dict[str, Any]:
     """T+45m (Section 2): "smoke tests complete (Section 5)" -- the newest T0 run of this release
     recorded its smoke decision by T0 + ``slo.smoke_deadline``, and it was GO.  Otherwise the
     step fails naming what happened (no T0 run, still running and where, rollback decided, late)."""
-    from ..evidence.evidence import RunFolder
     from ..engine.slots import slot_runs
+    from ..evidence.evidence import RunFolder
 
     deadline = rb.env.t0 + rb.env.slo.smoke_deadline
     limit = f"T+{int(rb.env.slo.smoke_deadline.total_seconds() // 60)}m"

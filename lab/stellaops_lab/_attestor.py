@@ -14,6 +14,7 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from cutover_lib.evidence.dsse import Envelope, payload_sha256, verify_envelope
+
 from ._keys import load_trusted_keys
 from ._web_base import LabHandler, ServiceContext, utc_now
 

@@ -5,10 +5,9 @@ Defaults live here and only here. Nothing is read from the environment at import
 
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ._errors import LabConfigError
 

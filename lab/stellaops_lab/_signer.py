@@ -32,6 +32,7 @@ from cutover_lib.evidence.dsse import (
     sign_envelope,
     verify_envelope,
 )
+
 from ._keys import load_or_create_key, load_trusted_keys, public_pem
 from ._web_base import LabHandler, ServiceContext, utc_now
 

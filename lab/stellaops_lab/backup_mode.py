@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from cutover_lib.adapters.backup import find_backup, human, list_tree, verify_folder
+from cutover_lib.engine.steps import NotApplicable, Runbook, StepContext
 from cutover_lib.errors import CheckFailed
 from cutover_lib.evidence.evidence import utc_now
-from cutover_lib.engine.steps import NotApplicable, Runbook, StepContext
+
 from .settings import lab_settings
 
 __all__ = ["LabBackup"]

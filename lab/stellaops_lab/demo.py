@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cutover_lib.engine.phases import find_root
+
 from .settings import lab_settings
 
 #: Section 2 in order: T-24h .. T-6h together (readiness), the T-2h rehearsal, T-30m, T0, T+45m, T+4h
@@ -35,8 +36,8 @@ DEMO_APPROVERS = {
 
 
 def _record_demo_approvals(root: Path, env_name: str) -> None:
-    from cutover_lib.engine.approvals import ApprovalStore
     from cutover_lib.config.params import load_environment
+    from cutover_lib.engine.approvals import ApprovalStore
 
     env = load_environment(env_name, root / "params")
     store = ApprovalStore(root, env)
@@ -53,9 +54,9 @@ def _record_demo_approvals(root: Path, env_name: str) -> None:
 
 def _approve_smoke_results(root: Path, env_name: str, run_id: str) -> bool:
     """At the post-smoke gate of ``run_id``: the demo approvers approve that run's smoke results."""
+    from cutover_lib.config.params import load_environment
     from cutover_lib.engine.approvals import ApprovalStore
     from cutover_lib.errors import UsageError
-    from cutover_lib.config.params import load_environment
 
     env = load_environment(env_name, root / "params")
     store = ApprovalStore(root, env)
@@ -79,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = find_root()
 
-    from cutover_lib.errors import CutoverError
     from cutover_lib.config.params import load_environment
     from cutover_lib.engine.runner import run_phase
+    from cutover_lib.errors import CutoverError
+
     from . import LabConfig, down, monitoring_green, status, up
 
     env = load_environment(args.env, root / "params")

@@ -13,8 +13,9 @@ import json
 import time
 from typing import Any
 
-from cutover_lib.errors import CheckFailed
 from cutover_lib.engine.steps import NotApplicable, Runbook, StepContext
+from cutover_lib.errors import CheckFailed
+
 from ._errors import LabUnhealthy
 from .settings import lab_settings
 
