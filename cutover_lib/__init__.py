@@ -15,9 +15,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# Before anything imports nbformat/jsonschema: their IRI checker compiles a grammar at import
-# (seconds).  Cheap and idempotent; see lazy.py.
-from .lazy import defer_rfc3987_syntax as _defer
+# Before anything imports nbformat/jsonschema (their IRI checker compiles a grammar at import:
+# seconds) or httpx (its CLI imports rich and pygments).  Cheap and idempotent; see lazy.py.
+from .lazy import defer_imports as _defer
 
 _defer()
 del _defer
