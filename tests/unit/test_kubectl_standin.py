@@ -92,7 +92,9 @@ def test_rollout_status_stuck_deployment_times_out(kube_api):
     assert r.stdout.splitlines()[-1] == ('Waiting for deployment "stellaops-scanner" rollout to finish: '
                                          "1 out of 2 new replicas have been updated...")
     assert "successfully" not in r.stdout
-    assert 2.0 <= elapsed < 4.0  # the 2 s deadline plus interpreter start-up on a loaded machine
+    # the 2 s deadline, not sooner; and not the wait without one (forever): kubectl's start-up on a
+    # machine busy with 4 test workers has taken over 2 s
+    assert 2.0 <= elapsed < 10.0
     assert kube_api.requests.count("GET", DEPLOYS, watch=True) >= 1
 
 
