@@ -2,10 +2,10 @@
 
 ``cutover`` and ``cutover --help`` are answered from :mod:`.help` (the top-level help as typer
 renders it, kept in the source; a test compares the two) without loading typer, click or the
-library: an operator's first command answers in the time Python takes to start; so does
-``cutover params check`` in its plain forms (:mod:`.params_check`), without typer or click.  Everything
+library: an operator's first command answers in the time Python takes to start.  The plain forms
+of ``cutover params check`` go to :mod:`.params_check` without typer or click either.  Everything
 else goes to :func:`cutover_lib.cli.app.main`; for ``run`` and ``plan`` the first notebook's kernel
-starts booting first (:func:`..engine.prestart.start_early`).
+starts booting first (:func:`cutover_lib.engine.prestart.start_early`).
 """
 
 from __future__ import annotations

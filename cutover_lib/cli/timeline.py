@@ -1,5 +1,6 @@
-"""``cutover schedule``: Section 2's timeline as jobs for an existing scheduler (see :mod:`..runbook.schedule`);
-``cutover bridge``: #launch-bridge kept updated between slots (see :mod:`..runbook.bridge_loop`).
+"""``cutover schedule``: Section 2's timeline as jobs for an existing scheduler (see
+:mod:`cutover_lib.runbook.schedule`); ``cutover bridge``: #launch-bridge kept updated between slots
+(see :mod:`cutover_lib.runbook.bridge_loop`).
 
 Kept out of ``cli.py`` (which calls :func:`register` right after ``cutover timeline``); like the
 commands there it is a thin layer, loading the library inside the command.

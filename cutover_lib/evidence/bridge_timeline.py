@@ -1,6 +1,6 @@
 """#launch-bridge and Section 2's clock: the T+30m / T+45m smoke-deadline alarm, the T-30m
 bridge call (its details and the roster) and the change status posted between slots
-(``cutover bridge``).  Pure message builders, like those of :mod:`..adapters.notify`."""
+(``cutover bridge``).  Pure message builders, like those of :mod:`cutover_lib.adapters.notify`."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def _state(row: dict[str, Any], now: datetime) -> str:
 def change_status(env: "Environment", rows: list[dict[str, Any]], now: datetime, running: str | None,
                   closed: str | None = None) -> Message:
     """Where the change stands between slots: the last slot run, the next one due, a run holding
-    the lock, and one field per slot.  ``rows``: :func:`..engine.slots.slot_runs`; ``closed``: how the
+    the lock, and one field per slot.  ``rows``: :func:`cutover_lib.engine.slots.slot_runs`; ``closed``: how the
     change closed (the last post of ``cutover bridge``)."""
     done = [(r["run"].get("started") or r["run"]["run"], i, r) for i, r in enumerate(rows) if r["run"]]
     last_row = max(done, key=lambda d: (d[0], d[1]))[2] if done else None

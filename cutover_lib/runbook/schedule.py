@@ -65,7 +65,7 @@ class Job:
 def jobs(root: Path, env: "Environment") -> list[Job]:
     """Every slot of ``notebooks/phases.yaml`` as a job, and the bridge at T-30m, by planned time
     (the bridge right after the T-30m slot).  The rehearsal slot runs in ``rehearsal.env`` (prod:
-    stage) when params name one, as :func:`..engine.slots.slot_runs` looks for it there."""
+    stage) when params name one, as :func:`cutover_lib.engine.slots.slot_runs` looks for it there."""
     from ..config.durations import format_duration
     from ..engine.slots import slot_table
 
