@@ -185,7 +185,7 @@ def key_command() -> None:
     typer.echo(public_pem(own).rstrip())
 
 
-from .timeline import register as _register_timeline  # noqa: E402 - timeline, schedule, bridge (cli.py's size)
+from .timeline import register as _register_timeline  # noqa: E402 - timeline, schedule, bridge (app.py's size)
 
 _register_timeline(app)
 

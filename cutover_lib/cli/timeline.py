@@ -2,7 +2,7 @@
 :mod:`cutover_lib.runbook.schedule`); ``cutover bridge``: #launch-bridge kept updated between slots
 (see :mod:`cutover_lib.runbook.bridge_loop`).
 
-Kept out of ``cli.py`` (which calls :func:`register` right after ``cutover timeline``); like the
+Kept out of ``app.py`` (which calls :func:`register` right after ``cutover timeline``); like the
 commands there it is a thin layer, loading the library inside the command.
 """
 
@@ -25,7 +25,7 @@ __all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``timeline``, ``schedule`` and ``bridge`` to ``app`` (the options are those of ``cli.py``,
+    """Add ``timeline``, ``schedule`` and ``bridge`` to ``app`` (the options are those of ``app.py``,
     imported while it loads)."""
     from ..runbook.schedule import DEFAULT_IMAGE
     from .app import EnvOpt, OverrideOpt, RootOpt
