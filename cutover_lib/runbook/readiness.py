@@ -1,4 +1,5 @@
-"""Section 2's readiness activities (T-24h .. T-30m) and the Section 1 bridge check, as steps."""
+"""Section 2's readiness activities (T-24h .. T-30m) and the T+45m decision that are more than one
+command, request or bridge message (those are cells: ``rb.sh``, ``rb.http``, ``rb.bridge``), as steps."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..adapters.bridge import post_checked
 from ..adapters.stella import api_for as _api
 from ..adapters.stella import healthy as _healthy
 from ..config.params import SecretStore
@@ -14,26 +16,8 @@ from ..engine.steps import Runbook, StepContext
 from ..errors import CheckFailed
 from ..evidence.evidence import utc_now
 
-__all__ = ["announce_go", "announce_smoke", "bridge_call", "bridge_reachable", "change_ticket_approved", "every_passed",
-           "freeze_notice", "go_no_go", "secret_stores", "smoke_deadline"]
-
-
-def _post(rb: Runbook, ctx: StepContext, text: str, kind: str) -> str:
-    from ..adapters.notify import Bridge
-
-    res = Bridge(rb.env.bridge).post(text, kind=kind)
-    ctx.data["bridge"] = {"ok": res.ok, "attempts": res.attempts, "status": res.status}
-    ctx.check(res.ok, f"post to #{rb.env.bridge.channel} failed after {res.attempts} attempt(s): {res.error}")
-    return f"posted to #{rb.env.bridge.channel} (HTTP {res.status}, {res.attempts} attempt(s))"
-
-
-def bridge_reachable(rb: Runbook) -> dict[str, Any]:
-    """1.bridge: #launch-bridge takes a post (the bridge call is set up 30 minutes before start)."""
-    return rb.step("1.bridge", "#launch-bridge reachable", owner="Cutover lead",
-                   expect=f"the #{rb.env.bridge.channel} incoming webhook accepts a post", mutating=True,
-                   command=f"POST <bridge webhook {rb.env.bridge.webhook}> (Mattermost incoming webhook)",
-                   action=lambda ctx: _post(rb, ctx, f":white_check_mark: bridge check for {rb.env.change_ticket} "
-                                                     f"({rb.env.name}, release {rb.env.release})", "bridge-check"))
+__all__ = ["announce_go", "announce_smoke", "bridge_call", "change_ticket_approved", "every_passed", "go_no_go",
+           "secret_stores", "smoke_deadline"]
 
 
 def change_ticket_approved(rb: Runbook) -> dict[str, Any]:
@@ -83,17 +67,6 @@ def every_passed(rb: Runbook, step_id: str, title: str, *, steps: list[str], own
         return f"all {len(latest)} passed: {', '.join(latest)}"
 
     return rb.step(step_id, title, owner=owner, expect=f"every one of {', '.join(steps)} passed", action=act)
-
-
-def freeze_notice(rb: Runbook) -> dict[str, Any]:
-    """T-6h: freeze non-launch deployments; notify guild leads on the bridge."""
-    text = (f":snowflake: Deployment freeze for {rb.env.name}: non-launch deployments are frozen until the "
-            f"{rb.env.release} cutover at T0 {rb.env.t0:%Y-%m-%d %H:%M} UTC closes ({rb.env.change_ticket}). "
-            f"Guild leads: authority, scanner, storage, observability.")
-    return rb.step("2.t-6h.freeze", "Freeze non-launch deployments; notify guild leads", owner="Product owner",
-                   expect="freeze notice posted to the bridge", mutating=True,
-                   command=f"POST #{rb.env.bridge.channel}: {text[:60]}…",
-                   action=lambda ctx: _post(rb, ctx, text, "freeze"))
 
 
 def bridge_call(rb: Runbook) -> dict[str, Any]:
@@ -169,7 +142,8 @@ def announce_go(rb: Runbook) -> dict[str, Any]:
             + (", ".join(f"{r.get('name')} ({r.get('role')})" for r in leads) or "the guild leads"))
     return rb.step("2.t-30m.go-no-go", "Final go/no-go with the guild leads", owner="Cutover lead",
                    expect="the guild leads said GO; GO announced on the bridge", mutating=True,
-                   command=f"POST #{rb.env.bridge.channel}: GO for T0", action=lambda ctx: _post(rb, ctx, text, "go"))
+                   command=f"POST #{rb.env.bridge.channel}: GO for T0",
+                   action=lambda ctx: post_checked(rb.env, ctx, text, "go"))
 
 
 def smoke_deadline(rb: Runbook) -> dict[str, Any]:
@@ -222,7 +196,7 @@ def announce_smoke(rb: Runbook, result: dict[str, Any]) -> dict[str, Any]:
                 f" Cutover lead: cutover run --env {rb.env.name} --phase rollback"
                 + (f" (once {run['run']} has stopped)" if run.get("outcome") == "running" else ""))
     def act(ctx: StepContext) -> str:
-        posted = _post(rb, ctx, text, "t45m")
+        posted = post_checked(rb.env, ctx, text, "t45m")
         # the slot fails with its decision: a T+45m without a GO is a failed slot, announced
         ctx.check(result.get("outcome") == "passed",
                   f"announced 'trigger rollback' ({posted}): {result.get('message')}")

@@ -387,3 +387,54 @@ def test_post_to_lab_notify_standin(tmp_path: Path, env: Environment, monkeypatc
         assert posts[0]["attachments"][0]["color"] == COLORS["planned"]
     finally:
         down(config)
+
+
+# --------------------------------------------------------------------------- rb.bridge: a message in a cell
+def _runbook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, **kw: Any):
+    from cutover_lib.config.params import parse_overrides
+    from cutover_lib.engine.steps import Runbook
+
+    monkeypatch.setenv("TEST_BRIDGE_WEBHOOK", url)
+    env = load_environment("local", REPO / "params", parse_overrides(
+        ["bridge.webhook=env:TEST_BRIDGE_WEBHOOK", "bridge.retries=1", "bridge.timeout=2s"]))
+    return Runbook(env, RunFolder.create(tmp_path / "executed", "local", "t"), root=REPO, notebook="nb.ipynb", **kw)
+
+
+def _steps(rb: Any) -> list[dict[str, Any]]:
+    return [r for r in rb.run.read_ledger() if r.get("kind") == "step"]
+
+
+def test_rb_bridge_posts_the_cells_message_filled_from_params(receiver: Receiver, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    rb = _runbook(tmp_path, monkeypatch, receiver.url)
+    rb.bridge("2.t-6h.freeze", ":snowflake: freeze for {name} until the {release} cutover ({change_ticket}) by {who}",
+              vars={"who": "the product owner"}, owner="Product owner")
+    text = f":snowflake: freeze for local until the {rb.env.release} cutover ({rb.env.change_ticket}) by the product owner"
+    assert [p["json"]["text"] for p in receiver.posts] == [text]
+    assert receiver.posts[0]["json"]["channel"] == rb.env.bridge.channel
+    (step,) = _steps(rb)
+    assert step["outcome"] == "passed" and step["mutating"] is True and step["owner"] == "Product owner"
+    assert step["command"] == f"POST #{rb.env.bridge.channel}: {text}"
+    assert step["observed"].startswith(f"posted to #{rb.env.bridge.channel} (HTTP 200, 1 attempt(s))")
+    assert step["data"]["bridge"] == {"ok": True, "attempts": 1, "status": 200}
+    assert TOKEN not in (rb.run.path / "ledger.jsonl").read_text()
+
+
+def test_rb_bridge_in_a_plan_posts_nothing_and_a_refused_post_fails_the_step(receiver: Receiver, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    planned = _runbook(tmp_path / "plan", monkeypatch, receiver.url, dry_run=True)
+    planned.bridge("1.bridge", "bridge check for {change_ticket}")
+    assert receiver.posts == [] and _steps(planned)[0]["outcome"] == "planned"
+    receiver.respond((400, "no such channel", {}, 0.0))
+    rb = _runbook(tmp_path / "run", monkeypatch, receiver.url)
+    with pytest.raises(Exception, match=r"post to #\S+ failed after 1 attempt\(s\)"):
+        rb.bridge("1.bridge", "bridge check for {change_ticket}")
+    assert _steps(rb)[0]["outcome"] == "failed"
+
+
+def test_rb_bridge_with_an_unknown_params_key_fails_before_posting(receiver: Receiver, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    rb = _runbook(tmp_path, monkeypatch, receiver.url)
+    with pytest.raises(Exception, match="no_such_key"):
+        rb.bridge("1.bridge", "bridge check for {no_such_key}")
+    assert receiver.posts == [] and _steps(rb)[0]["outcome"] == "failed"
