@@ -16,7 +16,7 @@ from ..engine.steps import Runbook, StepContext
 from ..errors import CheckFailed
 from ..evidence.evidence import utc_now
 
-__all__ = ["announce_go", "announce_smoke", "bridge_call", "change_ticket_approved", "every_passed", "go_no_go",
+__all__ = ["announce_smoke", "bridge_call", "change_ticket_approved", "every_passed", "go_no_go",
            "secret_stores", "smoke_deadline"]
 
 
@@ -132,18 +132,6 @@ def go_no_go(rb: Runbook) -> dict[str, Any]:
     return rb.step("2.t-30m.readiness", "Readiness green: earlier slots, dashboards, services", owner="Cutover lead",
                    expect="every earlier slot passed, the dashboards are green, every service is healthy",
                    action=act)
-
-
-def announce_go(rb: Runbook) -> dict[str, Any]:
-    """T-30m: the final go/no-go, once the guild leads said GO (gate go-no-go): announced."""
-    leads = [r for r in rb.run.read_ledger() if r.get("kind") == "approval" and r.get("gate") == "go-no-go"]
-    text = (f":checkered_flag: **GO** for the {rb.env.release} cutover of {rb.env.name} at T0 "
-            f"{rb.env.t0:%Y-%m-%d %H:%M} UTC ({rb.env.change_ticket}): readiness green; GO from "
-            + (", ".join(f"{r.get('name')} ({r.get('role')})" for r in leads) or "the guild leads"))
-    return rb.step("2.t-30m.go-no-go", "Final go/no-go with the guild leads", owner="Cutover lead",
-                   expect="the guild leads said GO; GO announced on the bridge", mutating=True,
-                   command=f"POST #{rb.env.bridge.channel}: GO for T0",
-                   action=lambda ctx: post_checked(rb.env, ctx, text, "go"))
 
 
 def smoke_deadline(rb: Runbook) -> dict[str, Any]:
