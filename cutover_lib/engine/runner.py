@@ -270,7 +270,7 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
                 "dry_run": dry_run, "operator": manifest["operator"], "params_sha256": manifest["params_sha256"],
                 "git_commit": manifest["git_commit"]})
     echo(f"run {run.run_id}: {phase} on {env.name}{' (dry run)' if dry_run else ''}")
-    reporter = BridgeReporter(env, phase, run, dry_run)
+    reporter = BridgeReporter(env, phase, run, dry_run, notebooks)
     reporter.start()
     exit_code, outcome, message = EXIT_PASSED, "passed", ""
     params = {"env": env.name, "run_dir": str(run.path), "dry_run": dry_run, "resume": resume,

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..config.durations import format_duration, spoken_duration
 from ..errors import UsageError
@@ -168,15 +169,19 @@ def go_no_go_given(root: Path, env: "Environment") -> dict[str, Any]:
     return {"run": run["run"], "ended": run["ended"]}
 
 
-def running_now(run: "RunFolder") -> str | None:
+def running_now(run: "RunFolder", planned: Sequence[str] = ()) -> str | None:
     """What a run is doing, from its ledger: the step under way (a mutating step's intent), else the
-    notebook under way and the last step it finished ("07_smoke.ipynb, after 5.api-health")."""
+    notebook under way and the last step it finished ("07_smoke.ipynb, after 5.api-health"); between
+    two notebooks (or before the first) the one of ``planned`` (the phase's notebooks) that comes
+    next ("06_validation.ipynb next, after 05_apply.ipynb"); else None."""
     notebook = step = last = None
+    ended: list[str] = []
     for rec in run.read_ledger():
         kind = rec.get("kind")
         if kind == "notebook-start":
             notebook, step, last = rec.get("notebook"), None, None
         elif kind == "notebook-end":
+            ended.append(str(rec.get("notebook")))
             notebook = step = last = None
         elif kind == "intent":
             step = rec.get("step_id")
@@ -186,7 +191,10 @@ def running_now(run: "RunFolder") -> str | None:
         return f"{step} ({notebook})" if notebook else step
     if notebook:
         return f"{notebook}, after {last}" if last else notebook
-    return None
+    following = [nb for nb in planned if nb not in ended]
+    if not following:
+        return None
+    return f"{following[0]} next, after {ended[-1]}" if ended else f"{following[0]} next (the run is starting)"
 
 
 class SmokeDeadline:

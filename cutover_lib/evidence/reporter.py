@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ class BridgeReporter:
     active.  Every post is recorded in the ledger; a failing webhook never fails the run.
     A dry run posts nothing."""
 
-    def __init__(self, env: Environment, phase: str, run: RunFolder, dry_run: bool) -> None:
-        self.env, self.phase, self.run = env, phase, run
+    def __init__(self, env: Environment, phase: str, run: RunFolder, dry_run: bool,
+                 notebooks: Sequence[str] = ()) -> None:
+        self.env, self.phase, self.run, self.notebooks = env, phase, run, list(notebooks)
         self.enabled = not dry_run and env.bridge.webhook is not None
         self.bridge: Any = None
         self.heartbeat: Any = None
@@ -39,7 +41,7 @@ class BridgeReporter:
                 running_now,
             )
 
-            self.deadline = SmokeDeadline(self.env, self.run, self.bridge.send, lambda: running_now(self.run)).start()
+            self.deadline = SmokeDeadline(self.env, self.run, self.bridge.send, lambda: running_now(self.run, self.notebooks)).start()
 
     def on_record(self, rec: dict[str, Any]) -> None:
         if not self.enabled:

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from cutover_lib.errors import GateNotApproved, UsageError
 from cutover_lib.evidence.evidence import RunFolder
 from cutover_lib.config.params import load_environment, parse_overrides
-from cutover_lib.engine.slots import SmokeDeadline, check_on_time, go_no_go_given, slot_runs, slot_table
+from cutover_lib.engine.slots import (SmokeDeadline, check_on_time, go_no_go_given, running_now, slot_runs,
+                                      slot_table)
 from cutover_lib.evidence.timeline import actual_times
 from cutover_lib.cli.app import app
 
@@ -205,3 +206,23 @@ def test_t30m_readiness_names_a_stale_or_unsealed_earlier_slot(project: Path, cl
     assert "T-24h: the newest run " in red and "started more than a day before the slot's hour" in red
     assert "-local-t-12h is not sealed" in red and "T-2h: no run of release 2025.09.2 in local" in red
     assert "T-6h" not in red and "authority: " in red  # (and each service that does not answer)
+
+
+def test_what_is_running_names_the_step_the_notebook_or_the_notebook_that_comes_next(tmp_path: Path):
+    """The T+30m / T+45m alarm says what the T0 run is doing, also between two notebooks and before
+    the first (a loaded machine's run can be there when the alarm falls due)."""
+    run = RunFolder.create(tmp_path / "executed", "local", "cutover")
+    phase = ["04_preflight.ipynb", "05_apply.ipynb", "06_validation.ipynb"]
+    assert running_now(run, phase) == "04_preflight.ipynb next (the run is starting)"
+    run.append({"kind": "notebook-start", "notebook": "04_preflight.ipynb"})
+    assert running_now(run, phase) == "04_preflight.ipynb"
+    run.append({"kind": "intent", "step_id": "4.1.backup-mongo"})
+    assert running_now(run, phase) == "4.1.backup-mongo (04_preflight.ipynb)"
+    run.append({"kind": "step", "step_id": "4.1.backup-mongo", "outcome": "passed"})
+    assert running_now(run, phase) == "04_preflight.ipynb, after 4.1.backup-mongo"
+    run.append({"kind": "notebook-end", "notebook": "04_preflight.ipynb", "outcome": "passed"})
+    assert running_now(run, phase) == "05_apply.ipynb next, after 04_preflight.ipynb"
+    for nb in phase[1:]:
+        run.append({"kind": "notebook-start", "notebook": nb})
+        run.append({"kind": "notebook-end", "notebook": nb, "outcome": "passed"})
+    assert running_now(run, phase) is None and running_now(run) is None
