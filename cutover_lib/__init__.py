@@ -70,7 +70,6 @@ _MODULES = {
     "checks": ".runbook.checks",
     "deploy": ".adapters.deploy",
     "people": ".runbook.people",
-    "post": ".runbook.post",
     "readiness": ".runbook.readiness",
     "rehearsal": ".runbook.rehearsal",
     "rollback": ".runbook.rollback",

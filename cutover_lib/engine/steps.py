@@ -40,6 +40,7 @@ from ..errors import (
 #: the step is recorded as failed and the error itself propagates (exit 2, not 1)
 _CONFIG_ERRORS = (SecretError, ToolMissing, ParamsError)
 from ..adapters.bridge import BridgeVerbs
+from ..adapters.calendar import CalendarVerbs
 from ..adapters.promql import PromqlVerbs
 from ..adapters.shell import CommandResult, render, run_command
 from ..config.files import require_files
@@ -115,7 +116,7 @@ class StepContext:
             raise CheckFailed(f"expected {self.expect}; observed {mask(observed)}", step_id=self.step_id)
 
 
-class Runbook(Actions, PromqlVerbs, BridgeVerbs):
+class Runbook(Actions, PromqlVerbs, BridgeVerbs, CalendarVerbs):
     """One notebook's view of a run: environment, evidence folder, dry-run and resume state."""
 
     def __init__(self, env: Environment, run: RunFolder, *, root: Path, dry_run: bool = False,

@@ -1,4 +1,5 @@
-"""Section 3 (rehearsal) bookkeeping and Section 9 (the rehearsal log across runs).
+"""Section 3 (rehearsal) bookkeeping, Section 9 (the rehearsal log across runs) and Section 7's
+docs follow-up (the gaps those runs found, for docs/ops/launch-readiness.md).
 
 The rehearsal must complete without manual interventions.  An *intervention* is anything an
 operator had to do by hand inside the run: a resumed attempt, a ``--confirm`` of an interrupted
@@ -15,7 +16,7 @@ from typing import Any
 
 from ..engine.steps import Runbook, StepContext
 
-__all__ = ["rehearsal_log", "rehearsal_log_rows", "wall_time_and_deviations"]
+__all__ = ["docs_follow_up", "rehearsal_log", "rehearsal_log_rows", "wall_time_and_deviations"]
 
 _INTERVENTIONS = {"run-resume": "resumed after a failure", "waiver": "gate waived", "lock-broken": "lock broken",
                   "intervention": "manual intervention"}
@@ -116,3 +117,20 @@ def rehearsal_log(rb: Runbook) -> dict[str, Any]:
     return rb.step("9.log", "Rehearsal log from every run", owner="DevOps Guild",
                    expect="every run under executed/ logged with date, what was exercised, outcome, follow-up, "
                           "wall time", action=act)
+
+
+def docs_follow_up(rb: Runbook) -> dict[str, Any]:
+    """7.docs: gaps and follow-ups for docs/ops/launch-readiness.md, from every run's deviations."""
+    def act(ctx: StepContext) -> str:
+        rows = rehearsal_log_rows(rb.root / "executed")
+        gaps = [r for r in rows if r["outcome"] != "passed"]
+        lines = ["# Follow-ups for docs/ops/launch-readiness.md", "",
+                 f"Release {rb.env.release}, change {rb.env.change_ticket}. Update the runbook with actual timings "
+                 "and lessons learned (Section 8).", ""]
+        lines += [f"- {r['date']} {r['exercised']}: {r['outcome']} — {r['follow_up']}" for r in gaps] or \
+                 ["- no new gaps found in the recorded runs"]
+        ctx.artifact("7.launch-readiness-followups.md", "\n".join(lines) + "\n")
+        return f"{len(gaps)} run(s) with gaps listed for docs/ops/launch-readiness.md"
+
+    return rb.step("7.docs", "Docs follow-up reminder (docs/ops/launch-readiness.md)", owner="DevOps Guild",
+                   expect="new gaps and follow-ups listed for the readiness doc", action=act, required=False)

@@ -1,6 +1,7 @@
-"""Section 6 bookkeeping: assess the failure scope, tell stakeholders, seed the incident notes.
-The rollback actions themselves are the deploy adapters' (``deploy.rollback``) and the restores
-are ``backup.restore_*``."""
+"""Section 6 bookkeeping: assess the failure scope and seed the incident's root cause notes.
+The rollback actions are cells (``rb.sh`` for compose and helm, a deploy plug-in's rollback), the
+restores are ``rb.sh`` cells too, and stakeholders are told by an ``rb.bridge`` cell whose message
+takes :func:`scope`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from ..engine.steps import Runbook, StepContext
 
-__all__ = ["assess", "notify_stakeholders"]
+__all__ = ["assess", "scope"]
 
 
 def _failed_steps(rb: Runbook) -> tuple[list[dict[str, Any]], str]:
@@ -28,8 +29,18 @@ def _failed_steps(rb: Runbook) -> tuple[list[dict[str, Any]], str]:
     return [], ""
 
 
+def scope(rb: Runbook) -> dict[str, str]:
+    """What a rollback message says of its cause: ``failed`` ("2 failed steps: 5.api-health,
+    5.signing" or "an operator's request") and ``source`` (the run they failed in)."""
+    failed, source = _failed_steps(rb)
+    ids = [r["step_id"] for r in failed]
+    return {"failed": f"{len(ids)} failed step(s): {', '.join(ids)}" if ids else "an operator's request",
+            "source": source or rb.run.run_id}
+
+
 def assess(rb: Runbook) -> dict[str, Any]:
-    """6.assess: what failed, and is it systemic (apply or smoke failures) -- logs stay preserved."""
+    """6.assess: what failed, and is it systemic (apply or smoke failures) -- logs stay preserved;
+    the incident's root cause notes are started from it (``6.incident-notes.md``)."""
     def act(ctx: StepContext) -> str:
         failed, source = _failed_steps(rb)
         smoke = [r["step_id"] for r in failed if r["step_id"].startswith(("4.2", "4.3", "5."))]
@@ -37,37 +48,16 @@ def assess(rb: Runbook) -> dict[str, Any]:
                          "systemic": bool(smoke)})
         ctx.artifact("6.failure-scope.json", json.dumps(
             [{k: r.get(k) for k in ("step_id", "title", "expect", "message", "artifacts")} for r in failed], indent=2))
+        notes = [f"# Rollback of {rb.env.release} in {rb.env.name} ({rb.env.incident_ticket or 'incident ticket'})",
+                 "", f"Change: {rb.env.change_ticket}. Evidence: {source or rb.run.run_id}.", "", "## What failed", ""]
+        notes += [f"- `{r['step_id']}` {r['title']}: expected {r.get('expect')}; {r.get('message')}" for r in failed]
+        notes += ["", "## Root cause notes", "", "- (to be completed by the cutover lead)", ""]
+        ctx.artifact("6.incident-notes.md", "\n".join(notes))
         if not failed:
-            return "no failed step recorded: rollback requested by the operator"
-        scope = "systemic (release apply or smoke tests failed)" if smoke else "partial"
-        return f"{len(failed)} failed step(s) in {source}: {', '.join(ctx.data['failed'])}; scope {scope}; " \
-               "logs and artifacts preserved in the evidence"
+            return "no failed step recorded: rollback requested by the operator; incident notes started"
+        kind = "systemic (release apply or smoke tests failed)" if smoke else "partial"
+        return f"{len(failed)} failed step(s) in {source}: {', '.join(ctx.data['failed'])}; scope {kind}; " \
+               "logs and artifacts preserved in the evidence; incident notes started"
 
-    return rb.step("6.assess", "Assess failure scope", owner="Cutover lead",
-                   expect="failure scope known; logs and artifacts preserved", action=act)
-
-
-def notify_stakeholders(rb: Runbook) -> dict[str, Any]:
-    """6.notify: post the rollback to the bridge and write the incident ticket's root cause notes."""
-    def act(ctx: StepContext) -> str:
-        from ..adapters.notify import Bridge
-
-        failed, source = _failed_steps(rb)
-        lines = [f"# Rollback of {rb.env.release} in {rb.env.name} ({rb.env.incident_ticket or 'incident ticket'})",
-                 "", f"Change: {rb.env.change_ticket}. Evidence: {source or rb.run.run_id}.", "",
-                 "## What failed", ""]
-        lines += [f"- `{r['step_id']}` {r['title']}: expected {r.get('expect')}; {r.get('message')}" for r in failed]
-        lines += ["", "## Root cause notes", "", "- (to be completed by the cutover lead)", ""]
-        ctx.artifact("6.incident-notes.md", "\n".join(lines))
-        text = (f":rewind: Rolled back {rb.env.name} to {rb.env.previous_release} "
-                f"({len(failed)} failed step(s): {', '.join(r['step_id'] for r in failed) or 'operator request'}). "
-                f"Incident {rb.env.incident_ticket or '-'}; root cause notes to follow.")
-        res = Bridge(rb.env.bridge).post(text, kind="rollback")
-        ctx.data["bridge"] = {"ok": res.ok, "attempts": res.attempts}
-        if not res.ok:
-            ctx.log(f"bridge post failed ({res.error}); tell stakeholders by phone / pager")
-        return f"incident notes written; bridge notified: {res.ok}"
-
-    return rb.step("6.notify", "Notify stakeholders; root cause notes for the incident ticket", owner="Cutover lead",
-                   expect="stakeholders told of the rollback; incident notes started", mutating=True,
-                   command=f"POST #{rb.env.bridge.channel} rollback notice; write 6.incident-notes.md", action=act)
+    return rb.step("6.assess", "Assess failure scope; start the root cause notes", owner="Cutover lead",
+                   expect="failure scope known; logs and artifacts preserved; incident notes started", action=act)
