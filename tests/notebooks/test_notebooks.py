@@ -215,6 +215,11 @@ def test_smoke_failure_rolls_back_and_the_record_shows_why(fresh_lab):
     for sid in ("6.assess", "6.gate-rollback", "6.lab-rollback", "6.health-previous", "6.notify"):
         assert steps[sid]["outcome"] in ("passed", "skipped"), (sid, steps[sid])
     assert {row["version"] for row in status(cfg).values()} == {"2025.09.1"}
+    # the bridge is told what the 6.notify cell says, with the failed steps 6.assess found
+    assert steps["6.notify"]["command"] == (
+        f"POST #launch-bridge: :rewind: Rolled back local to 2025.09.1 after 2 failed step(s): 5.runtime-event, "
+        f"5.decision (evidence {run.name}). Incident INC-LAUNCH-ROLLBACK; root cause notes to follow.")
+    assert "5.runtime-event" in (run / "artifacts" / "6.incident-notes.md").read_text()
     index = (run / "html" / "index.html").read_text()
     assert "rolled-back" in index and "smoke tests failed: 5.runtime-event" in index
     # the headline names the smoke test that failed (not the decision it led to), linked to its row
