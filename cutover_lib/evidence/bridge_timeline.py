@@ -1,6 +1,5 @@
-"""#launch-bridge and Section 2's clock: the T+30m / T+45m smoke-deadline alarm, the T-30m
-bridge call (its details and the roster) and the change status posted between slots
-(``cutover bridge``).  Pure message builders, like those of :mod:`cutover_lib.adapters.notify`."""
+"""#launch-bridge and Section 2's clock: the T+30m / T+45m smoke-deadline alarm and the change
+status posted between slots (``cutover bridge``); the T-30m bridge call is an ``rb.bridge`` cell.  Pure message builders, like those of :mod:`cutover_lib.adapters.notify`."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from ..adapters.notify import Message, _attachment, _fields
 if TYPE_CHECKING:
     from ..config.models import Environment
 
-__all__ = ["bridge_call", "change_status", "smoke_deadline_alarm"]
+__all__ = ["change_status", "smoke_deadline_alarm"]
 
 
 def smoke_deadline_alarm(env: "Environment", run_id: str, at_minutes: int, since_t0_minutes: float,
@@ -32,23 +31,6 @@ def smoke_deadline_alarm(env: "Environment", run_id: str, at_minutes: int, since
                           ("Still running", now, False), ("Run", run_id, False),
                           ("Change ticket", env.change_ticket, True)))
     return Message(text, [att], "deadline-alarm")
-
-
-def bridge_call(env: "Environment") -> Message:
-    """T-30m (Section 1): the bridge call is open -- where to join, and who is on it."""
-    roster = [f"{r.role}: {r.primary} (backup {r.backup}; {r.contact})" for r in env.roles]
-    text = (f":telephone_receiver: Bridge call for the **{env.release}** cutover of **{env.name}** "
-            f"(T0 {env.t0:%Y-%m-%d %H:%M} UTC, {env.change_ticket}) is open: {env.bridge.call}. "
-            f"#{env.bridge.channel} gets an update every {_minutes(env)} until the change closes.")
-    att = _attachment(f"{env.name} · bridge call (T-30m)", str(env.bridge.call), "planned",
-                      _fields(("Join", env.bridge.call, False), ("Roster", "\n".join(roster), False)))
-    return Message(text, [att], "bridge-call")
-
-
-def _minutes(env: "Environment") -> str:
-    from ..config.params import format_duration
-
-    return format_duration(env.bridge.heartbeat)
 
 
 def _since_t0(now: datetime, t0: datetime) -> str:

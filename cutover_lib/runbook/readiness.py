@@ -16,7 +16,7 @@ from ..engine.steps import Runbook, StepContext
 from ..errors import CheckFailed
 from ..evidence.evidence import utc_now
 
-__all__ = ["announce_smoke", "bridge_call", "change_ticket_approved", "every_passed", "go_no_go",
+__all__ = ["announce_smoke", "change_ticket_approved", "every_passed", "go_no_go",
            "secret_stores", "smoke_deadline"]
 
 
@@ -67,29 +67,6 @@ def every_passed(rb: Runbook, step_id: str, title: str, *, steps: list[str], own
         return f"all {len(latest)} passed: {', '.join(latest)}"
 
     return rb.step(step_id, title, owner=owner, expect=f"every one of {', '.join(steps)} passed", action=act)
-
-
-def bridge_call(rb: Runbook) -> dict[str, Any]:
-    """T-30m (Section 1): "set up a bridge call 30 minutes before start" -- its details
-    (``bridge.call``) and the roster (Section 1's roles) posted to the bridge."""
-    from ..evidence.bridge_timeline import bridge_call as message
-
-    def act(ctx: StepContext) -> str:
-        ctx.check(bool(rb.env.bridge.call), f"bridge.call is not set in params/{rb.env.name}.yaml: where do people "
-                                            "join the bridge call? (its URL or dial-in)")
-        ctx.check(bool(rb.env.roles), "no roles in params: the roster of the bridge call is empty")
-        from ..adapters.notify import Bridge
-
-        res = Bridge(rb.env.bridge).send(message(rb.env))
-        ctx.data["bridge"] = {"ok": res.ok, "attempts": res.attempts, "status": res.status}
-        ctx.check(res.ok, f"post to #{rb.env.bridge.channel} failed after {res.attempts} attempt(s): {res.error}")
-        return f"bridge call {rb.env.bridge.call} posted with a roster of {len(rb.env.roles)} roles"
-
-    return rb.step("2.t-30m.bridge-call", "Bridge call set up; details and roster posted", owner="Cutover lead",
-                   expect=f"#{rb.env.bridge.channel} has the call details "
-                          f"({rb.env.bridge.call or 'bridge.call unset'}) and the roster", mutating=True,
-                   command=f"POST <bridge webhook {rb.env.bridge.webhook}>: bridge call {rb.env.bridge.call}",
-                   action=act)
 
 
 def go_no_go(rb: Runbook) -> dict[str, Any]:
