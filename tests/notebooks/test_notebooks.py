@@ -89,7 +89,7 @@ def test_whole_runbook_on_the_lab(lab_project):
     assert not bad, bad
     for sid in ("1.roles", "1.bridge", "2.timeline", "8.matrix", "2.t-24h.gate-plan", "2.t-24h.offline-kit",
                 "2.t-6h.freeze", "2.t-30m.bridge-call", "2.t-30m.dashboards", "2.t-30m.readiness",
-                "2.t-30m.gate-go-no-go", "2.t-30m.go-no-go", "2.t45m.smoke-decision", "2.t45m.announce", "3.scan-submit", "3.wall-time", "8.gate-plan", "4.gate-t0",
+                "2.t-30m.health-scanner", "2.t-30m.gate-go-no-go", "2.t-30m.go-no-go", "2.t45m.smoke-decision", "2.t45m.announce", "3.scan-submit", "3.wall-time", "8.gate-plan", "4.gate-t0",
                 "4.1.backup-mongo", "4.1.mirror-minio", "4.4.oidc-metadata", "4.4.signer-verify",
                 "4.4.scanner-queue", "4.4.notify-legacy", "5.api-health", "5.scan-submit", "5.runtime-event",
                 "5.signing", "5.attestor-verify", "5.web-ui", "5.decision", "5.gate-post-smoke", "7.monitoring",

@@ -10,15 +10,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from nb_helpers import run_cells
 from typer.testing import CliRunner
 
+from cutover_lib.cli.app import app
+from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.engine.slots import SmokeDeadline, check_on_time, go_no_go_given, running_now, slot_runs, slot_table
 from cutover_lib.errors import GateNotApproved, UsageError
 from cutover_lib.evidence.evidence import RunFolder
-from cutover_lib.config.params import load_environment, parse_overrides
-from cutover_lib.engine.slots import (SmokeDeadline, check_on_time, go_no_go_given, running_now, slot_runs,
-                                      slot_table)
 from cutover_lib.evidence.timeline import actual_times
-from cutover_lib.cli.app import app
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -188,8 +188,8 @@ def test_t30m_readiness_names_a_stale_or_unsealed_earlier_slot(project: Path, cl
     """An earlier slot counts only with a sealed, passed run of this change window: a run of the same
     release from an aborted attempt days before, or one never sealed, is a red item, named."""
     from cutover_lib import readiness
-    from cutover_lib.errors import StepFailed
     from cutover_lib.engine.steps import Runbook
+    from cutover_lib.errors import StepFailed
 
     services = [f"services.{s}=http://127.0.0.1:{closed_port}"
                 for s in ("authority", "scanner", "signer", "attestor", "notify", "web", "runtime")]
@@ -200,12 +200,15 @@ def test_t30m_readiness_names_a_stale_or_unsealed_earlier_slot(project: Path, cl
     fake_run(project, "local", "t-6h", t0 - timedelta(hours=6))                  # good
     rb = Runbook(env, RunFolder.create(project / "executed", "local", "t-30m"), root=project,
                  notebook="02d_t-30m.ipynb")
+    run_cells(rb, "02d_t-30m.ipynb", "2.t-30m.health-{service}")  # the notebook's health cells: none answers
     with pytest.raises(StepFailed) as err:
         readiness.go_no_go(rb)
     red = str(err.value)
     assert "T-24h: the newest run " in red and "started more than a day before the slot's hour" in red
     assert "-local-t-12h is not sealed" in red and "T-2h: no run of release 2025.09.2 in local" in red
-    assert "T-6h" not in red and "authority: " in red  # (and each service that does not answer)
+    assert "T-6h" not in red
+    for service in ("authority", "scanner", "signer", "attestor", "notify", "web", "runtime"):  # each named
+        assert f"2.t-30m.health-{service} (failed: " in red, service
 
 
 def test_what_is_running_names_the_step_the_notebook_or_the_notebook_that_comes_next(tmp_path: Path):
