@@ -1,11 +1,13 @@
 """Sections 1, 2 and 8 as steps: roles and channels, the timeline, the approval matrix.
 
-Rendered from params, so the table the operator reads is the one the run uses.
+Rendered from params, so the table the operator reads is the one the run uses; the roles and the
+gates the runbook requires are the cell's arguments.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import Any
 
 from ..engine.steps import Runbook, StepContext
@@ -23,16 +25,16 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f'<table style="border-collapse:collapse;font-size:13px">{head and "<tr>" + head + "</tr>"}{body}</table>'
 
 
-def roles_and_channels(rb: Runbook) -> dict[str, Any]:
-    """1.roles: every role of Section 1 has a primary, a backup and a contact channel."""
+def roles_and_channels(rb: Runbook, *, required: Sequence[str]) -> dict[str, Any]:
+    """1.roles: every role the runbook names (``required``) is in params, and every role in params
+    has a primary, a backup and a contact channel."""
     roles = rb.env.roles
     rb.show_html(_table(["Role", "Primary", "Backup", "Contact"],
                         [[r.role, r.primary, r.backup, r.contact] for r in roles]))
 
     def act(ctx: StepContext) -> str:
-        required = {"Cutover lead", "Authority stack", "Scanner / Queue", "Storage", "Observability", "Approvals"}
         have = {r.role for r in roles}
-        missing = sorted(required - have)
+        missing = [r for r in required if r not in have]
         ctx.check(not missing, f"roles missing from params: {', '.join(missing)}")
         empty = [r.role for r in roles if not (r.primary and r.backup and r.contact)]
         ctx.check(not empty, f"roles without primary, backup or contact: {', '.join(empty)}")
@@ -41,7 +43,7 @@ def roles_and_channels(rb: Runbook) -> dict[str, Any]:
         return f"{len(roles)} roles, each with primary, backup and contact"
 
     return rb.step("1.roles", "Roles and communication channels", owner="Cutover lead",
-                   expect="every Section 1 role has a primary, a backup and a contact", action=act)
+                   expect=f"roles {', '.join(required)} each have a primary, a backup and a contact", action=act)
 
 
 def timeline(rb: Runbook) -> dict[str, Any]:
@@ -64,17 +66,16 @@ def timeline(rb: Runbook) -> dict[str, Any]:
                    expect="every Section 2 activity has a UTC time, in order", action=act)
 
 
-def approval_matrix(rb: Runbook) -> dict[str, Any]:
-    """8.matrix: the approval matrix from params, with every gate the runbook names."""
+def approval_matrix(rb: Runbook, *, required: Sequence[str]) -> dict[str, Any]:
+    """8.matrix: the approval matrix from params, with every gate the runbook names (``required``)."""
     gates = rb.env.approvals.gates
     rb.show_html(_table(["Gate", "Step", "Required approvers", "Record location"],
                         [[k, g.title, " + ".join(g.roles), g.record] for k, g in gates.items()]))
 
     def act(ctx: StepContext) -> str:
-        need = {"plan", "t0", "post-smoke", "rollback"}
-        missing = sorted(need - set(gates))
+        missing = [g for g in required if g not in gates]
         ctx.check(not missing, f"gates missing from approvals.gates: {', '.join(missing)}")
         return f"{len(gates)} gates: " + "; ".join(f"{k} needs {' + '.join(g.roles)}" for k, g in gates.items())
 
     return rb.step("8.matrix", "Approval matrix", owner="DevOps lead",
-                   expect="gates plan, t0, post-smoke and rollback each name their approvers", action=act)
+                   expect=f"gates {', '.join(required)} each name their approvers", action=act)
