@@ -121,8 +121,9 @@ def _substitute(template: str, root: Any, values: Mapping[str, Any] | None,
         except TypeError as exc:
             if str(exc) == "secret":
                 raise ParamsError([f"{{{name}}} in `{template}` is a secret reference; a secret never goes "
-                                   f"into a command line or URL"],
-                                  hint="pass it to the tool through env= (an environment variable)") from None
+                                   f"into a command line, URL or message"],
+                                  hint="a command gets it through env= (an environment variable) or secret_files=; "
+                                       "a request through auth=; a message or invite never holds one") from None
             raise ParamsError([f"{{{name}}} in `{template}` is a mapping, not a value"],
                               hint="name one of its keys") from None
 

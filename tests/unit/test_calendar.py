@@ -67,3 +67,11 @@ def test_a_bad_template_or_duration_fails_the_step_as_a_params_error(tmp_path: P
     rb = _runbook(tmp_path / "dur")
     with pytest.raises(Exception, match="expected a duration like 15m"):
         rb.invite("7.retrospective", "Retrospective", attendees=PEOPLE, within="two days")
+
+
+def test_a_secret_reference_never_goes_into_an_invite(tmp_path: Path) -> None:
+    rb = _runbook(tmp_path)
+    with pytest.raises(ParamsError, match="secret reference; a secret never goes into a command line, URL or message"):
+        rb.invite("7.retrospective", "Retrospective", attendees=["{ticket.token}"])
+    step = _step(rb)
+    assert step["outcome"] == "failed" and not (rb.run.path / "artifacts" / "7.retrospective.ics").exists()

@@ -438,3 +438,13 @@ def test_rb_bridge_with_an_unknown_params_key_fails_before_posting(receiver: Rec
     with pytest.raises(Exception, match="no_such_key"):
         rb.bridge("1.bridge", "bridge check for {no_such_key}")
     assert receiver.posts == [] and _steps(rb)[0]["outcome"] == "failed"
+
+
+def test_rb_bridge_never_posts_a_secret_reference(receiver: Receiver, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    rb = _runbook(tmp_path, monkeypatch, receiver.url)
+    with pytest.raises(Exception, match="a secret never goes into a command line, URL or message") as err:
+        rb.bridge("1.bridge", "the webhook is {bridge.webhook}")
+    assert "a message or invite never holds one" in err.value.hint
+    assert receiver.posts == [] and _steps(rb)[0]["outcome"] == "failed"
+    assert TOKEN not in (rb.run.path / "ledger.jsonl").read_text()
