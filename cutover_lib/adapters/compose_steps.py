@@ -24,7 +24,6 @@ from ..engine.steps import NotApplicable, Runbook, StepContext
 from ..errors import CheckFailed, CutoverError, StepFailed
 from ..evidence.evidence import iso, utc_now
 from . import compose as dc
-from .shell import render
 
 __all__ = ["containers_healthy", "run_on_nodes"]
 
@@ -44,11 +43,6 @@ def _cwd(rb: Runbook, c: ComposeDeploy) -> Path:
 
 def _host_env(node: ComposeNode) -> dict[str, str]:
     return {"DOCKER_HOST": node.docker_host}
-
-
-def _per_node_command(c: ComposeDeploy, argv: list[str]) -> str:
-    """What the step shows (and a dry run plans): the argv once per node, with its DOCKER_HOST."""
-    return " ; ".join(render(argv, _host_env(n)) for n in c.nodes)
 
 
 def _safe(name: str) -> str:

@@ -159,12 +159,6 @@ def _raw(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         resp.release_conn()
 
 
-def _api_errors() -> tuple[type[BaseException], ...]:
-    from kubernetes.client import ApiException
-
-    return (ApiException, *_transport_errors())
-
-
 # --------------------------------------------------------------------------- secrets
 
 def _fetch_secret(api: Any, server: str, namespace: str, name: str, context: str | None, timeout: float,

@@ -54,7 +54,6 @@ from .result import StepRecord
 __all__ = ["STEP_MIMETYPE", "NotApplicable", "Runbook", "StepContext", "Waived"]
 
 STEP_MIMETYPE = "application/vnd.stellaops.cutover.step+json"
-OUTCOMES = ("passed", "failed", "skipped", "planned", "waived")
 _STEP_ID = re.compile(r"^\d+(\.[a-z0-9][a-z0-9-]*)+$")
 
 
@@ -362,7 +361,7 @@ def status_card(rec: dict[str, Any]) -> str:
     links = [(str(label), str(href)) for label, href in ((rec.get("data") or {}).get("next") or [])
              if re.fullmatch(r"[\w.][\w./-]*", str(href)) and ".." not in str(href).replace("../", "", 1)]
     if links:  # where a person goes next (relative links inside the run's record only)
-        body += (f'<tr><th style="text-align:left;padding:2px 8px;color:#57606a">Next</th><td style="padding:2px 8px">'
+        body += ('<tr><th style="text-align:left;padding:2px 8px;color:#57606a">Next</th><td style="padding:2px 8px">'
                  + " · ".join(f'<a href="{e(href)}">{e(label)}</a>' for label, href in links) + "</td></tr>")
     tail = rec.get("output_tail") or []
     tail_html = (f'<pre style="margin:4px 0 0;max-height:12em;overflow:auto;background:#f6f8fa;padding:6px">'

@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,7 +40,6 @@ __all__ = [
 
 GENESIS = "0" * 64
 SUBDIRS = ("notebooks", "html", "artifacts")
-_RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[\w-]+$")
 #: the manifest and its signature: everything else in a run folder is hashed into the manifest
 _SEAL_FILES = ("manifest.json", "seal.dsse.json")
 
@@ -393,6 +391,3 @@ def _chain_findings(path: Path, label: str = "ledger.jsonl") -> tuple[list[str],
         prev = sha256_bytes(line)
     return findings, records, prev
 
-
-def is_run_id(name: str) -> bool:
-    return bool(_RUN_ID.match(name))

@@ -7,7 +7,7 @@ import pytest
 from cutover_lib.engine.approvals import ApprovalStore, approval_form, gate_status, require
 from cutover_lib.errors import GateNotApproved, UsageError
 from cutover_lib.evidence.evidence import RunFolder
-from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.config.params import load_environment
 from nb_helpers import variant
 from cutover_lib.engine.steps import Runbook
 

@@ -1,6 +1,5 @@
 """The CLI's exit codes and one-line errors, through typer's CliRunner."""
 
-import shutil
 from pathlib import Path
 
 import pytest
