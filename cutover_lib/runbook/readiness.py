@@ -91,7 +91,8 @@ def go_no_go(rb: Runbook) -> dict[str, Any]:
                 red.append(f"{slot.label}: the newest run {run['run']} started more than a day before the slot's "
                            f"hour ({slot.planned:%Y-%m-%d %H:%M} UTC): run it again "
                            f"(cutover run --env {where} --phase {slot.name})")
-        mine = {r["step_id"]: r for r in rb.run.read_ledger() if r.get("kind") == "step"}  # the latest of each
+        mine = {r["step_id"]: r for r in rb.run.read_ledger()  # the latest attempt of each, this verdict's own
+                if r.get("kind") == "step" and r["step_id"] != "2.t-30m.readiness"}  # earlier NO-GO aside
         if not mine:
             red.append("no step ran before this one in this run: nothing says the dashboards and the services "
                        "are green")

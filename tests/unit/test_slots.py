@@ -211,6 +211,27 @@ def test_t30m_readiness_names_a_stale_or_unsealed_earlier_slot(project: Path, cl
         assert f"2.t-30m.health-{service} (failed: " in red, service
 
 
+def test_t30m_readiness_resumed_after_a_no_go_judges_the_latest_attempts(project: Path, closed_port: int):
+    """A T-30m run resumed after its NO-GO (a service was down, an earlier slot missing; both fixed):
+    the verdict reads the latest attempt of each step above it, and not its own earlier NO-GO."""
+    from cutover_lib import readiness
+    from cutover_lib.engine.steps import Runbook
+
+    t0 = datetime.now(timezone.utc) + timedelta(minutes=30)
+    env = local(f"t0={t0:%Y-%m-%dT%H:%M:%SZ}", root=project)
+    for phase, before in (("t-24h", 24), ("t-12h", 12), ("t-6h", 6), ("rehearsal", 2)):
+        fake_run(project, "local", phase, t0 - timedelta(hours=before))
+    run = RunFolder.create(project / "executed", "local", "t-30m")
+    for rec in ({"step_id": "2.t-30m.health-scanner", "outcome": "failed", "message": "HTTP 503"},
+                {"step_id": "2.t-30m.readiness", "outcome": "failed", "message": "NO-GO: scanner"},
+                {"step_id": "2.t-30m.health-scanner", "outcome": "passed", "observed": "HTTP 200"}):
+        run.append({"kind": "step", **rec})
+    rb = Runbook(env, run, root=project, notebook="02d_t-30m.ipynb", resume=True)
+    rec = readiness.go_no_go(rb)
+    assert rec["outcome"] == "passed", rec
+    assert rec["observed"] == "green: T-24h .. T-2h passed; this run's 1 steps passed"
+
+
 def test_what_is_running_names_the_step_the_notebook_or_the_notebook_that_comes_next(tmp_path: Path):
     """The T+30m / T+45m alarm says what the T0 run is doing, also between two notebooks and before
     the first (a loaded machine's run can be there when the alarm falls due)."""
