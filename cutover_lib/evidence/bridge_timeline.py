@@ -1,5 +1,6 @@
 """#launch-bridge and Section 2's clock: the T+30m / T+45m smoke-deadline alarm and the change
-status posted between slots (``cutover bridge``); the T-30m bridge call is an ``rb.bridge`` cell.  Pure message builders, like those of :mod:`cutover_lib.adapters.notify`."""
+status posted between slots (``cutover bridge``); the T-30m bridge call is an ``rb.bridge`` cell.
+Pure message builders, like those of :mod:`cutover_lib.adapters.notify`."""
 
 from __future__ import annotations
 
