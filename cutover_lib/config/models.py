@@ -208,7 +208,7 @@ class Bridge(_Model):
     username: str = "stellaops-cutover"
     heartbeat: Duration = timedelta(minutes=10)
     #: the bridge call of Section 1 (its URL or dial-in), posted with the roster at T-30m
-    call: str | None = None
+    call: str | None = Field(None, min_length=1)
     timeout: Duration = timedelta(seconds=5)
     retries: int = Field(3, ge=0, le=10)
 

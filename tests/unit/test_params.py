@@ -146,6 +146,9 @@ def test_overrides_win_and_are_validated():
         load_environment("dev", REPO / "params", parse_overrides(["slo.scna=2m"]))
     with pytest.raises(ParamsError, match="expected KEY=VALUE"):
         parse_overrides(["nonsense"])
+    # an empty bridge call would be posted as "is open: ." at T-30m
+    with pytest.raises(ParamsError, match=r"-p: bridge.call: String should have at least 1 character"):
+        load_environment("dev", REPO / "params", parse_overrides(["bridge.call="]))
 
 
 def test_digest_changes_with_content_not_with_secret_values(monkeypatch):
