@@ -46,11 +46,31 @@ def make_project(dest: Path, port_base: int) -> Path:
     return dest
 
 
+#: commands ``cutover`` runs in this process (typer's runner: the command's own code path, without an
+#: interpreter start-up each): they start no kernel and set no signal handler; ``run`` and ``plan``,
+#: whose process is what they manage, always get their own
+IN_PROCESS = ("approve", "verify")
+
+
+def in_process(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """``cutover ARGV`` through typer's runner, as a finished process would report it."""
+    from typer.testing import CliRunner
+
+    from cutover_lib.cli.app import app
+
+    res = CliRunner().invoke(app, argv)
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception  # a bug, not an exit code: show its traceback
+    return subprocess.CompletedProcess(["cutover", *argv], res.exit_code, res.stdout, res.stderr)
+
+
 def cutover(root: Path, *args: str, timeout: float = 600, post_smoke: bool = True) -> subprocess.CompletedProcess[str]:
     """``cutover ARGS --root ROOT``; a run that stops at the post-smoke gate is approved there and
     resumed (``post_smoke``: see :func:`through_post_smoke`)."""
     def call(*argv: str) -> subprocess.CompletedProcess[str]:
         extra = [] if argv[0] == "verify" else ["--root", str(root)]
+        if argv[0] in IN_PROCESS:
+            return in_process([*argv, *extra])
         return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", *argv, *extra], cwd=root,
                               capture_output=True, text=True, timeout=timeout)
 
