@@ -15,6 +15,7 @@ nothing, so it is not a mutating step.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -32,6 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CalendarVerbs"]
 
+_ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+")  # name@domain.tld, nothing around it
+
 
 class CalendarVerbs(CellMechanics):
     """Mixed into :class:`~cutover_lib.Runbook`: the cell-level verb ``invite``."""
@@ -48,8 +51,15 @@ class CalendarVerbs(CellMechanics):
             text = render_text(summary, self.env)
             about = render_text(description, self.env) if description else ""
             people = [render_text(a, self.env) for a in attendees]
-            offset, limit, span = (parse_duration(render_text(v, self.env)) for v in (at, within, length))
-        except (ParamsError, CheckFailed, ValueError) as exc:
+            odd = [p for p in people if not _ADDRESS.fullmatch(p)]
+            if odd:
+                raise ParamsError([f"rb.invite {step_id}: attendee {p!r} is not an e-mail address" for p in odd],
+                                  hint="list each attendee as name@domain in the cell")
+            try:
+                offset, limit, span = (parse_duration(render_text(v, self.env)) for v in (at, within, length))
+            except ValueError as exc:
+                raise ParamsError([f"rb.invite {step_id}: {exc}"], hint="at=, within= and length= take 24h, 90m, ...")
+        except (ParamsError, CheckFailed) as exc:
             return self._failed_step(step_id, title, owner, want, f"invite: {summary}", exc, False, required,
                                      result)
         step_id_, run_id = step_id, self.run.run_id

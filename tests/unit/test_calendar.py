@@ -66,8 +66,12 @@ def test_a_bad_template_or_duration_fails_the_step_as_a_params_error(tmp_path: P
         rb.invite("7.retrospective", "Retrospective {no_such_key}", attendees=PEOPLE)
     assert _step(rb)["outcome"] == "failed"
     rb = _runbook(tmp_path / "dur")
-    with pytest.raises(Exception, match="expected a duration like 15m"):
+    with pytest.raises(ParamsError, match='rb.invite 7.retrospective: expected a duration like 15m, got "two days"'):
         rb.invite("7.retrospective", "Retrospective", attendees=PEOPLE, within="two days")
+    rb = _runbook(tmp_path / "who")
+    with pytest.raises(ParamsError, match="attendee 'the product owner' is not an e-mail address"):
+        rb.invite("7.retrospective", "Retrospective", attendees=[*PEOPLE, "the product owner"])
+    assert _step(rb)["outcome"] == "failed" and not (rb.run.path / "artifacts" / "7.retrospective.ics").exists()
 
 
 def test_a_secret_reference_never_goes_into_an_invite(tmp_path: Path) -> None:
