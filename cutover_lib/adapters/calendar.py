@@ -62,7 +62,7 @@ class CalendarVerbs(CellMechanics):
         except (ParamsError, CheckFailed) as exc:
             return self._failed_step(step_id, title, owner, want, f"invite: {summary}", exc, False, required,
                                      result)
-        step_id_, run_id = step_id, self.run.run_id
+        run_id = self.run.run_id
 
         def act(ctx: "StepContext") -> str:
             from icalendar import Calendar, Event, vCalAddress
@@ -80,11 +80,11 @@ class CalendarVerbs(CellMechanics):
             event.add("dtstart", start)
             event.add("dtend", start + span)
             event.add("dtstamp", now)
-            event.add("description", f"{about}\n\nEvidence: {run_id} ({step_id_}).".lstrip())
+            event.add("description", f"{about}\n\nEvidence: {run_id} ({step_id}).".lstrip())
             for who in people:
                 event.add("attendee", vCalAddress(f"MAILTO:{who}"))
             cal.add_component(event)
-            ctx.artifact(f"{step_id_}.ics", cal.to_ical())
+            ctx.artifact(f"{step_id}.ics", cal.to_ical())
             ctx.data["invite"] = {"start": f"{start:%Y-%m-%dT%H:%M:%SZ}", "attendees": people}
             ctx.check(start - now <= limit, f"starts {spoken_duration(start - now)} from now, later than {within}")
             return f"invite for {start:%Y-%m-%d %H:%M} UTC ({spoken_duration(start - now)} from now) " \

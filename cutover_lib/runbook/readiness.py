@@ -67,6 +67,9 @@ def every_passed(rb: Runbook, step_id: str, title: str, *, steps: list[str], own
     return rb.step(step_id, title, owner=owner, expect=f"every one of {', '.join(steps)} passed", action=act)
 
 
+_READINESS = "2.t-30m.readiness"  # the verdict's step (its own earlier NO-GO is not an item)
+
+
 def go_no_go(rb: Runbook) -> dict[str, Any]:
     """T-30m, before the guild leads decide: each earlier slot of Section 2 (T-24h .. T-2h) has a
     passed run of this release, and every step of this run so far passed (the cells above it: the
@@ -92,18 +95,18 @@ def go_no_go(rb: Runbook) -> dict[str, Any]:
                            f"hour ({slot.planned:%Y-%m-%d %H:%M} UTC): run it again "
                            f"(cutover run --env {where} --phase {slot.name})")
         mine = {r["step_id"]: r for r in rb.run.read_ledger()  # the latest attempt of each, this verdict's own
-                if r.get("kind") == "step" and r["step_id"] != "2.t-30m.readiness"}  # earlier NO-GO aside
+                if r.get("kind") == "step" and r["step_id"] != _READINESS}  # earlier NO-GO aside
         if not mine:
             red.append("no step ran before this one in this run: nothing says the dashboards and the services "
                        "are green")
         red += [f"{r['step_id']} ({r['outcome']}: {r.get('observed') or r.get('message') or ''})".replace(": )", ")")
                 for r in mine.values() if r["outcome"] == "failed"]
-        ctx.artifact("2.t-30m.readiness.json", json.dumps({"red": red, "slots": [
+        ctx.artifact(f"{_READINESS}.json", json.dumps({"red": red, "slots": [
             {"slot": i["slot"].label, "run": i["run"]} for i in rows]}, indent=2))
         ctx.check(not red, "NO-GO: " + "; ".join(red))
         return f"green: T-24h .. T-2h passed; this run's {len(mine)} steps passed"
 
-    return rb.step("2.t-30m.readiness", "Readiness green: earlier slots, dashboards, services", owner="Cutover lead",
+    return rb.step(_READINESS, "Readiness green: earlier slots, dashboards, services", owner="Cutover lead",
                    expect="every earlier slot passed; every step above (dashboards, health endpoints) passed",
                    action=act)
 
