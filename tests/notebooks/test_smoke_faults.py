@@ -32,7 +32,8 @@ ROWS = [
     (SMOKE, ("5.scan-submit", "5.attestor-verify"), ("signer", "bad_signature", True),
      "expected exit 0; json ok = true", 'observed exit 1; ok is false, expected true'),
     (SMOKE, ("5.web-ui",), ("web", "slow", 2300),
-     "expected logged in; every page shows its marker within 2s", """observed / shows 'id="dashboard"' after 2."""),
+     # (when the marker came is the loaded machine's: 2.3 s delay, seen after 2.4-3.0 s; "over 2s" follows it)
+     "expected logged in; every page shows its marker within 2s", """observed / shows 'id="dashboard"' after """),
     (VALIDATION, ("4.4.oidc-metadata",), ("authority", "wrong_issuer", True),
      'expected HTTP 200; json issuer = "http://127.0.0.1:',
      'observed issuer is "https://authority.wrong-issuer.invalid"'),
