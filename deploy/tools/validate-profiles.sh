@@ -61,8 +61,11 @@ done
 
 python=${PYTHON:-python3}
 helm_library=""
+# installed, not imported: importing kubernetes_validate loads jsonschema (~1.5 s here), which
+# helm-validate.py does once per profile anyway
 if ! command -v helm >/dev/null 2>&1 && command -v "$python" >/dev/null 2>&1 &&
-        "$python" -c 'import helm_python, kubernetes_validate' >/dev/null 2>&1; then
+        "$python" -c 'import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, sys.argv[1:])))' \
+            helm_python kubernetes_validate >/dev/null 2>&1; then
     helm_library=yes
 fi
 

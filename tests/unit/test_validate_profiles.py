@@ -4,6 +4,7 @@ template -- no helm binary installs here)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -152,6 +153,34 @@ def test_without_a_helm_cli_the_helm_library_validates_the_helm_profiles(root: P
            f"{sys.executable})" in out.stderr
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["prod.yaml", "stage.yaml"]
     assert not (bin_dir / "helm").exists() and not (tmp_path / "helm.log").exists()
+
+
+def test_whether_the_helm_library_is_installed_is_asked_without_importing_it(root: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    """The script's probe for the Helm library asks the import system where the modules are; it
+    does not import them (importing kubernetes_validate loads jsonschema: ~1.5 s, in every T-12h
+    run).  Each Python the script starts records, at exit, which of them it had loaded."""
+    pytest.importorskip("helm_python")
+    tools(tmp_path, monkeypatch, helm=False)
+    hooks, log = tmp_path / "hooks", tmp_path / "loaded.log"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import atexit, json, os, sys\n"
+        "def _record():\n"
+        "    with open(os.environ['LOADED_LOG'], 'a') as log:\n"
+        "        heavy = ('helm_python', 'kubernetes_validate', 'jsonschema')\n"
+        "        log.write(json.dumps([sys.argv[0], [m for m in heavy if m in sys.modules]]) + '\\n')\n"
+        "atexit.register(_record)\n")
+    pythonpath = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH")) if p)
+    out = subprocess.run([str(root / SCRIPT)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={**os.environ, "PYTHON": sys.executable, "PYTHONPATH": pythonpath,
+                              "LOADED_LOG": str(log)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-2:] == [f"validate-profiles: {f}: ok (Helm library)" for f in HELM_PROFILES]
+    runs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [loaded for argv0, loaded in runs if argv0 == "-c"] == [[]]
+    assert [loaded for argv0, loaded in runs if argv0.endswith("helm-validate.py")] == \
+        [["helm_python", "kubernetes_validate", "jsonschema"]] * len(HELM_PROFILES)
 
 
 def test_without_a_helm_cli_the_cell_passes_with_the_library_and_keeps_the_renderings(
