@@ -70,18 +70,38 @@ def with_status(on_record: Callable[[dict[str, Any]], None], status: Callable[[s
     return handle
 
 
+def note_not_blocking(records: list[dict[str, Any]], manifest: dict[str, Any], message: str) -> str:
+    """A passed run's message with the steps that failed without stopping it (``required=False``)
+    named, and their ids in ``manifest["failed_not_blocking"]``: a run that passed so never reads as
+    a clean pass (on the terminal, the bridge, the record and the change page)."""
+    from ..evidence.report import failed_not_blocking
+
+    if not (ids := [r["step_id"] for r in failed_not_blocking(records)]):
+        return message
+    manifest["failed_not_blocking"] = ids
+    note = f"{len(ids)} step(s) failed without stopping the run: {', '.join(ids)}"
+    return f"{message}; {note}" if message else note
+
+
 def closing_summary(records: list[dict[str, Any]], manifest: dict[str, Any], env: "Environment",
                     dry_run: bool) -> list[str]:
-    """The closing lines before the outcome: the steps by outcome and the root failure (the first
-    step that failed); for a plan, every mutating command, its digest and how to approve it."""
-    steps = {r["step_id"]: r for r in records if r.get("kind") == "step"}  # (a resumed attempt's last word)
+    """The closing lines before the outcome: the steps by outcome, the root failure (the first step
+    that failed, when a step that stops the run failed) and each step that failed without stopping
+    it (``required=False``); for a plan, every mutating command, its digest and how to approve it."""
+    from ..evidence.report import failed_not_blocking, latest_steps
+
+    steps = latest_steps(records)
     counts: dict[str, int] = {}
     for r in steps.values():
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
     lines = ["steps:    " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) if counts else "steps:    none"]
-    root = next((r for r in steps.values() if r["outcome"] == "failed"), None)
+    failed = [r for r in steps.values() if r["outcome"] == "failed"]
+    not_blocking = failed_not_blocking(records)
+    root = failed[0] if len(failed) > len(not_blocking) else None  # the first failure, when one stopped the run
     if root is not None:
         lines.append(f"failed:   {root['step_id']} ({root['title']}): {root.get('message', '')}")
+    lines += [f"failed, not blocking (required=False): {r['step_id']} ({r['title']}): {r.get('message', '')}"
+              for r in not_blocking if r is not root]
     if dry_run:
         planned = manifest.get("planned") or []
         lines.append(f"plan:     {len(planned)} mutating command(s), digest {manifest.get('plan_digest', '')}")

@@ -37,7 +37,7 @@ from .kernels import KERNEL_ENV, Kernels, NotebookFailed, execute_notebook
 from .lock import EnvLock, break_lock
 from .phases import load_phases, notebook_deadline, resolve_phase
 from .plan import plan_diff, plan_digest, planned_commands
-from .progress import Progress, closing_summary, with_status
+from .progress import Progress, closing_summary, note_not_blocking, with_status
 
 __all__ = ["EnvLock", "NotebookFailed", "RunResult", "break_lock", "run_phase"]
 
@@ -357,6 +357,8 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
         how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
         outcome, exit_code, message = "interrupted", getattr(exc, "exit_code", 130), f"interrupted by {how}"
         run.append({"kind": "interrupted", "by": how})
+    if outcome == "passed":  # (a run that stopped names its root failure)
+        message = note_not_blocking(run.read_ledger(), manifest, message)
     if dry_run:
         manifest["plan_digest"], manifest["planned_commands"] = plan_digest(run.read_ledger())
         manifest["planned"] = planned_commands(run.read_ledger())

@@ -15,7 +15,8 @@ from typing import Any
 from ..config.secrets import mask
 from .evidence import RunFolder, atomic_write
 
-__all__ = ["HtmlExports", "export_notebook_html", "render_notebook_html", "write_index"]
+__all__ = ["HtmlExports", "export_notebook_html", "failed_not_blocking", "latest_steps", "render_notebook_html",
+           "write_index"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 #: cells the HTML of an executed notebook leaves out (mechanics, not the runbook)
@@ -180,6 +181,17 @@ h2{break-before:page}h2:first-of-type{break-before:auto}tr,figure,h3{break-insid
 """
 
 
+def latest_steps(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each step's last record (a resumed attempt's word wins), in the order steps first ran."""
+    return {r["step_id"]: r for r in records if r.get("kind") == "step"}
+
+
+def failed_not_blocking(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The steps whose last record failed without stopping the run (``required=False``): a run
+    that passed with one of these must not read as a clean pass."""
+    return [r for r in latest_steps(records).values() if r["outcome"] == "failed" and r.get("required") is False]
+
+
 def _badge(outcome: str) -> str:
     return f'<span class="o {html.escape(outcome)}">{html.escape(outcome.upper())}</span>'
 
@@ -237,7 +249,10 @@ def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[t
         return (f'<a href="#{e(anchors.get(r.get("seq"), "step-" + r["step_id"]))}">'
                 f'<code>{e(r["step_id"])}</code></a>')
 
-    root = next((r for r in steps if r["outcome"] == "failed"), None)  # the first failure: what went wrong
+    # the first failure, what went wrong -- when a step that stops the run failed at all
+    blocked = any(r["outcome"] == "failed" and r.get("required") is not False for r in steps)
+    root = next((r for r in steps if r["outcome"] == "failed"), None) if blocked else None
+    not_blocking = [r for r in failed_not_blocking(records) if root is None or r["step_id"] != root["step_id"]]
     not_run = [r for r in steps if r["outcome"] in ("skipped", "waived")]  # each with its reason, up front
     summary = _table(["", ""], [
         ["Run", f"<code>{e(run.run_id)}</code>"],
@@ -245,6 +260,9 @@ def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[t
         ["Outcome", _badge(outcome) + (f" {e(manifest.get('reason', ''))}" if manifest.get("reason") else "")],
         *([["Root failure", f'{link(root)} '
                             f'{e(root["title"])}: {e(root.get("message") or "")}']] if root else []),
+        *([["Failed, not blocking", "<br>".join(
+            f'{_badge("failed")} {link(r)} {e(r["title"])}: {e(r.get("message") or "")}'
+            for r in not_blocking)]] if not_blocking else []),
         *([["Skipped / waived", "<br>".join(
             f'{_badge(r["outcome"])} {link(r)} '
             f'{e(str(r.get("observed") or ""))}' for r in not_run)]] if not_run else []),

@@ -75,3 +75,28 @@ def test_a_t0_override_reaches_the_notebooks(project, override, shown):
     outputs = json.dumps([c.get("outputs", []) for c in nb["cells"]])
     assert shown in outputs
     assert shown in (run / "html" / "index.html").read_text()
+
+
+def test_a_step_that_failed_without_stopping_the_run_is_named_wherever_the_run_reads_as_passed(project):
+    """T-12h's change-ticket attachment is ``required=False``: with the ticket system unreachable the
+    phase goes on and passes, and the terminal, the manifest, the record and the change page each
+    name the step that failed -- never a bare PASSED."""
+    res = cutover("run", "--env", "local", "--phase", "t-12h", "-p", "ticket.url=http://127.0.0.1:9",
+                  "--root", str(project), cwd=project)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout.splitlines()
+    run = Path(next(ln for ln in out if ln.startswith("evidence: ")).split(": ", 1)[1])
+    sid = "2.t-12h.ticket-logs"
+    assert f"outcome: passed - 1 step(s) failed without stopping the run: {sid}" in out
+    assert not any(ln.startswith("failed:   ") for ln in out)  # nothing stopped the run: no root failure
+    line = next(ln for ln in out if ln.startswith("failed, not blocking (required=False): "))
+    assert line.startswith(f"failed, not blocking (required=False): {sid} (validate-profiles logs captured in "
+                           f"the change ticket): ") and "127.0.0.1:9" in line
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["outcome"] == "passed" and manifest["failed_not_blocking"] == [sid]
+    index = (run / "html" / "index.html").read_text()
+    assert "Root failure" not in index
+    assert f"Failed, not blocking</td><td>" in index and f"<code>{sid}</code>" in index.split("Failed, not blocking")[1]
+    change = (project / "executed" / "local" / "index.html").read_text()
+    assert f"1 failed, not blocking: {sid}" in change
+    assert cutover("verify", str(run), cwd=project).returncode == 0

@@ -145,6 +145,47 @@ def test_sections_in_run_order_and_a_resumed_runs_attempts_one_after_another(tmp
     assert '<a href="#step-4.1.backup"><code>4.1.backup</code></a>' in body  # the root failure: attempt 1's row
 
 
+def test_a_failure_that_stopped_the_run_is_its_root_and_the_others_are_named_as_not_blocking(tmp_path):
+    """T-30m's shape: a service's health check (``required=False``) fails, then the go/no-go verdict
+    over it stops the run -- the check is the root failure, named once on the terminal.  In a run
+    that passed, a failed ``required=False`` step is no root failure: it is listed as not blocking."""
+    from cutover_lib.engine.progress import closing_summary, note_not_blocking
+    from cutover_lib.evidence.evidence import RunFolder
+
+    health = {**_step(1, "2.t-30m.health-web", "2", "failed", "00:01"), "required": False}
+    verdict = _step(2, "2.t-30m.go-no-go", "2", "failed", "00:02")
+    stopped = closing_summary([health, verdict], {}, None, False)
+    assert stopped[1:] == ["failed:   2.t-30m.health-web (2.t-30m.health-web): boom"]
+    notify = {**_step(3, "6.notify", "6", "failed", "00:03"), "required": False}
+    stopped = closing_summary([health, verdict, notify], {}, None, False)
+    assert stopped[1:] == ["failed:   2.t-30m.health-web (2.t-30m.health-web): boom",
+                           "failed, not blocking (required=False): 6.notify (6.notify): boom"]
+    passed = [_step(1, "6.assess", "6", "passed", "00:01"), notify]
+    assert closing_summary(passed, {}, None, False)[1:] == [
+        "failed, not blocking (required=False): 6.notify (6.notify): boom"]
+    manifest: dict = {}
+    assert note_not_blocking(passed, manifest, "rolled back") == \
+        "rolled back; 1 step(s) failed without stopping the run: 6.notify"
+    assert manifest == {"failed_not_blocking": ["6.notify"]}
+    assert note_not_blocking(passed[:1], manifest := {}, "") == "" and manifest == {}
+
+    run = RunFolder.create(tmp_path / "executed", "local", "rollback")
+    for rec in passed:
+        run.append(rec)
+    body = _report.write_index(run, {"env": "local", "phase": "rollback", "outcome": "passed"}).read_text()
+    assert "Root failure" not in body
+    assert '<td>Failed, not blocking</td><td><span class="o failed">FAILED</span> ' \
+           '<a href="#step-6.notify"><code>6.notify</code></a> 6.notify: boom</td>' in body
+
+    run = RunFolder.create(tmp_path / "executed", "local", "t-30m")
+    for rec in (health, verdict, notify):
+        run.append(rec)
+    body = _report.write_index(run, {"env": "local", "phase": "t-30m", "outcome": "failed"}).read_text()
+    assert '<td>Root failure</td><td><a href="#step-2.t-30m.health-web">' in body
+    not_blocking = body.split("<td>Failed, not blocking</td>")[1].split("</tr>")[0]
+    assert "6.notify" in not_blocking and "health-web" not in not_blocking
+
+
 def test_the_run_picture_draws_notebooks_steps_and_the_t0_deadline_lines():
     from datetime import datetime, timezone
 
