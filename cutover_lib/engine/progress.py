@@ -86,7 +86,7 @@ def note_not_blocking(records: list[dict[str, Any]], manifest: dict[str, Any], m
 def closing_summary(records: list[dict[str, Any]], manifest: dict[str, Any], env: "Environment",
                     dry_run: bool) -> list[str]:
     """The closing lines before the outcome: the steps by outcome, the root failure (the first step
-    that failed, when a step that stops the run failed) and each step that failed without stopping
+    that failed, unless the run passed with only ``required=False`` steps failed) and each step that failed without stopping
     it (``required=False``); for a plan, every mutating command, its digest and how to approve it."""
     from ..evidence.report import failed_not_blocking, latest_steps
 
@@ -97,7 +97,8 @@ def closing_summary(records: list[dict[str, Any]], manifest: dict[str, Any], env
     lines = ["steps:    " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) if counts else "steps:    none"]
     failed = [r for r in steps.values() if r["outcome"] == "failed"]
     not_blocking = failed_not_blocking(records)
-    root = failed[0] if len(failed) > len(not_blocking) else None  # the first failure, when one stopped the run
+    stopped = len(failed) > len(not_blocking) or manifest.get("outcome") not in ("passed", "planned")
+    root = failed[0] if failed and stopped else None  # the first failure, when the run stopped
     if root is not None:
         lines.append(f"failed:   {root['step_id']} ({root['title']}): {root.get('message', '')}")
     lines += [f"failed, not blocking (required=False): {r['step_id']} ({r['title']}): {r.get('message', '')}"

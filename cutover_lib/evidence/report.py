@@ -249,8 +249,9 @@ def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[t
         return (f'<a href="#{e(anchors.get(r.get("seq"), "step-" + r["step_id"]))}">'
                 f'<code>{e(r["step_id"])}</code></a>')
 
-    # the first failure, what went wrong -- when a step that stops the run failed at all
-    blocked = any(r["outcome"] == "failed" and r.get("required") is not False for r in steps)
+    # the first failure, what went wrong -- unless the run passed and no step that stops it failed
+    blocked = outcome not in ("passed", "planned") or any(
+        r["outcome"] == "failed" and r.get("required") is not False for r in steps)
     root = next((r for r in steps if r["outcome"] == "failed"), None) if blocked else None
     not_blocking = [r for r in failed_not_blocking(records) if root is None or r["step_id"] != root["step_id"]]
     not_run = [r for r in steps if r["outcome"] in ("skipped", "waived")]  # each with its reason, up front

@@ -154,15 +154,17 @@ def test_a_failure_that_stopped_the_run_is_its_root_and_the_others_are_named_as_
 
     health = {**_step(1, "2.t-30m.health-web", "2", "failed", "00:01"), "required": False}
     verdict = _step(2, "2.t-30m.go-no-go", "2", "failed", "00:02")
-    stopped = closing_summary([health, verdict], {}, None, False)
+    stopped = closing_summary([health, verdict], {"outcome": "failed"}, None, False)
     assert stopped[1:] == ["failed:   2.t-30m.health-web (2.t-30m.health-web): boom"]
     notify = {**_step(3, "6.notify", "6", "failed", "00:03"), "required": False}
-    stopped = closing_summary([health, verdict, notify], {}, None, False)
+    stopped = closing_summary([health, verdict, notify], {"outcome": "failed"}, None, False)
     assert stopped[1:] == ["failed:   2.t-30m.health-web (2.t-30m.health-web): boom",
                            "failed, not blocking (required=False): 6.notify (6.notify): boom"]
     passed = [_step(1, "6.assess", "6", "passed", "00:01"), notify]
-    assert closing_summary(passed, {}, None, False)[1:] == [
+    assert closing_summary(passed, {"outcome": "passed"}, None, False)[1:] == [
         "failed, not blocking (required=False): 6.notify (6.notify): boom"]
+    # a run that stopped for another reason (a cell crashed) still names its first failure
+    assert closing_summary(passed, {"outcome": "failed"}, None, False)[1:] == ["failed:   6.notify (6.notify): boom"]
     manifest: dict = {}
     assert note_not_blocking(passed, manifest, "rolled back") == \
         "rolled back; 1 step(s) failed without stopping the run: 6.notify"
