@@ -86,8 +86,9 @@ def note_not_blocking(records: list[dict[str, Any]], manifest: dict[str, Any], m
 def closing_summary(records: list[dict[str, Any]], manifest: dict[str, Any], env: "Environment",
                     dry_run: bool) -> list[str]:
     """The closing lines before the outcome: the steps by outcome, the root failure (the first step
-    that failed, unless the run passed with only ``required=False`` steps failed) and each step that failed without stopping
-    it (``required=False``); for a plan, every mutating command, its digest and how to approve it."""
+    that failed, unless the run passed with only ``required=False`` steps failed) and each step that
+    failed without stopping the run; for a plan, every mutating command, its digest and how to
+    approve it."""
     from ..evidence.report import failed_not_blocking, latest_steps
 
     steps = latest_steps(records)
