@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from ..config.params import ComposeDeploy, ComposeNode, parse_duration
@@ -35,14 +34,6 @@ def _compose(rb: Runbook) -> ComposeDeploy:
     if c is None:
         raise NotApplicable(f"deploy mode is {rb.env.deploy.mode}; there are no compose nodes")
     return c
-
-
-def _cwd(rb: Runbook, c: ComposeDeploy) -> Path:
-    return rb.path(c.project_dir)
-
-
-def _host_env(node: ComposeNode) -> dict[str, str]:
-    return {"DOCKER_HOST": node.docker_host}
 
 
 def _safe(name: str) -> str:
