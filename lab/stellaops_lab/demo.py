@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     print("demo record (open in a browser; everything renders offline):")
     for phase, result in results:
         print(f"  {phase:15} {result.outcome:12} {result.index_html}")
+        if result.outcome == "passed" and result.message:  # steps that failed without stopping the run
+            print(f"  {'':15} {'':12} {result.message}")
     last = results[-1][1]
     print()
     print(f"HTML record: {last.index_html}")
