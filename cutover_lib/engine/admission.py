@@ -89,9 +89,13 @@ def open_for_resume(executed: Path, env: str, run_id: str, phase: str) -> RunFol
         raise UsageError(f"run {run_id} is a plan (dry run): there is nothing to resume",
                          hint=f"plan again: cutover plan --env {env} --phase {phase}")
     if m.get("sealed") and m.get("outcome") in _FINAL:
-        raise UsageError(f"run {run_id} is sealed and cannot be resumed: {_FINAL[m['outcome']]}",
-                         hint=(f"cutover run --env {env} --phase rollback" if m["outcome"] == "rollback-failed"
-                               else f"start a new run: cutover run --env {env} --phase {phase}"))
+        hint = (f"cutover run --env {env} --phase rollback" if m["outcome"] == "rollback-failed"
+                else f"start a new run: cutover run --env {env} --phase {phase}")
+        if m["outcome"] == "passed" and (left := m.get("failed_not_blocking")):  # not the whole phase again
+            hint = (f"what failed without stopping it ({', '.join(left)}) is in its record, "
+                    f"executed/{env}/{run_id}/html/index.html: carry it out by hand and note it in the change "
+                    f"ticket; or {hint}")
+        raise UsageError(f"run {run_id} is sealed and cannot be resumed: {_FINAL[m['outcome']]}", hint=hint)
     return run
 
 

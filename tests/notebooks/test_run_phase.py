@@ -100,3 +100,9 @@ def test_a_step_that_failed_without_stopping_the_run_is_named_wherever_the_run_r
     change = (project / "executed" / "local" / "index.html").read_text()
     assert f"1 failed, not blocking: {sid}" in change
     assert cutover("verify", str(run), cwd=project).returncode == 0
+    again = cutover("run", "--env", "local", "--phase", "t-12h", "--resume", run.name, "--root", str(project),
+                    cwd=project)
+    assert again.returncode == 2 and again.stderr.splitlines() == [
+        f"error: run {run.name} is sealed and cannot be resumed: it passed (what failed without stopping it "
+        f"({sid}) is in its record, executed/local/{run.name}/html/index.html: carry it out by hand and note it "
+        f"in the change ticket; or start a new run: cutover run --env local --phase t-12h)"]
