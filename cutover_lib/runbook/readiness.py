@@ -9,18 +9,11 @@ from typing import Any
 
 from ..adapters.bridge import post_checked
 from ..config.params import SecretStore
-from ..engine.approvals import require
 from ..engine.steps import Runbook, StepContext
 from ..errors import CheckFailed
 from ..evidence.evidence import utc_now
 
-__all__ = ["announce_smoke", "change_ticket_approved", "every_passed", "go_no_go",
-           "secret_stores", "smoke_deadline"]
-
-
-def change_ticket_approved(rb: Runbook) -> dict[str, Any]:
-    """T-24h: change ticket approved = the production deployment plan gate (CTO + DevOps lead)."""
-    return require(rb, "plan", section="2.t-24h")
+__all__ = ["announce_smoke", "every_passed", "go_no_go", "secret_stores", "smoke_deadline"]
 
 
 def _dir_store(rb: Runbook, name: str, store: SecretStore) -> str:
