@@ -136,7 +136,8 @@ def slot_runs(root: Path, env: "Environment") -> list[dict[str, Any]]:
             m = _manifest(path)
             if m.get("phase") in carriers and not m.get("dry_run") and m.get("release") == env.release:
                 latest = {"run": path.name, "env": env_name, "phase": m.get("phase"), "outcome": m.get("outcome"),
-                          "started": m.get("started"), "ended": m.get("ended"), "sealed": bool(m.get("sealed"))}
+                          "started": m.get("started"), "ended": m.get("ended"), "sealed": bool(m.get("sealed")),
+                          "failed_not_blocking": m.get("failed_not_blocking") or []}
                 break
         out.append({"slot": slot, "run": latest})
     return out

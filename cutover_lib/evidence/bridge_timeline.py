@@ -48,6 +48,13 @@ def _state(row: dict[str, Any], now: datetime) -> str:
     return "due" if row["slot"].planned <= now else "not yet run"
 
 
+def _shown(row: dict[str, Any], now: datetime) -> str:
+    """The slot's state as the bridge reads it: a run that passed with failed ``required=False``
+    steps names them (never a clean pass)."""
+    left = (row["run"] or {}).get("failed_not_blocking") or []
+    return _state(row, now) + (f" ({len(left)} failed, not blocking: {', '.join(left)})" if left else "")
+
+
 def change_status(env: "Environment", rows: list[dict[str, Any]], now: datetime, running: str | None,
                   closed: str | None = None) -> Message:
     """Where the change stands between slots: the last slot run, the next one due, a run holding
@@ -55,7 +62,7 @@ def change_status(env: "Environment", rows: list[dict[str, Any]], now: datetime,
     change closed (the last post of ``cutover bridge``)."""
     done = [(r["run"].get("started") or r["run"]["run"], i, r) for i, r in enumerate(rows) if r["run"]]
     last_row = max(done, key=lambda d: (d[0], d[1]))[2] if done else None
-    last = (f"{last_row['slot'].label} {_state(last_row, now)} ({last_row['run']['run']})" if last_row
+    last = (f"{last_row['slot'].label} {_shown(last_row, now)} ({last_row['run']['run']})" if last_row
             else "no slot run yet")
     upcoming = next((r["slot"] for r in rows if r["run"] is None and r["slot"].planned + env.timeline.late >= now),
                     None)
@@ -73,7 +80,7 @@ def change_status(env: "Environment", rows: list[dict[str, Any]], now: datetime,
         outcome = "passed"
     else:
         outcome = "planned"
-    slots = [(r["slot"].label, f"planned {r['slot'].planned:%H:%M} — {_state(r, now)}", True) for r in rows]
+    slots = [(r["slot"].label, f"planned {r['slot'].planned:%H:%M} — {_shown(r, now)}", True) for r in rows]
     att = _attachment(f"{env.name} · change {env.change_ticket}" + (" closed" if closed else " status"),
                       f"{now:%H:%M} UTC ({_since_t0(now, env.t0)})" + (f"; running now: {running}" if running else ""),
                       outcome, _fields(*slots, ("Running now", running, False), ("Closed", closed, False)))

@@ -66,13 +66,14 @@ def environment(root: Path, *extra: str) -> Any:
 
 
 def fake_run(root: Path, phase: str, outcome: str | None, started: datetime, *, minutes: int = 10,
-             release: str = RELEASE, dry_run: bool = False) -> str:
+             release: str = RELEASE, dry_run: bool = False, failed_not_blocking: tuple[str, ...] = ()) -> str:
     run_id = f"{started:%Y%m%dT%H%M%SZ}-local-{phase}"
     folder = root / "executed" / "local" / run_id
     folder.mkdir(parents=True)
     manifest = {"phase": phase, "release": release, "outcome": outcome, "started": started.isoformat(),
                 "ended": None if outcome is None else (started + timedelta(minutes=minutes)).isoformat(),
-                "sealed": outcome is not None, "dry_run": dry_run}
+                "sealed": outcome is not None, "dry_run": dry_run,
+                **({"failed_not_blocking": list(failed_not_blocking)} if failed_not_blocking else {})}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return run_id
 
@@ -108,15 +109,17 @@ def log_lines(root: Path) -> list[dict[str, Any]]:
 
 def test_change_status_names_last_and_next_slot_and_each_slot(project: Path) -> None:
     env = environment(project)
-    t12 = fake_run(project, "t-12h", "passed", T0 - timedelta(hours=12))
+    t12 = fake_run(project, "t-12h", "passed", T0 - timedelta(hours=12), failed_not_blocking=("2.t-12h.ticket-logs",))
     fake_run(project, "t-24h", "passed", T0 - timedelta(hours=24))
     msg = change_status(env, slot_runs(project, env), T0 - timedelta(minutes=80), "RUN-X")
     assert msg.kind == "bridge-status"
     assert msg.text == (f":clock3: **local** change CHG-2025-1027-LAUNCH, release {RELEASE} — "
-                        f"T0 2026-11-30 14:00 UTC (T-1h 20m): last: T-12h passed ({t12}); next: T-30m at 13:30 UTC "
+                        f"T0 2026-11-30 14:00 UTC (T-1h 20m): last: T-12h passed (1 failed, not blocking: "
+                        f"2.t-12h.ticket-logs) ({t12}); next: T-30m at 13:30 UTC "
                         "(Final go/no-go with guild leads; confirm monitoring dashboards green.); running now: RUN-X")
     fields = {f["title"]: f["value"] for f in msg.attachments[0]["fields"]}
     assert fields["T-24h"] == "planned 14:00 — passed"
+    assert fields["T-12h"] == "planned 02:00 — passed (1 failed, not blocking: 2.t-12h.ticket-logs)"
     assert fields["T-6h"] == "planned 08:00 — due"
     assert fields["T0"] == "planned 14:00 — not yet run"
     assert fields["Running now"] == "RUN-X"
