@@ -132,8 +132,17 @@ def test_tampered_evidence_is_named_and_left_as_is(tmp_path):
 
 
 def test_verify_not_a_run(tmp_path):
+    """A folder without its ledger and manifest may be a run whose evidence was removed: exit 1.
+    A path that is no folder at all is a typo: a usage error, exit 2."""
     res = cli("verify", str(tmp_path))
     assert res.exit_code == 1 and "is not a run folder" in res.output
+    res = cli("verify", str(tmp_path / "20261130T101127Z-local-readnis"))
+    assert res.exit_code == 2 and res.output.splitlines() == [
+        f"error: {tmp_path / '20261130T101127Z-local-readnis'}: no such folder (pass the run folder that "
+        f"`cutover run` printed, e.g. executed/local/<run-id>)"]
+    (tmp_path / "manifest.json").write_text("{}")
+    res = cli("verify", str(tmp_path / "manifest.json"))
+    assert res.exit_code == 2 and f"{tmp_path / 'manifest.json'}: not a folder" in res.output
 
 
 def test_disk_full_while_writing_evidence(tmp_path, monkeypatch):
