@@ -28,7 +28,9 @@ def _cell(text: Any) -> str:
 
 def _steps(rb: "Runbook") -> dict[str, dict[str, Any]]:
     """Each step's latest record in this run (a resumed attempt's replaces the earlier)."""
-    return {r["step_id"]: r for r in rb.run.read_ledger() if r.get("kind") == "step"}
+    from ..evidence.report import latest_steps
+
+    return latest_steps(rb.run.read_ledger())
 
 
 def results(rb: "Runbook", heading: str, steps: list[str] | str) -> str:

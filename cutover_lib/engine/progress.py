@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..evidence.evidence import RunFolder
+from ..evidence.report import failed_not_blocking, latest_steps, root_failure
 from .steps import text_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,8 +75,6 @@ def note_not_blocking(records: list[dict[str, Any]], manifest: dict[str, Any], m
     """A passed run's message with the steps that failed without stopping it (``required=False``)
     named, and their ids in ``manifest["failed_not_blocking"]``: a run that passed so never reads as
     a clean pass (on the terminal, the bridge, the record and the change page)."""
-    from ..evidence.report import failed_not_blocking
-
     if not (ids := [r["step_id"] for r in failed_not_blocking(records)]):
         return message
     manifest["failed_not_blocking"] = ids
@@ -89,21 +88,16 @@ def closing_summary(records: list[dict[str, Any]], manifest: dict[str, Any], env
     that failed, unless the run passed with only ``required=False`` steps failed) and each step that
     failed without stopping the run; for a plan, every mutating command, its digest and how to
     approve it."""
-    from ..evidence.report import failed_not_blocking, latest_steps
-
     steps = latest_steps(records)
     counts: dict[str, int] = {}
     for r in steps.values():
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
     lines = ["steps:    " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) if counts else "steps:    none"]
-    failed = [r for r in steps.values() if r["outcome"] == "failed"]
-    not_blocking = failed_not_blocking(records)
-    stopped = len(failed) > len(not_blocking) or manifest.get("outcome") not in ("passed", "planned")
-    root = failed[0] if failed and stopped else None  # the first failure, when the run stopped
+    root = root_failure(list(steps.values()), manifest.get("outcome", ""))
     if root is not None:
         lines.append(f"failed:   {root['step_id']} ({root['title']}): {root.get('message', '')}")
     lines += [f"failed, not blocking (required=False): {r['step_id']} ({r['title']}): {r.get('message', '')}"
-              for r in not_blocking if r is not root]
+              for r in failed_not_blocking(records) if r is not root]
     if dry_run:
         planned = manifest.get("planned") or []
         lines.append(f"plan:     {len(planned)} mutating command(s), digest {manifest.get('plan_digest', '')}")

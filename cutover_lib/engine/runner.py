@@ -357,11 +357,11 @@ def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunF
         how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
         outcome, exit_code, message = "interrupted", getattr(exc, "exit_code", 130), f"interrupted by {how}"
         run.append({"kind": "interrupted", "by": how})
-    if outcome == "passed":  # (a run that stopped names its root failure)
-        message = note_not_blocking(run.read_ledger(), manifest, message)
+    records = run.read_ledger()  # (a run that stopped names its root failure instead)
+    message = note_not_blocking(records, manifest, message) if outcome == "passed" else message
     if dry_run:
-        manifest["plan_digest"], manifest["planned_commands"] = plan_digest(run.read_ledger())
-        manifest["planned"] = planned_commands(run.read_ledger())
+        manifest["plan_digest"], manifest["planned_commands"] = plan_digest(records)
+        manifest["planned"] = planned_commands(records)
         if outcome == "passed":  # a plan ran nothing that changes anything: it never reads as a success
             outcome = "planned"
     ended = utc_now()

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..adapters.notify import Message, _attachment, _fields
+from .report import not_blocking_text
 
 if TYPE_CHECKING:
     from ..config.models import Environment
@@ -52,7 +53,7 @@ def _shown(row: dict[str, Any], now: datetime) -> str:
     """The slot's state as the bridge reads it: a run that passed with failed ``required=False``
     steps names them (never a clean pass)."""
     left = (row["run"] or {}).get("failed_not_blocking") or []
-    return _state(row, now) + (f" ({len(left)} failed, not blocking: {', '.join(left)})" if left else "")
+    return _state(row, now) + (f" ({not_blocking_text(left)})" if left else "")
 
 
 def change_status(env: "Environment", rows: list[dict[str, Any]], now: datetime, running: str | None,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.durations import recorded_time
 from ..config.secrets import mask
 from .evidence import atomic_write
-from .report import _CSS, _badge, _table
+from .report import _CSS, _badge, _table, not_blocking_text
 
 if TYPE_CHECKING:
     from ..config.models import Environment
@@ -134,8 +134,8 @@ def _write(root: Path, env: "Environment") -> Path:
             started = recorded_time(m.get("started")) or slot.planned
             row.update(start=(started - slot.planned).total_seconds() / 60, outcome=m.get("outcome", "running"),
                        duration=_took(m) / 60,
-                       title=f"{newest['path'].name}: {m.get('outcome')} ({m.get('duration_s', '?')} s)"
-                             + "".join(f", {sid} failed" for sid in m.get("failed_not_blocking", [])))
+                       title=f"{newest['path'].name}: {m.get('outcome')} ({m.get('duration_s', '?')} s) "
+                             f"{not_blocking_text(m.get('failed_not_blocking') or [])}".rstrip())
         rows.append(row)
     table = []
     for r in runs:
@@ -146,9 +146,8 @@ def _write(root: Path, env: "Environment") -> Path:
         table.append([link, e(str(m.get("phase", ""))), e(str(slot.get("slot") or "")),
                       e(str(slot.get("planned", ""))[:16].replace("T", " ")),
                       e(str(m.get("started", ""))[:19].replace("T", " ")),
-                      e(when), _badge(str(m.get("outcome", "running"))) + (  # never a clean pass
-                          f" {len(nb)} failed, not blocking: {e(', '.join(nb))}" if (nb := m.get("failed_not_blocking"))
-                          else ""),
+                      e(when), f"{_badge(str(m.get('outcome', 'running')))} "  # never a clean pass
+                               f"{e(not_blocking_text(m.get('failed_not_blocking') or []))}".rstrip(),
                       e(f"{_took(m):.0f} s" if m.get("ended") else ""),
                       e(str(m.get("release", ""))) + (" (plan)" if m.get("dry_run") else "")])
     doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Change {e(env.change_ticket)} on "

@@ -155,12 +155,11 @@ class RunFolder:
     @classmethod
     def open(cls, path: Path) -> "RunFolder":
         path = Path(path)
+        hint = "pass the run folder that `cutover run` printed, e.g. executed/local/<run-id>"
         if not path.is_dir():  # a typo, not evidence that went missing: a usage error
-            raise UsageError(f"{path}: {'not a folder' if path.exists() else 'no such folder'}",
-                             hint="pass the run folder that `cutover run` printed, e.g. executed/local/<run-id>")
+            raise UsageError(f"{path}: {'not a folder' if path.exists() else 'no such folder'}", hint=hint)
         if not (path / "ledger.jsonl").exists() and not (path / "manifest.json").exists():
-            raise EvidenceError(f"{path} is not a run folder (no manifest.json or ledger.jsonl)",
-                                hint="pass the folder that `cutover run` printed, e.g. executed/local/<run-id>")
+            raise EvidenceError(f"{path} is not a run folder (no manifest.json or ledger.jsonl)", hint=hint)
         return cls(path)
 
     @property

@@ -15,8 +15,8 @@ from typing import Any
 from ..config.secrets import mask
 from .evidence import RunFolder, atomic_write
 
-__all__ = ["HtmlExports", "export_notebook_html", "failed_not_blocking", "latest_steps", "render_notebook_html",
-           "write_index"]
+__all__ = ["HtmlExports", "export_notebook_html", "failed_not_blocking", "latest_steps", "not_blocking_text",
+           "render_notebook_html", "root_failure", "write_index"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 #: cells the HTML of an executed notebook leaves out (mechanics, not the runbook)
@@ -192,6 +192,19 @@ def failed_not_blocking(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in latest_steps(records).values() if r["outcome"] == "failed" and r.get("required") is False]
 
 
+def not_blocking_text(ids: list[str]) -> str:
+    """``1 failed, not blocking: 6.notify`` -- how the change page and the bridge name them."""
+    return f"{len(ids)} failed, not blocking: {', '.join(ids)}" if ids else ""
+
+
+def root_failure(steps: list[dict[str, Any]], outcome: str) -> dict[str, Any] | None:
+    """The first step that failed -- what went wrong -- unless the run passed (or was a plan) and
+    every step that failed was ``required=False``: then nothing stopped it."""
+    failed = [r for r in steps if r["outcome"] == "failed"]
+    stopped = outcome not in ("passed", "planned") or any(r.get("required") is not False for r in failed)
+    return failed[0] if failed and stopped else None
+
+
 def _badge(outcome: str) -> str:
     return f'<span class="o {html.escape(outcome)}">{html.escape(outcome.upper())}</span>'
 
@@ -249,10 +262,7 @@ def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[t
         return (f'<a href="#{e(anchors.get(r.get("seq"), "step-" + r["step_id"]))}">'
                 f'<code>{e(r["step_id"])}</code></a>')
 
-    # the first failure, what went wrong -- unless the run passed and no step that stops it failed
-    blocked = outcome not in ("passed", "planned") or any(
-        r["outcome"] == "failed" and r.get("required") is not False for r in steps)
-    root = next((r for r in steps if r["outcome"] == "failed"), None) if blocked else None
+    root = root_failure(steps, outcome)
     not_blocking = [r for r in failed_not_blocking(records) if root is None or r["step_id"] != root["step_id"]]
     not_run = [r for r in steps if r["outcome"] in ("skipped", "waived")]  # each with its reason, up front
     summary = _table(["", ""], [

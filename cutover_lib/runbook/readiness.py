@@ -12,6 +12,7 @@ from ..config.params import SecretStore
 from ..engine.steps import Runbook, StepContext
 from ..errors import CheckFailed
 from ..evidence.evidence import utc_now
+from ..evidence.report import latest_steps
 
 __all__ = ["announce_smoke", "every_passed", "go_no_go", "secret_stores", "smoke_deadline"]
 
@@ -51,7 +52,7 @@ def every_passed(rb: Runbook, step_id: str, title: str, *, steps: list[str], own
         return any(sid == p or (p.endswith("-") and sid.startswith(p)) for p in steps)
 
     def act(ctx: StepContext) -> str:
-        latest = {r["step_id"]: r for r in rb.run.read_ledger() if r.get("kind") == "step" and mine(r["step_id"])}
+        latest = {sid: r for sid, r in latest_steps(rb.run.read_ledger()).items() if mine(sid)}
         ctx.check(bool(latest), f"none of {', '.join(steps)} ran in this run")
         bad = [f"{sid} {r['outcome']}" for sid, r in latest.items() if r["outcome"] not in ("passed", "skipped")]
         ctx.check(not bad, "; ".join(bad))
@@ -87,8 +88,8 @@ def go_no_go(rb: Runbook) -> dict[str, Any]:
                 red.append(f"{slot.label}: the newest run {run['run']} started more than a day before the slot's "
                            f"hour ({slot.planned:%Y-%m-%d %H:%M} UTC): run it again "
                            f"(cutover run --env {where} --phase {slot.name})")
-        mine = {r["step_id"]: r for r in rb.run.read_ledger()  # the latest attempt of each, this verdict's own
-                if r.get("kind") == "step" and r["step_id"] != _READINESS}  # earlier NO-GO aside
+        mine = {sid: r for sid, r in latest_steps(rb.run.read_ledger()).items()  # the latest attempt of each,
+                if sid != _READINESS}  # this verdict's own earlier NO-GO aside
         if not mine:
             red.append("no step ran before this one in this run: nothing says the dashboards and the services "
                        "are green")
