@@ -31,9 +31,6 @@ def main() -> None:
 
         plain = fast_args(args[2:])
         if plain is not None:
-            # the params models want no third-party pydantic plug-in; skipping the search for one
-            # spares scanning every installed package's entry points (a user's setting wins)
-            os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
             try:
                 code = check(*plain)
                 sys.stdout.flush()

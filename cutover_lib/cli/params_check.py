@@ -1,6 +1,6 @@
 """``cutover params check``: the one implementation, called by the typer command and, for its
 plain forms, straight from :mod:`.entry` without loading typer or click (a pre-flight an operator
-runs again and again answers in about the time pydantic takes to build the params models)."""
+runs again and again answers in about the time Python takes to start)."""
 
 from __future__ import annotations
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any
-
-from pydantic import BeforeValidator, PlainSerializer
+from typing import TYPE_CHECKING, Any, overload
 
 __all__ = ["Duration", "UtcTime", "format_duration", "parse_duration", "recorded_time", "spoken_duration"]
 
@@ -53,7 +51,14 @@ def spoken_duration(td: timedelta) -> str:
     return f"{d}d {h}h" if d else f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if s else f"{m}m") if m else f"{s}s"
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, when_used="json")]
+class Duration(timedelta):
+    """A params duration: a timedelta that params write as ``15m`` (:func:`parse_duration`; the params
+    table shows it the same way, :func:`format_duration`)."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "Duration":
+        td = parse_duration(value)
+        return cls(days=td.days, seconds=td.seconds, microseconds=td.microseconds)
 
 
 def _parse_utc(value: Any) -> datetime:
@@ -71,5 +76,17 @@ def _parse_utc(value: Any) -> datetime:
     return dt.astimezone(timezone.utc)
 
 
-UtcTime = Annotated[datetime, BeforeValidator(_parse_utc),
-                    PlainSerializer(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ"), when_used="json")]
+class UtcTime(datetime):
+    """A params time: an aware datetime in UTC, written ``2025-10-27T14:00:00Z``."""
+
+    if TYPE_CHECKING:  # as any aware datetime's: the difference to another datetime, or a datetime
+        @overload  # type: ignore[override, no-overload-impl]
+        def __sub__(self, other: datetime) -> timedelta: ...
+        @overload
+        def __sub__(self, other: timedelta) -> datetime: ...
+
+    @classmethod
+    def parse(cls, value: Any) -> "UtcTime":
+        dt = _parse_utc(value)
+        return cls(dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond, tzinfo=timezone.utc)
+

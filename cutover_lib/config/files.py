@@ -92,7 +92,7 @@ def advisories(env: Environment, base: Path, now: datetime | None = None) -> lis
         elif scheme == "file" and rest and not (base / Path(rest).expanduser()).exists():
             found.append(f"{key}: {value} does not exist here (the site's secret file)")
     now = now or datetime.now(UTC)
-    days = (env.t0 - now).total_seconds() / 86400
+    days = -(now - env.t0).total_seconds() / 86400
     if days < -1:
         found.append(f"t0: {env.t0:%Y-%m-%dT%H:%MZ} is {-days:.0f} days in the past (set this change's T0; "
                      f"a rehearsal: -p t0=...)")

@@ -5,19 +5,19 @@ tests' Web UI (``smoke.*``), Section 7's monitoring (``monitoring.*``) and audit
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from msgspec import field
 
 from .durations import Duration
-from .models import _Model, base_url
+from .models import _Model
+from .schema import BaseUrl
 from .secrets import SecretRef
 
 __all__ = ["Audit", "Monitoring", "Smoke", "Ticket", "Timeline", "WebLogin"]
 
 
-class WebLogin(_Model):
+class WebLogin(_Model, frozen=True, kw_only=True):
     """The Web UI's login form ("Manual login"), as a browser fills it in: the form's ``path``, the
     smoke account's ``user`` and ``password`` (a secret reference, resolved at use), and the CSS
     selectors of the two fields and the submit button."""
@@ -30,7 +30,7 @@ class WebLogin(_Model):
     submit: str = '[type="submit"]'
 
 
-class Smoke(_Model):
+class Smoke(_Model, frozen=True, kw_only=True):
     """Where the smoke tests look, per environment (the runbook names what, not where).
 
     ``runtime_event_query``: the request (``GET ...``) that finds a runtime event by ``{id}``
@@ -40,56 +40,45 @@ class Smoke(_Model):
     """
 
     runtime_event_query: str | None = None
-    web_pages: dict[str, str] = Field(default_factory=dict)
-    web_login: WebLogin = Field(default_factory=WebLogin)
+    web_pages: dict[str, str] = {}
+    web_login: WebLogin = field(default_factory=WebLogin)
     browser: str = "/usr/bin/chromium"
 
 
-class Monitoring(_Model):
+class Monitoring(_Model, frozen=True, kw_only=True):
     """Section 7's heightened monitoring and the T-30m "dashboards green": the Prometheus that
     scrapes the platform (its HTTP API), the PromQL of each series, and each series' limit.
     Every query is the site's: the defaults (``params/_base.yaml``) read the metric names Stella
     Ops' services export; nothing in the library names a metric."""
 
-    duration: Duration = timedelta(hours=4)
-    interval: Duration = timedelta(minutes=1)
+    duration: Duration = Duration(hours=4)
+    interval: Duration = Duration(minutes=1)
     #: base URL of the Prometheus HTTP API (unset: T-30m reads health endpoints; Section 7 cannot run)
-    prometheus: str | None = None
+    prometheus: BaseUrl | None = None
     #: name -> PromQL; the notebooks name ``latency_p95_seconds``, ``error_rate``, ``queue_depth``,
     #: ``targets_down``, ``alerts_firing``, ``targets_up``
-    promql: dict[str, str] = Field(default_factory=dict)
+    promql: dict[str, str] = {}
     #: name -> the largest value that is still fine (Section 7's series)
-    limits: dict[str, float] = Field(default_factory=dict)
-
-    @field_validator("prometheus")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        return None if v is None else base_url(v)
+    limits: dict[str, float] = {}
 
 
-class Ticket(_Model):
+
+class Ticket(_Model, frozen=True, kw_only=True):
     """The change and incident tickets (Section 8's "Record Location"): a Jira-shaped REST API (v2).
     Unset ``system``: the ticket cells are not applicable and the records stay in the evidence."""
 
     system: Literal["jira"] | None = None
-    url: str | None = None
+    url: BaseUrl | None = None
     token: SecretRef | None = None  # sent as "Authorization: Bearer <token>", never shown
     incident_project: str = "INC"
     close_transition: str = "31"  # the workflow transition id that closes the change ticket
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        return None if v is None else base_url(v)
-
-    @model_validator(mode="after")
-    def _complete(self) -> "Ticket":
+    def __post_init__(self) -> None:
         if self.system and not (self.url and self.token):
             raise ValueError("ticket.system is set: give ticket.url and ticket.token (a secret reference) too")
-        return self
 
 
-class Audit(_Model):
+class Audit(_Model, frozen=True, kw_only=True):
     """Section 7 "confirm audit trails": per trail, the request (a template over params) and the JSON
     field that must be above zero.  Unset here: each platform says where its audit trails are."""
 
@@ -98,17 +87,17 @@ class Audit(_Model):
     submissions: str | None = None
 
 
-class Timeline(_Model):
+class Timeline(_Model, frozen=True, kw_only=True):
     """Section 2 on time.  A slot's run (``cutover run --phase t-12h``) is on time when it starts
     between ``early`` before and ``late`` after T0 + its offset; where ``enforce`` holds (always
     in prod: it cannot be turned off there) a run off its hour needs ``--at-any-time``, recorded.
     ``alarms``: during the T0 run, the times after T0 at which the bridge is alarmed while no smoke
     decision exists (T+30m, and the T+45m deadline)."""
 
-    early: Duration = timedelta(minutes=15)
-    late: Duration = timedelta(minutes=30)
+    early: Duration = Duration(minutes=15)
+    late: Duration = Duration(minutes=30)
     enforce: bool | None = None
-    alarms: list[Duration] = Field(default_factory=lambda: [timedelta(minutes=30), timedelta(minutes=45)])
+    alarms: list[Duration] = field(default_factory=lambda: [Duration(minutes=30), Duration(minutes=45)])
 
     @property
     def enforced(self) -> bool:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from ..errors import ParamsError
 from .models import ComposeDeploy, ComposeNode, Environment, HelmDeploy, SecretStore, format_duration, parse_duration
+from .schema import Problem, build, dump, problems
 
 __all__ = [
     "ComposeDeploy",
@@ -140,38 +140,43 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def _origin(layers: list[tuple[str, dict[str, Any]]], loc: tuple[Any, ...]) -> str:
-    """The last file of the chain that sets the path ``loc`` (where the operator must look)."""
+    """The file of the chain whose value is the one at ``loc`` (where the operator must look): the
+    last that sets it, or that replaces what holds it (a list or scalar replaces, a mapping merges);
+    for a key that no file sets, the last that sets the most of the path to it."""
+    best, depth = layers[-1][0], -1
     for label, data in reversed(layers):
         cur: Any = data
-        found = True
-        for part in loc:
+        for i, part in enumerate(loc):
+            if isinstance(cur, list):
+                return label  # a list set here replaced the base's, whatever is (or is not) in it
             if isinstance(cur, dict) and part in cur:
                 cur = cur[part]
-            elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
-                cur = cur[part]
             else:
-                found = False
+                if i and not isinstance(cur, dict):
+                    return label  # (a value set here replaced the base's mapping)
+                if i > depth:
+                    best, depth = label, i
                 break
-        if found:
-            return label
-    return layers[-1][0]
-
-
-def _problems(exc: ValidationError, layers: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            msg = "unknown key (remove it or check its spelling)"
-        elif kind == "missing":
-            msg = "required key is missing"
         else:
-            msg = err["msg"]
-            msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
-        lines.append(f"{_origin(layers, loc)}: {path}: {msg}")
-    return lines
+            return label
+    return best
+
+
+def _problems(found: list[Problem], layers: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Each problem as the operator reads it: the file that sets the key, the dotted key, what is wrong."""
+    return [f"{_origin(layers, loc)}: {'.'.join(str(p) for p in loc) or '(top level)'}: {msg}" for loc, msg in found]
+
+
+def validate(data: dict[str, Any], root: Path) -> tuple[Environment | None, list[Problem]]:
+    """The environment ``data`` (merged params) describes, or every problem (paths into ``data``);
+    ``file:`` secret references resolve against ``root``."""
+    data, found = Environment.prepare(data)
+    if not found:
+        try:
+            return build(data, Environment, root), []
+        except Exception:  # noqa: BLE001 - msgspec's first problem; problems() below names every one
+            pass
+    return None, found + problems(data, Environment, root)
 
 
 #: What ``-p`` may change in an environment whose approvals are not waivable (prod): the run's
@@ -223,16 +228,15 @@ def load_environment(name: str, params_dir: Path, overrides: dict[str, Any] | No
         data = _merge(data, overrides)
         layers.append(("-p", overrides))
     data.setdefault("name", name)
-    try:
-        return Environment.model_validate(data, context={"root": params_dir.resolve().parent})
-    except ValidationError as exc:
-        raise ParamsError(_problems(exc, layers),
-                          hint=f"fix the file, then run: cutover params check --env {name}") from None
+    env, found = validate(data, params_dir.resolve().parent)
+    if env is None:
+        raise ParamsError(_problems(found, layers), hint=f"fix the file, then run: cutover params check --env {name}")
+    return env
 
 
 def params_digest(env: Environment) -> str:
     """sha256 of the validated environment (secret *references*, never values)."""
-    blob = json.dumps(env.model_dump(mode="json"), sort_keys=True).encode()
+    blob = json.dumps(dump(env), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 
 
@@ -252,5 +256,5 @@ def flatten(env: Environment) -> list[tuple[str, str]]:
         else:
             rows.append((prefix, "" if value is None else str(value)))
 
-    walk("", env.model_dump(mode="json"))
+    walk("", dump(env))
     return rows

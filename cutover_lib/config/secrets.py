@@ -24,8 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic_core import core_schema
-
 from ..errors import SecretError
 
 __all__ = ["MASK", "SecretRef", "derived_forms", "is_reference", "mask", "mask_obj", "register_resolver",
@@ -207,16 +205,3 @@ class SecretRef:
 
     def __hash__(self) -> int:
         return hash(self.ref)
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
-        def validate(value: Any, info: core_schema.ValidationInfo) -> SecretRef:
-            if isinstance(value, SecretRef):
-                return value
-            if not isinstance(value, str):
-                raise ValueError(f"expected a secret reference like env:NAME, got {type(value).__name__}")
-            base = (info.context or {}).get("root")
-            return cls(value, Path(base) if base else None)
-
-        return core_schema.with_info_plain_validator_function(
-            validate, serialization=core_schema.plain_serializer_function_ser_schema(str))

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
+from msgspec import Struct
 
 from ..errors import CheckFailed, ParamsError
 from .secrets import SecretRef
@@ -69,8 +69,8 @@ def lookup(root: Any, name: str, values: Mapping[str, Any] | None = None) -> Any
             if part not in node:
                 raise KeyError(name)
             node = node[part]
-        elif isinstance(node, BaseModel) and (part in type(node).model_fields
-                                              or part in type(node).model_computed_fields):
+        elif isinstance(node, Struct) and (part in node.__struct_fields__
+                                           or isinstance(getattr(type(node), part, None), property)):
             node = getattr(node, part)
         else:
             raise KeyError(name)
@@ -97,7 +97,7 @@ def render_value(value: Any) -> str | list[str]:
             one = render_value(item)
             out.extend(one if isinstance(one, list) else [one])
         return out
-    if isinstance(value, (Mapping, BaseModel)):
+    if isinstance(value, (Mapping, Struct)):
         raise TypeError("mapping")
     return str(value)
 

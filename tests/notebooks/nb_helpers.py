@@ -133,12 +133,14 @@ def _keep_overrides(args: tuple[str, ...]) -> list[str]:
 def variant(env: str, *pairs: str, overrides: dict | None = None, params: Path = REPO / "params"):
     """params/<env>.yaml as it would validate with these ``KEY=VALUE`` changes (or ``overrides``)
     made in the file itself: a test's stand-in for a reviewed edit, since prod refuses most ``-p``."""
-    from cutover_lib.config.params import Environment, _load_chain, _merge, parse_overrides
+    from cutover_lib.config.params import _load_chain, _merge, parse_overrides, validate
 
     data, _ = _load_chain(params / f"{env}.yaml", params)
     data = _merge(_merge(data, overrides or {}), parse_overrides(list(pairs)))
     data.setdefault("name", env)
-    return Environment.model_validate(data, context={"root": params.resolve().parent})
+    env, problems = validate(data, params.resolve().parent)
+    assert env is not None, problems
+    return env
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from cutover_lib.errors import CheckFailed, ParamsError, StepFailed
 from cutover_lib.evidence.evidence import RunFolder
 from cutover_lib.engine.expect import describe, mismatches
 from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.config.schema import replace
 from nb_helpers import variant
 from cutover_lib.config.secrets import mask
 from cutover_lib.engine.steps import Runbook
@@ -327,7 +328,7 @@ def test_then_checks_run_after_the_expected_result(make_rb, fake_env, tmp_path, 
     pem = tmp_path / "signer.pem"
     pem.write_text(public_pem(key))
     monkeypatch.setenv("FAKE_OUT", json.dumps({"envelope": envelope, "signer": {"keyid": "k"}}))
-    env = fake_env.model_copy(update={"trust": fake_env.trust.model_copy(update={"signer_keys": [str(pem)]})})
+    env = replace(fake_env, trust=replace(fake_env.trust, signer_keys=[str(pem)]))
     rb = make_rb(env=env)
     res = rb.sh("5.signing", "{tools.stellaops_cli} signer sign --bundle {samples.dsse} --output json",
                 expect={"exit": 0, "json": {"envelope": ANY, "signer": {"keyid": ANY}}},
@@ -337,7 +338,7 @@ def test_then_checks_run_after_the_expected_result(make_rb, fake_env, tmp_path, 
     assert "envelope is a DSSE signed by a trusted signer key" in res.record["expect"]
     other = tmp_path / "other.pem"
     other.write_text(public_pem(ec.generate_private_key(ec.SECP256R1())))
-    env2 = env.model_copy(update={"trust": env.trust.model_copy(update={"signer_keys": [str(other)]})})
+    env2 = replace(env, trust=replace(env.trust, signer_keys=[str(other)]))
     bad = make_rb(env=env2).sh("5.signing", "{tools.stellaops_cli} signer sign --output json", required=False,
                                expect={"exit": 0, "json": {}}, then=[signed_dsse(at="envelope")])
     assert bad.outcome == "failed" and "no trusted key verifies the signature" in bad.record["message"]
@@ -385,7 +386,7 @@ def test_mode_marks_the_other_paths_cells_not_applicable(make_rb, fake_env, tmp_
 
 
 def test_each_runs_once_per_value_with_its_own_log(make_rb, fake_env, tmp_path):
-    env = fake_env.model_copy(update={"smoke": fake_env.smoke.model_copy(update={"web_pages": {"/a": "x", "/b": "y"}})})
+    env = replace(fake_env, smoke=replace(fake_env.smoke, web_pages={"/a": "x", "/b": "y"}))
     rb = make_rb(env=env)
     res = rb.sh("7.pages", "{tools.stellaops_cli} page {page}", each={"page": ["/a", "/b"]})
     assert res.outcome == "passed"
@@ -396,8 +397,10 @@ def test_each_runs_once_per_value_with_its_own_log(make_rb, fake_env, tmp_path):
 def test_secret_files_reach_the_tool_never_argv(make_rb, fake_env, tmp_path, monkeypatch):
     """mongodump --config FILE: the secret is in a 0600 file for the tool, masked everywhere, gone after."""
     monkeypatch.setenv("MONGO_URI_TEST", f"mongodb://backup:{CANARY}@db:27017/x")
-    env = fake_env.model_copy(update={"backup": fake_env.backup.model_copy(update={"mongo": fake_env.backup.mongo.model_copy(
-        update={"uri": __import__("cutover_lib.config.secrets", fromlist=["SecretRef"]).SecretRef("env:MONGO_URI_TEST")})})})
+    from cutover_lib.config.secrets import SecretRef
+
+    env = replace(fake_env, backup=replace(fake_env.backup, mongo=replace(fake_env.backup.mongo,
+                                                                          uri=SecretRef("env:MONGO_URI_TEST"))))
     prog = tmp_path / "bin" / "fake-cli"
     prog.write_text(f"""#!{sys.executable}
 import json, os, stat, sys
@@ -433,8 +436,8 @@ def test_secret_files_without_memfd_are_0600_files_removed_afterwards(make_rb, f
     monkeypatch.setenv("MONGO_URI_TEST", f"mongodb://backup:{CANARY}@db:27017/x")
     from cutover_lib.config.secrets import SecretRef
 
-    env = fake_env.model_copy(update={"backup": fake_env.backup.model_copy(update={"mongo": fake_env.backup.mongo.model_copy(
-        update={"uri": SecretRef("env:MONGO_URI_TEST")})})})
+    env = replace(fake_env, backup=replace(fake_env.backup, mongo=replace(fake_env.backup.mongo,
+                                                                          uri=SecretRef("env:MONGO_URI_TEST"))))
     prog = tmp_path / "bin" / "fake-cli"
     prog.write_text(f"""#!{sys.executable}
 import json, os, stat, sys

@@ -23,6 +23,7 @@ from cutover_lib.evidence.evidence import RunFolder
 from cutover_lib.adapters.notify import (COLORS, Bridge, Heartbeat, PostResult, gate_decision, heartbeat, ledger_status,
                                  phase_finished, phase_started, record_result, step_failed)
 from cutover_lib.config.models import Bridge as BridgeParams
+from cutover_lib.config.schema import build
 from cutover_lib.config.params import Environment, load_environment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,12 +87,16 @@ def receiver() -> Iterator[Receiver]:
         rec.server.server_close()
 
 
+def build_params(data: dict[str, Any]) -> BridgeParams:
+    return build(data, BridgeParams)
+
+
 def params(monkeypatch: pytest.MonkeyPatch, url: str | None, **kw: Any) -> BridgeParams:
     data: dict[str, Any] = {"timeout": "2s", "retries": 3, "heartbeat": "10m", **kw}
     if url is not None:
         monkeypatch.setenv("TEST_BRIDGE_WEBHOOK", url)
         data["webhook"] = "env:TEST_BRIDGE_WEBHOOK"
-    return BridgeParams.model_validate(data)
+    return build_params(data)
 
 
 def fast(cfg: BridgeParams, **kw: Any) -> Bridge:
@@ -207,7 +212,7 @@ def test_no_webhook_configured_makes_no_request(monkeypatch: pytest.MonkeyPatch)
 
 def test_unresolvable_webhook_is_a_result_not_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_WEBHOOK", raising=False)
-    cfg = BridgeParams.model_validate({"webhook": "env:NOPE_WEBHOOK"})
+    cfg = build_params({"webhook": "env:NOPE_WEBHOOK"})
     res = Bridge(cfg).post("x")
     assert not res.ok and res.attempts == 0
     assert res.error is not None and "NOPE_WEBHOOK is not set" in res.error

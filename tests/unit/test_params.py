@@ -95,6 +95,34 @@ def test_unknown_key_and_wrong_type_are_each_one_line(tmp_path):
     assert "params/prod.yaml: deploy.helm.atomik: unknown key (remove it or check its spelling)" in probs
 
 
+def test_every_problem_of_a_file_is_named_at_once_with_its_path(tmp_path):
+    """msgspec stops at the first problem; params check names each one, inside mappings and lists too,
+    in the file that sets it (prod's roles list replaces the base's: a key missing in it is prod's)."""
+    d = _prod_with(tmp_path, "tier: prod", "tier: production\nroles: [{role: cto, primary: A}, 7]\n"
+                   "secret_stores: {s: {keys: []}}\napprovals: {gates: {plan: {title: 1, roles: []}}}\n"
+                   "slo: {scan: 5m, ui: 2x}")
+    with pytest.raises(ParamsError) as ei:
+        load_environment("prod", d)
+    assert sorted(ei.value.problems) == sorted([
+        "params/prod.yaml: tier: expected one of local, dev, stage, prod, airgap, mirror, got 'production'",
+        "params/prod.yaml: roles.0.backup: required key is missing",
+        "params/prod.yaml: roles.0.contact: required key is missing",
+        "params/prod.yaml: roles.1: expected a mapping, got an integer",
+        "params/prod.yaml: secret_stores.s.keys: expected a list of at least 1 item",
+        "params/prod.yaml: approvals.gates.plan.title: expected a string, got an integer",
+        "params/prod.yaml: approvals.gates.plan.roles: expected a list of at least 1 item",
+        'params/prod.yaml: slo.ui: expected a duration like 15m, got "2x"',
+    ])
+
+
+def test_a_rule_across_keys_is_named_at_its_section(tmp_path):
+    d = _prod_with(tmp_path, "  url: https://jira.stella-ops.internal\n", "")
+    with pytest.raises(ParamsError) as ei:
+        load_environment("prod", d)
+    assert ei.value.problems == ["params/prod.yaml: ticket: ticket.system is set: give ticket.url and ticket.token "
+                                 "(a secret reference) too"]
+
+
 def test_problem_in_base_points_at_base(tmp_path):
     d = tmp_path / "params"
     d.mkdir()
@@ -147,7 +175,7 @@ def test_overrides_win_and_are_validated():
     with pytest.raises(ParamsError, match="expected KEY=VALUE"):
         parse_overrides(["nonsense"])
     # an empty bridge call would be posted as "is open: ." at T-30m
-    with pytest.raises(ParamsError, match=r"-p: bridge.call: String should have at least 1 character"):
+    with pytest.raises(ParamsError, match=r"-p: bridge.call: expected a string of at least 1 character"):
         load_environment("dev", REPO / "params", parse_overrides(["bridge.call="]))
 
 

@@ -9,6 +9,7 @@ import pytest
 from nb_helpers import notebook_cells
 
 from cutover_lib.config.params import load_environment, parse_overrides
+from cutover_lib.config.schema import replace
 from cutover_lib.engine.steps import Runbook
 from cutover_lib.errors import StepFailed
 from cutover_lib.evidence.evidence import RunFolder
@@ -53,6 +54,6 @@ def test_a_role_the_runbook_names_missing_from_params_fails_naming_it(tmp_path: 
 def test_a_gate_the_runbook_names_missing_from_params_fails_naming_it(tmp_path: Path) -> None:
     rb = _runbook(tmp_path)
     gates = {k: g for k, g in rb.env.approvals.gates.items() if k != "rollback"}  # a params file without it
-    rb.env = rb.env.model_copy(update={"approvals": rb.env.approvals.model_copy(update={"gates": gates})})
+    rb.env = replace(rb.env, approvals=replace(rb.env.approvals, gates=gates))
     with pytest.raises(StepFailed, match="gates missing from approvals.gates: rollback"):
         run_cell(rb, "people.approval_matrix(")
