@@ -18,7 +18,7 @@ import yaml
 
 from ..errors import ParamsError
 from .models import ComposeDeploy, ComposeNode, Environment, HelmDeploy, SecretStore, format_duration, parse_duration
-from .schema import Problem, build, dump, problems
+from .schema import Problem, check, dump
 
 __all__ = [
     "ComposeDeploy",
@@ -171,12 +171,8 @@ def validate(data: dict[str, Any], root: Path) -> tuple[Environment | None, list
     """The environment ``data`` (merged params) describes, or every problem (paths into ``data``);
     ``file:`` secret references resolve against ``root``."""
     data, found = Environment.prepare(data)
-    if not found:
-        try:
-            return build(data, Environment, root), []
-        except Exception:  # noqa: BLE001 - msgspec's first problem; problems() below names every one
-            pass
-    return None, found + problems(data, Environment, root)
+    env, problems = check(data, Environment, root)
+    return (env, []) if env is not None and not found else (None, found + problems)
 
 
 #: What ``-p`` may change in an environment whose approvals are not waivable (prod): the run's

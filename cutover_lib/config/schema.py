@@ -22,7 +22,7 @@ import msgspec
 from .durations import format_duration
 from .secrets import SecretRef
 
-__all__ = ["BaseUrl", "Problem", "build", "dump", "problems", "replace"]
+__all__ = ["BaseUrl", "Problem", "build", "check", "dump", "problems", "replace"]
 
 T = TypeVar("T")
 #: (path into the params, what is wrong there)
@@ -63,6 +63,14 @@ def _decoder(root: Path | None) -> Any:
 def build(data: Any, typ: type[T], root: Path | None = None) -> T:
     """``data`` (plain YAML values) as ``typ``; ``msgspec.ValidationError`` at its first problem."""
     return msgspec.convert(data, typ, dec_hook=_decoder(root), strict=False)
+
+
+def check(data: Any, typ: type[T], root: Path | None = None) -> tuple[T | None, list[Problem]]:
+    """``data`` as ``typ`` and no problems, or None and every problem of ``data``."""
+    try:
+        return build(data, typ, root), []
+    except msgspec.ValidationError:
+        return None, problems(data, typ, root)
 
 
 def replace(obj: T, **changes: Any) -> T:
@@ -174,7 +182,7 @@ def _wording(message: str) -> str:
         return f"{_WORDS.get(m.group(1), m.group(1))} of at {'least' if m.group(2) == '>=' else 'most'} " \
                f"{m.group(3)} {noun}{'' if m.group(3) == '1' else 's'}"
 
-    message = re.sub(r"`(\w+)` of length (>=|<=) (\d+)", unit, message)
+    message = re.sub(r"`(\w+)` of length (>=|<=) (\d+)", unit, message).replace("got `bool`", "got a boolean")
     message = re.sub(r"`(\w+)`", lambda m: _WORDS.get(m.group(1), m.group(1)), message)
     return message[:1].lower() + message[1:]
 
