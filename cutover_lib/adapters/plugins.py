@@ -6,7 +6,9 @@ A package declares them as entry points (the lab does, in its own pyproject.toml
     lab = "some_package.module:DeployModeClass"
 
 The tool finds them by name when params ask for one (``deploy.mode: lab``) and never imports a
-plug-in otherwise; nothing in ``cutover_lib`` names a plug-in.
+plug-in otherwise; nothing in ``cutover_lib`` names a plug-in.  A deploy mode's class may type its
+settings (``deploy.<mode>`` in params) with a ``settings`` attribute, a msgspec struct: they are
+then checked with the rest of the params (``params check``, and before any run).
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ class DockerHost(str):
     @classmethod
     def parse(cls, value: Any) -> "DockerHost":
         if not isinstance(value, str) or not re.match(r"^(unix|ssh|tcp)://", value):
-            raise ValueError(f'expected a DOCKER_HOST like unix:///var/run/docker.sock or ssh://user@host, got "{value}"')
+            raise ValueError("expected a DOCKER_HOST like unix:///var/run/docker.sock or ssh://user@host, "
+                             f'got "{value}"')
         return cls(value)
 
 
@@ -106,11 +107,14 @@ class Deploy(_Model, frozen=True, kw_only=True):
 
     @classmethod
     def prepare(cls, data: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
-        """``deploy`` as written, its plug-in modes' settings under ``modes``; the keys that are neither."""
+        """``deploy`` as written, its plug-in modes' settings under ``modes``; the keys that are
+        neither, and what is wrong in a plug-in's settings when the plug-in types them (its class's
+        ``settings``: a msgspec struct), so that they fail here and not half-way through a run."""
         extra = {k: v for k, v in data.items() if k not in cls.__struct_fields__ or k == "modes"}
         if not extra:
             return data, []
-        from ..adapters.plugins import names
+        from ..adapters.plugins import load, names
+        from .schema import check
 
         plugins = names("deploy")
         found: list[Problem] = []
@@ -123,6 +127,9 @@ class Deploy(_Model, frozen=True, kw_only=True):
                 found.append(((key,), f"expected a mapping of the {key} deploy mode's settings"))
             else:
                 modes[key] = value
+                settings = getattr(load("deploy", key), "settings", None)
+                if settings is not None:
+                    found += [((key, *where), what) for where, what in check(value, settings)[1]]
         return {**{k: v for k, v in data.items() if k not in extra}, "modes": modes}, found
 
     def __post_init__(self) -> None:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cutover_lib.engine.steps import NotApplicable, Runbook, StepContext
 from cutover_lib.errors import CheckFailed
 
 from ._errors import LabUnhealthy
-from .settings import lab_settings
+from .settings import LabSettings, lab_settings
+
+if TYPE_CHECKING:  # (not imported at run time: params check loads this class for its settings)
+    from cutover_lib.engine.steps import Runbook, StepContext
 
 __all__ = ["LabSteps"]
 
@@ -68,8 +70,13 @@ def _wait_release(ctx: StepContext, rb: Runbook, release: str) -> str:
 class LabSteps:
     """The deploy-mode protocol of ``cutover_lib.adapters.deploy`` for the lab."""
 
+    #: what ``deploy.lab`` may hold (params check and every run check it before anything runs)
+    settings = LabSettings
+
     def stage_secrets(self, rb: Runbook) -> None:
         def act(ctx: StepContext) -> str:
+            from cutover_lib.engine.steps import NotApplicable
+
             raise NotApplicable("the lab provisions its own secret stores (cutover lab up)")
 
         rb.step("3.stage-secrets", "Apply staging secrets", owner="DevOps engineer",

@@ -54,6 +54,10 @@ CLI_CASES = [
      ["params", "check", "--env", "prod"], 2, "backup.mongo.uri: expected a secret reference like env:NAME"),
     ("bad-url", ("prod.yaml", "https://scanner.prod.stella-ops.internal", "scanner.prod"),
      ["params", "check", "--env", "prod"], 2, 'services.scanner: expected a base URL like https://scanner.example'),
+    # a plug-in deploy mode's settings are checked with the params, before the run (not in its deploy step)
+    ("bad-plug-in-setting", ("local.yaml", "port_base: 18080", "port_base: 80"),
+     ["run", "--env", "local", "--phase", "cutover"], 2,
+     "params/local.yaml: deploy.lab.port_base: expected an integer >= 1024"),
     ("bad-override", None, ["params", "check", "--env", "prod", "-p", "slo.scan"], 2,
      "-p slo.scan: expected KEY=VALUE with a dotted key"),
     ("unknown-phase", None, ["run", "--env", "local", "--phase", "launch"], 2,

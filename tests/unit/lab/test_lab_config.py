@@ -200,18 +200,26 @@ def test_cli_status_json_when_nothing_runs(tmp_path: Path) -> None:
 
 
 def test_lab_deploy_settings_name_every_wrong_key_of_deploy_lab() -> None:
-    """``deploy.lab`` gets its types in the lab (the tool keeps a plug-in's settings as a mapping):
-    defaults when absent, every problem named under deploy.lab when wrong."""
+    """``deploy.lab`` gets its types in the lab (``LabSteps.settings``): the tool checks them with the
+    rest of the params (every problem named under deploy.lab, before any run); the lab's own
+    reading of them gives defaults when absent."""
+    from types import SimpleNamespace
+
     from cutover_lib.config.params import load_environment, parse_overrides
     from cutover_lib.errors import ParamsError
     from stellaops_lab.settings import LabSettings, lab_settings
 
     repo = Path(__file__).resolve().parents[3]
     assert lab_settings(load_environment("local", repo / "params")) == LabSettings(data_dir=".lab", port_base=18080)
-    bad = parse_overrides(["deploy.lab.port_base=80", "deploy.lab.datadir=x", "deploy.lab.release_faults={a: 1}"])
+    bad = {"port_base": 80, "datadir": "x", "release_faults": {"a": 1}}
+    wrong = ["deploy.lab.datadir: unknown key (remove it or check its spelling)",
+             "deploy.lab.port_base: expected an integer >= 1024",
+             "deploy.lab.release_faults.a: expected a mapping, got an integer"]
     with pytest.raises(ParamsError) as ei:
-        lab_settings(load_environment("local", repo / "params", bad))
-    assert sorted(ei.value.problems) == ["deploy.lab.datadir: unknown key (remove it or check its spelling)",
-                                         "deploy.lab.port_base: expected an integer >= 1024",
-                                         "deploy.lab.release_faults.a: expected a mapping, got an integer"]
-    assert ei.value.hint == "fix deploy.lab in params/local.yaml"
+        load_environment("local", repo / "params", parse_overrides([f"deploy.lab.{k}={json.dumps(v)}"
+                                                                    for k, v in bad.items()]))
+    assert sorted(ei.value.problems) == [f"-p: {line}" for line in wrong]
+    env = SimpleNamespace(name="x", deploy=SimpleNamespace(settings=lambda mode: bad))
+    with pytest.raises(ParamsError) as ei:
+        lab_settings(env)
+    assert (sorted(ei.value.problems), ei.value.hint) == (wrong, "fix deploy.lab in params/x.yaml")
