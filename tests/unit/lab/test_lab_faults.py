@@ -67,7 +67,7 @@ def test_down_refuses_connections_then_recovers(clean_lab: LabConfig, http: http
         start = time.monotonic()
         with pytest.raises(httpx.ConnectError):
             quick.get(url)
-        assert time.monotonic() - start < 0.5  # refused, not hanging
+        assert time.monotonic() - start < 0.9  # refused, not hanging until the 1 s timeout
     row = status(clean_lab)["runtime"]
     assert row["running"] is True and row["healthy"] is False
     clear_faults(clean_lab, "runtime")
