@@ -43,8 +43,10 @@ class DockerHost(str):
     @classmethod
     def parse(cls, value: Any) -> "DockerHost":
         if not isinstance(value, str) or not re.match(r"^(unix|ssh|tcp)://", value):
+            # (a password in it is never echoed: ssh://user:PASSWORD@host)
+            shown = re.sub(r"(://[^/@\s:]*):[^/@\s]*@", r"\1:***@", str(value))
             raise ValueError("expected a DOCKER_HOST like unix:///var/run/docker.sock or ssh://user@host, "
-                             f'got "{value}"')
+                             f'got "{shown}"')
         return cls(value)
 
 

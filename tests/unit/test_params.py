@@ -192,6 +192,9 @@ def test_digest_changes_with_content_not_with_secret_values(monkeypatch):
      "services.scanner: a service URL must not hold credentials (user:password@)"),
     ("backup.mongo.uri=mongodb://backup:Sup3rSecret-77@db/x", "dev",
      "backup.mongo.uri: expected a secret reference like env:NAME"),
+    ("deploy.compose.nodes=[{name: a, docker_host: 'http://ops:Sup3rSecret-77@node-a'}]", "dev",
+     'deploy.compose.nodes.0.docker_host: expected a DOCKER_HOST like unix:///var/run/docker.sock or '
+     'ssh://user@host, got "http://ops:***@node-a"'),
 ])
 def test_a_credential_where_none_belongs_is_refused_without_echoing_it(pair, env, said):
     from typer.testing import CliRunner
