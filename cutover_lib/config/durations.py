@@ -16,12 +16,14 @@ def parse_duration(value: Any) -> timedelta:
     """``15m`` / ``2s`` / ``500ms`` / ``4h`` (or a number of seconds) as a timedelta."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
     m = _DUR.match(str(value)) if isinstance(value, str) else None
-    if not m:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    if not (m or number):
         raise ValueError(f'expected a duration like 15m, got "{value}"')
-    return timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)])
+    try:
+        return timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)] if m else value)
+    except (OverflowError, ValueError):  # (beyond timedelta's 999,999,999 days, or not a number: nan)
+        raise ValueError(f'expected a duration like 15m, got "{value}" (out of range)') from None
 
 
 def format_duration(td: timedelta) -> str:
@@ -73,7 +75,10 @@ def _parse_utc(value: Any) -> datetime:
         raise ValueError(f'expected a UTC time like 2025-10-27T14:00:00Z, got "{value}"')
     if dt.tzinfo is None:
         raise ValueError(f'expected a UTC time with a zone (…Z), got "{value}"')
-    return dt.astimezone(timezone.utc)
+    try:
+        return dt.astimezone(timezone.utc)
+    except OverflowError:  # (year 1 or 9999 with an offset)
+        raise ValueError(f'expected a UTC time like 2025-10-27T14:00:00Z, got "{value}" (out of range)') from None
 
 
 class UtcTime(datetime):

@@ -172,7 +172,7 @@ def _split(text: str) -> tuple[str, tuple[str | int, ...]]:
 
 
 _WORDS = {"object": "a mapping", "array": "a list", "str": "a string", "int": "an integer", "float": "a number",
-          "bool": "true or false", "null": "nothing", "bytes": "bytes"}
+          "bool": "true or false", "null": "null", "bytes": "bytes"}
 
 
 def _wording(message: str) -> str:
@@ -188,5 +188,5 @@ def _wording(message: str) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", bool: "true or false", int: "a number", float: "a number",
-            str: "a string", type(None): "nothing"}.get(type(value), type(value).__name__)
+    return {dict: "a mapping", list: "a list", bool: "a boolean", int: "a number", float: "a number",
+            str: "a string", type(None): "null"}.get(type(value), type(value).__name__)

@@ -254,3 +254,19 @@ def test_the_kernel_refuses_them_too(tmp_path):
     with pytest.raises(ParamsError) as ei:
         Runbook.open("prod", overrides='["approvals.waivable=true"]', root=str(REPO))
     assert "-p approvals.waivable: refused" in ei.value.problems[0]
+
+
+@pytest.mark.parametrize("pair, said", [
+    ("t0=9999-12-31T23:59:59-14:00", "t0: expected a UTC time like 2025-10-27T14:00:00Z, got"),
+    ("t0=0001-01-01T00:00:00+14:00", "t0: expected a UTC time like 2025-10-27T14:00:00Z, got"),
+    ("slo.scan=99999999999d", 'slo.scan: expected a duration like 15m, got "99999999999d" (out of range)'),
+    ("slo.scan=.inf", 'slo.scan: expected a duration like 15m, got "inf" (out of range)'),
+    ("slo.scan=.nan", 'slo.scan: expected a duration like 15m, got "nan"'),
+    ("roles=null", "roles: expected a list, got null"),
+    ("change_ticket=yes", "change_ticket: expected a string, got a boolean"),
+])
+def test_a_value_out_of_range_is_a_params_problem_not_a_crash(pair, said):
+    with pytest.raises(ParamsError) as ei:
+        load_environment("dev", REPO / "params", parse_overrides([pair]))
+    (problem,) = ei.value.problems
+    assert problem.startswith(f"-p: {said}"), problem
