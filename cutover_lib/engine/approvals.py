@@ -35,6 +35,10 @@ from .steps import Runbook, StepContext, Waived
 __all__ = ["ApprovalStore", "GateForm", "gate", "gate_status", "pending_approvals", "person", "require"]
 
 
+#: the longest approver's name accepted
+NAME_LIMIT = 120
+
+
 def person(name: str) -> str:
     """Who a name denotes, for comparing approvers: Unicode NFKC (full-width and compatibility forms
     folded), case-folded, invisible characters (zero-width, bidi controls) removed, spaces collapsed
@@ -102,6 +106,9 @@ class ApprovalStore:
         name = " ".join(name.split())
         if not person(name):
             raise UsageError("an approval needs the approver's name", hint="pass --name 'First Last'")
+        if len(name) > NAME_LIMIT:  # (it is shown in every record, gate line and bridge post)
+            raise UsageError(f"an approver's name is at most {NAME_LIMIT} characters (this one has {len(name)})",
+                             hint="pass --name 'First Last'")
         allowed = env.approvals.approvers.get(role)
         if allowed and person(name) not in {person(a) for a in allowed}:
             raise UsageError(f"{name} is not an approver for role {role} in {env.name}",

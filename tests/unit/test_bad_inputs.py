@@ -65,6 +65,9 @@ CLI_CASES = [
      "rollback, post, or a slot: T-24h, T-12h, T-6h, T-2h, T-30m, T0, T+45m, T+4h (notebooks/phases.yaml))"),
     ("unknown-gate", None, ["approve", "--env", "prod", "--gate", "go", "--role", "cto", "--name", "A", "--record",
                             "CHG-1"], 2, "unknown gate 'go' for prod (gates: plan, t0, post-smoke, rollback, go-no-go)"),
+    ("approver-name-too-long", None, ["approve", "--env", "prod", "--gate", "plan", "--role", "cto", "--name", "x" * 121,
+                                      "--record", "CHG-1"], 2, "an approver's name is at most 120 characters (this one "
+     "has 121)"),
     ("wrong-role", None, ["approve", "--env", "prod", "--gate", "plan", "--role", "intern", "--name", "A", "--record",
                           "CHG-1"], 2, "role 'intern' does not approve gate plan"),
     ("prod-override-of-a-service", None, ["run", "--env", "prod", "--phase", "cutover", "-p",
