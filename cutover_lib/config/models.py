@@ -18,7 +18,9 @@ __all__ = ["ComposeDeploy", "ComposeNode", "Environment", "HelmDeploy", "SecretS
 
 
 class _Model(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """A params section: unknown keys are errors, values never change after loading."""
+    """A params section: unknown keys are errors, values never change after loading.  Each section
+    says ``frozen=True, kw_only=True`` again: msgspec applies ``kw_only`` to the fields a class
+    defines itself, and type checkers read ``frozen`` per class."""
 
 
 #: a list that must hold at least one item

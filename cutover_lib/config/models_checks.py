@@ -62,7 +62,6 @@ class Monitoring(_Model, frozen=True, kw_only=True):
     limits: dict[str, float] = {}
 
 
-
 class Ticket(_Model, frozen=True, kw_only=True):
     """The change and incident tickets (Section 8's "Record Location"): a Jira-shaped REST API (v2).
     Unset ``system``: the ticket cells are not applicable and the records stay in the evidence."""
