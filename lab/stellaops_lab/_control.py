@@ -1,10 +1,12 @@
 """Start, stop and inspect the lab processes; read and set faults.
 
-The lab is a named stand-in for a Stella Ops stack: one ``python -m stellaops_lab.serve``
-process per service, on loopback. ``up`` starts them detached (new session, reparented
-away from the caller so a CLI or notebook can exit) and writes one pid file each;
-``down`` signals only processes whose pid file it finds *and* whose ``/proc`` command line
-is our serve module for this very data folder, so a recycled pid is never killed.
+The lab is a named stand-in for a Stella Ops stack: one process per service, on loopback,
+running :func:`stellaops_lab.serve.main`. ``up`` starts them detached (new session, reparented
+away from the caller so a CLI or notebook can exit), forked from one launcher that imports the
+services once (:mod:`._launch`), and writes one pid file each; ``down`` signals only processes
+whose pid file it finds *and* that are our service for this very data folder (a launcher's child
+by its name ``lab-<service>`` and working folder; ``python -m stellaops_lab.serve`` by its command
+line), so a recycled pid is never killed.
 
 ``up`` also installs the stand-in executables (``stellaops-cli``, ``dotnet``) into
 ``<data>/bin`` and writes the signer's public key to ``<data>/keys/trusted/signer.pem``.
@@ -30,15 +32,17 @@ from typing import Any
 from . import _prometheus, _store
 from ._config import DEFAULT_PORT_BASE, SERVICES, LabConfig, fault_name
 from ._errors import LabConfigError, LabError, LabUnhealthy
+from ._launch import COMM_PREFIX
 from ._standins import install_standins
 
 __all__ = ["clear_faults", "down", "list_faults", "set_fault", "status", "up"]
 
 SERVE_MODULE = "stellaops_lab.serve"
+LAUNCH_MODULE = "stellaops_lab._launch"
 STOP_GRACE_SECONDS = 5.0
 
-# Spawns every server with posix_spawn in a new session and prints their pids, then exits:
-# the servers are reparented away from us, so we never hold a child we would have to reap.
+# Spawns programs (the lab's Prometheus) with posix_spawn in a new session and prints their pids,
+# then exits: they are reparented away from us, so we never hold a child we would have to reap.
 _LAUNCHER = r"""
 import json, os, sys
 jobs = json.load(sys.stdin)
@@ -81,6 +85,13 @@ def _is_ours(pid: int, service: str, config: LabConfig) -> bool:
     except OSError:
         return False
     args = [a.decode(errors="replace") for a in argv if a]
+    if LAUNCH_MODULE in args:  # forked by stellaops_lab._launch: its name and working folder say which
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            return False
+        return comm == f"{COMM_PREFIX}{service}"[:15] and cwd == config.data_dir.resolve()
     if SERVE_MODULE not in args:
         return False
 
@@ -246,21 +257,24 @@ def up(config: LabConfig, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
     if to_start:
         env = _child_env(config)
         jobs = [
-            {"argv": _serve_argv(config, s), "log": str(config.log_file(s)), "env": env}
+            {"service": s, "args": _serve_argv(config, s)[3:], "log": str(config.log_file(s)), "env": env,
+             "data_dir": str(config.data_dir.resolve())}
             for s in to_start
         ]
-        try:
+        try:  # one interpreter imports the services and forks them (stellaops_lab._launch)
             launched = subprocess.run(
-                [sys.executable, "-c", _LAUNCHER],
+                [sys.executable, "-m", LAUNCH_MODULE],
                 input=json.dumps(jobs),
                 capture_output=True,
                 text=True,
                 timeout=30,
                 check=True,
+                env=env,
             )
             pids: list[int] = json.loads(launched.stdout)
         except (subprocess.SubprocessError, OSError, ValueError) as exc:
-            raise LabError(f"could not start the lab processes: {exc}") from exc
+            detail = (getattr(exc, "stderr", None) or "").strip()[-500:]
+            raise LabError(f"could not start the lab processes: {exc}" + (f": {detail}" if detail else "")) from exc
         for service, pid in zip(to_start, pids):
             _atomic_write(config.pid_file(service), f"{pid}\n")
         started = dict(zip(to_start, pids))

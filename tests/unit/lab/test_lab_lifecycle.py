@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from stellaops_lab import SERVICES, LabError, down, status, up
+from stellaops_lab._control import _is_ours
 from stellaops_lab._errors import LabUnhealthy
 
 from lab_helpers import SBOM, alive, auth, make_config
@@ -37,6 +38,11 @@ def test_up_twice_persistence_and_clean_down(tmp_path: Path, http: httpx.Client,
         for service in SERVICES:
             assert (config.run_dir / f"{service}.pid").read_text().strip() == str(pids[service])
             assert config.log_file(service).exists()
+        # forked from one launcher (stellaops_lab._launch): each recognised by its name and data folder
+        for service in SERVICES:
+            assert Path(f"/proc/{pids[service]}/comm").read_text().strip() == f"lab-{service}"
+        assert not _is_ours(pids["scanner"], "web", config)
+        assert not _is_ours(pids["scanner"], "scanner", make_config(tmp_path / "another-lab"))
 
         with pytest.raises(LabUnhealthy) as again:  # harmless: same processes, still named unhealthy
             up(config)
