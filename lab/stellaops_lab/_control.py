@@ -188,6 +188,9 @@ def _child_env(config: LabConfig) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (*roots, env.get("PYTHONPATH")) if p)
     env.pop("PYTHONWARNINGS", None)
     env["PYTHONUNBUFFERED"] = "1"
+    if env.get("LAB_TRUST_DIR"):  # (the services work in the data folder: a relative folder is the caller's)
+        folders = env["LAB_TRUST_DIR"].split(os.pathsep)
+        env["LAB_TRUST_DIR"] = os.pathsep.join(str(Path(p).resolve()) for p in folders if p)
     return env
 
 
