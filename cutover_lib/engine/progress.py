@@ -97,7 +97,7 @@ def closing_summary(records: list[dict[str, Any]], manifest: dict[str, Any], env
     if root is not None:
         lines.append(f"failed:   {root['step_id']} ({root['title']}): {root.get('message', '')}")
     lines += [f"failed, not blocking (required=False): {r['step_id']} ({r['title']}): {r.get('message', '')}"
-              for r in failed_not_blocking(records) if r is not root]
+              for r in failed_not_blocking(records, besides=root)]
     if dry_run:
         planned = manifest.get("planned") or []
         lines.append(f"plan:     {len(planned)} mutating command(s), digest {manifest.get('plan_digest', '')}")

@@ -186,10 +186,13 @@ def latest_steps(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["step_id"]: r for r in records if r.get("kind") == "step"}
 
 
-def failed_not_blocking(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The steps whose last record failed without stopping the run (``required=False``): a run
-    that passed with one of these must not read as a clean pass."""
-    return [r for r in latest_steps(records).values() if r["outcome"] == "failed" and r.get("required") is False]
+def failed_not_blocking(records: list[dict[str, Any]], besides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The steps whose last record failed without stopping the run (``required=False``), other than
+    ``besides`` (a root failure, named on its own): a run that passed with one of these must not
+    read as a clean pass."""
+    skip = besides["step_id"] if besides else None
+    return [r for r in latest_steps(records).values()
+            if r["outcome"] == "failed" and r.get("required") is False and r["step_id"] != skip]
 
 
 def not_blocking_text(ids: list[str]) -> str:
@@ -263,7 +266,7 @@ def write_index(run: RunFolder, manifest: dict[str, Any], extra_sections: list[t
                 f'<code>{e(r["step_id"])}</code></a>')
 
     root = root_failure(steps, outcome)
-    not_blocking = [r for r in failed_not_blocking(records) if root is None or r["step_id"] != root["step_id"]]
+    not_blocking = failed_not_blocking(records, besides=root)
     not_run = [r for r in steps if r["outcome"] in ("skipped", "waived")]  # each with its reason, up front
     summary = _table(["", ""], [
         ["Run", f"<code>{e(run.run_id)}</code>"],

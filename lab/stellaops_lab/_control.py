@@ -59,6 +59,14 @@ print(json.dumps(pids))
 """
 
 
+def launch_failed(what: str, exc: Exception, config: LabConfig) -> LabError:
+    """A launcher that failed, as one line: its own last word (``PermissionError: ... Read-only file
+    system: '.../logs/scanner.log'``), not the launcher's command line."""
+    lines = (getattr(exc, "stderr", None) or "").strip().splitlines()
+    return LabError(f"could not start {what}: {lines[-1] if lines else exc}",
+                    hint=f"the lab folder {config.data_dir} must be writable; its logs are in {config.log_dir}")
+
+
 def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
@@ -276,8 +284,7 @@ def up(config: LabConfig, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
             )
             pids: list[int] = json.loads(launched.stdout)
         except (subprocess.SubprocessError, OSError, ValueError) as exc:
-            detail = (getattr(exc, "stderr", None) or "").strip()[-500:]
-            raise LabError(f"could not start the lab processes: {exc}" + (f": {detail}" if detail else "")) from exc
+            raise launch_failed("the lab services", exc, config) from exc
         for service, pid in zip(to_start, pids):
             _atomic_write(config.pid_file(service), f"{pid}\n")
         started = dict(zip(to_start, pids))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import sys
 import traceback
 from typing import Any
@@ -27,18 +28,16 @@ COMM_PREFIX = "lab-"
 _PR_SET_NAME = 15
 
 
-def _child(job: dict[str, Any], serve: Any) -> None:
+def _child(job: dict[str, Any], log: int, serve: Any) -> None:
     """In the forked child: detach, redirect, rename, serve; never returns."""
     code: object = 1
     try:
         os.setsid()
         null = os.open(os.devnull, os.O_RDONLY)
-        log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)  # (the launcher's pipes are gone from this process: its caller sees EOF)
         os.close(null)
-        os.close(log)
         os.environ.clear()
         os.environ.update(job["env"])
         os.chdir(job["data_dir"])
@@ -64,16 +63,22 @@ def main() -> None:
     jobs = json.load(sys.stdin)
     from . import serve
 
-    for job in jobs:  # every import first: a broken module fails the launch, not a child
+    for job in jobs:  # every import and every log file first: what cannot start fails the launch, not a child
         importlib.import_module(f"{__package__}.{serve._MODULES[job['service']]}")
+    logs = [os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600) for job in jobs]
     sys.stdout.flush()
     sys.stderr.flush()
-    pids = []
-    for job in jobs:
-        pid = os.fork()
-        if pid == 0:
-            _child(job, serve)
-        pids.append(pid)
+    pids: list[int] = []
+    try:
+        for job, log in zip(jobs, logs):
+            pid = os.fork()
+            if pid == 0:
+                _child(job, log, serve)
+            pids.append(pid)
+    except OSError:  # (out of processes): no half-started lab whose pids nobody recorded
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        raise
     print(json.dumps(pids))
 
 

@@ -107,7 +107,7 @@ def start(config: LabConfig) -> None:
     argv = [exe, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
             f"--web.listen-address={config.host}:{config.prometheus_port}", "--storage.tsdb.retention.time=2d",
             "--log.level=warn"]
-    from ._control import _LAUNCHER  # posix_spawn in a new session from a launcher that exits: no child of ours
+    from ._control import _LAUNCHER, launch_failed  # posix_spawn from a launcher that exits: no child of ours
 
     job = {"argv": argv, "log": str(config.log_file(NAME)), "env": {"PATH": os.environ.get("PATH", "/usr/bin")}}
     try:
@@ -115,7 +115,7 @@ def start(config: LabConfig) -> None:
                                   text=True, timeout=30, check=True)
         (pid,) = json.loads(launched.stdout)
     except (subprocess.SubprocessError, OSError, ValueError) as exc:
-        raise LabError(f"could not start prometheus: {exc}") from exc
+        raise launch_failed("prometheus", exc, config) from exc
     config.pid_file(NAME).write_text(f"{pid}\n")
 
 

@@ -117,3 +117,29 @@ def test_up_fails_clearly_when_a_port_is_taken(tmp_path: Path) -> None:
     assert "\n" not in message
     assert not list(config.run_dir.glob("*.pid"))  # nothing was started
     assert down(config) == []
+
+
+def test_up_fails_clearly_when_a_service_log_cannot_be_opened(tmp_path: Path) -> None:
+    """The launcher opens every log before it forks: a log it cannot write fails the whole start on
+    one line naming the file, and no service is left running without a pid file."""
+    config = make_config(tmp_path / "lab")
+    config.log_file("scanner").mkdir(parents=True)  # a folder where the log file goes
+    try:
+        with pytest.raises(LabError) as info:
+            up(config)
+        message = str(info.value)
+        assert message.startswith("could not start the lab services: IsADirectoryError") and "scanner.log" in message
+        assert "\n" not in message and "must be writable" in info.value.hint
+        assert not [p for p in config.run_dir.glob("*.pid") if p.stem in SERVICES]
+        data = config.data_dir.resolve()
+        forked = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _lab_child_of(p, data)]
+        assert forked == []
+    finally:
+        down(config)
+
+
+def _lab_child_of(proc: Path, data: Path) -> bool:
+    try:
+        return (proc / "comm").read_text().startswith("lab-") and Path((proc / "cwd").readlink()) == data
+    except OSError:
+        return False
