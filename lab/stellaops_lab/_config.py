@@ -90,7 +90,9 @@ class LabConfig:
     scrape_interval: str = "1s"
 
     def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
+        # absolute: the folder names the lab's processes in their command lines and working folders,
+        # and a later call from another folder (or a kernel) must recognise them as this lab's
+        self.data_dir = Path(self.data_dir).resolve()
         merged = dict(DEFAULT_PORTS)
         merged.update(self.ports)
         unknown = set(merged) - set(SERVICES)

@@ -47,10 +47,13 @@ def running_pid(config: LabConfig) -> int | None:
     if pid is None or not _proc_alive(pid):
         return None
     try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
     except OSError:
         return None
-    return pid if f"--config.file={_folder(config) / 'prometheus.yml'}".encode() in args else None
+    files = [cwd / a.removeprefix("--config.file=") for a in args if a.startswith("--config.file=")]
+    # (a relative --config.file is read from the folder it was started in)
+    return pid if any(f.resolve() == (_folder(config) / "prometheus.yml").resolve() for f in files) else None
 
 
 def _ready(config: LabConfig, query: str = "count(up)") -> bool:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from stellaops_lab import SERVICES, LabError, down, status, up
+from stellaops_lab import SERVICES, LabConfig, LabError, _prometheus, down, status, up
 from stellaops_lab._control import _is_ours
 from stellaops_lab._errors import LabUnhealthy
 
 from lab_helpers import SBOM, alive, auth, make_config
+from nb_helpers import free_block
 
 pytestmark = pytest.mark.lab
 
@@ -141,5 +143,33 @@ def test_up_fails_clearly_when_a_service_log_cannot_be_opened(tmp_path: Path) ->
 def _lab_child_of(proc: Path, data: Path) -> bool:
     try:
         return (proc / "comm").read_text().startswith("lab-") and Path((proc / "cwd").readlink()) == data
+    except OSError:
+        return False
+
+
+def test_a_lab_started_with_a_relative_folder_is_recognised_from_anywhere(tmp_path: Path) -> None:
+    """``cutover lab up --data-dir .lab`` in the project folder, then another process (``make demo``, a
+    kernel's lab upgrade) that names the folder absolutely: every process, Prometheus too, is found
+    running -- no second Prometheus fails on the taken port -- and ``down`` stops them all."""
+    base = free_block(10)
+    cli = [sys.executable, "-m", "cutover_lib.cli.app", "lab"]
+    config = LabConfig.from_port_base(tmp_path / "rel-lab", base)
+    try:
+        started = subprocess.run([*cli, "up", "--data-dir", "rel-lab", "--port-base", str(base)], cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=120, check=False)
+        assert started.returncode == 0, started.stdout + started.stderr
+        prometheus = _prometheus.running_pid(config)
+        assert prometheus is not None and all(row["running"] for row in status(config).values())
+        up(config)  # from this process and folder: nothing left to start
+        assert _prometheus.running_pid(config) == prometheus
+    finally:
+        stopped = down(config)
+    assert sorted(stopped) == sorted([*SERVICES, "prometheus"])
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _runs_in(p, tmp_path)]
+
+
+def _runs_in(proc: Path, folder: Path) -> bool:
+    try:
+        return Path((proc / "cwd").readlink()).is_relative_to(folder)
     except OSError:
         return False
