@@ -174,7 +174,7 @@ def test_unhealthy_release_fails_health_then_rollback_restores_previous(docker_l
     assert health["outcome"] == "failed"
     assert "node lab1: not healthy after " in health["message"] and "(deadline 60s)" in health["message"]
     assert "scanner-web (stellaops-scanner-web) running/unhealthy" in health["message"]
-    assert "last check: urllib.error.HTTPError: HTTP Error 503" in health["message"]
+    assert "last check: GET /healthz: HTTP/1.1 503 Service Unavailable" in health["message"]
     assert "authority" not in health["message"].split("observed", 1)[1]  # only the unhealthy one is named
     decision = [r for r in rb.run.read_ledger() if r.get("kind") == "decision"][-1]
     assert decision["decision"] == "rollback" and decision["failed"] == ["4.2.health"]
