@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 LAB_DIR ?= .lab
 export CUTOVER_LAB_DIR := $(abspath $(LAB_DIR))
 
-.PHONY: demo demo-rollback test test-docker docker-lab-up docker-lab-down lab-up lab-down benchmark
+.PHONY: demo demo-rollback test test-durations test-docker docker-lab-up docker-lab-down lab-up lab-down benchmark
 .PHONY: wheelhouse install-offline debian-packages lab-packages
 
 $(STAMP): pyproject.toml lab/pyproject.toml
@@ -47,11 +47,16 @@ TEST_WORKERS ?= 4
 test: $(STAMP) lab-packages
 	@start=$$(date +%s); log=$$(mktemp); \
 	$(BIN)/python -m pytest -p no:cacheprovider -m "docker and not benchmark" >"$$log" 2>&1 & docker_pid=$$!; \
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not docker and not benchmark"; rc=$$?; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxschedchunk=1 -m "not docker and not benchmark"; rc=$$?; \
 	wait $$docker_pid; docker_rc=$$?; \
 	echo; echo "---- Docker engine tests (run alongside) ----"; cat "$$log"; rm -f "$$log"; \
 	echo "make test: $$(( $$(date +%s) - start )) s (exit $$rc, docker $$docker_rc)"; \
 	[ $$rc -eq 0 ] && [ $$docker_rc -eq 0 ]
+
+## make test-durations: make test, then tests/durations.json rewritten with what each slow test took
+## (the order the workers take the tests in: longest first; see tests/conftest.py)
+test-durations:
+	CUTOVER_RECORD_DURATIONS=1 $(MAKE) test
 
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks -s -p no:cacheprovider -m benchmark

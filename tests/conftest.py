@@ -1,10 +1,13 @@
-"""Shared fixtures: a throwaway project root, a clean secret masker, canary secrets."""
+"""Shared fixtures: a throwaway project root, a clean secret masker, canary secrets; the order
+pytest-xdist hands the tests out in (longest first, from tests/durations.json)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,14 +15,63 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+#: seconds each slow test took (setup + call + teardown) in an earlier ``make test``; rewritten by
+#: ``make test-durations``.  Only the order of the tests depends on it: a test missing from it, or a
+#: stale figure, makes the run longer, never different.
+DURATIONS = REPO / "tests" / "durations.json"
+SLOW = 1.0  # seconds: shorter tests are not listed, and keep their collection order
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The seals of the tests' runs are made with a throwaway operator key (per test process, and
-    the runs and kernels it starts), never the ~/.config key of whoever runs the tests."""
+    """The venv's interpreter is ``python3`` on PATH; the seals of the tests' runs are made with a
+    throwaway operator key (per test process, and the runs and kernels it starts), never the
+    ~/.config key of whoever runs the tests."""
+    # `python3` on PATH is this interpreter (the venv's), for the stand-ins' `#!/usr/bin/env python3`
+    # and every command the tests start: not a version manager's shim (pyenv's costs a bash start,
+    # ~0.1 s of CPU, per call)
+    venv_bin = Path(sys.executable).parent
+    if (venv_bin / "python3").exists() and os.environ.get("PATH", "").split(os.pathsep)[0] != str(venv_bin):
+        os.environ["PATH"] = os.pathsep.join([str(venv_bin), os.environ.get("PATH", "")])
     if "CUTOVER_OPERATOR_KEY" not in os.environ:
         folder = Path(tempfile.mkdtemp(prefix="cutover-test-operator-"))
         os.environ["CUTOVER_OPERATOR_KEY"] = str(folder / "operator-ed25519.pem")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (each worker collects, in the same order): the slowest tests first, the
+    rest after in collection order.  With ``--maxschedchunk=1`` (the Makefile's) the workers take
+    tests one at a time, so the long end-to-end tests start at once on every worker and short ones
+    fill the end, instead of a long test drawn last keeping one worker busy alone."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    try:
+        known = json.loads(DURATIONS.read_text())
+    except (OSError, ValueError):
+        return
+    items.sort(key=lambda item: -float(known.get(item.nodeid, 0.0)))  # stable: ties keep their order
+
+
+_took: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """``CUTOVER_RECORD_DURATIONS=1`` (``make test-durations``): the pytest-xdist controller adds up
+    each test's phases (a run without workers, the Docker tests', records nothing)."""
+    if os.environ.get("CUTOVER_RECORD_DURATIONS") and getattr(report, "node", None) is not None:
+        _took[report.nodeid] = _took.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """... and write the slow ones to tests/durations.json (the other run's entries are kept)."""
+    if not _took:
+        return
+    try:
+        known = json.loads(DURATIONS.read_text())
+    except (OSError, ValueError):
+        known = {}
+    known = {k: v for k, v in known.items() if k not in _took}
+    known.update({k: round(v, 1) for k, v in _took.items() if v >= SLOW})
+    DURATIONS.write_text(json.dumps(dict(sorted(known.items(), key=lambda kv: -kv[1])), indent=0) + "\n")
 
 
 @pytest.fixture(autouse=True)

@@ -100,11 +100,14 @@ def test_kernel_sockets_are_private_per_run_and_removed(tmp_path):
     assert not list(tmp_path.glob("kernel-ipc*"))  # nothing in the working folder
 
 
-def test_socket_folders_of_killed_runs_are_removed(tmp_path):
+def test_socket_folders_of_killed_runs_are_removed(tmp_path, monkeypatch):
     import subprocess
     import sys
     import tempfile
 
+    # a temporary folder of its own: runs in other test processes clean the shared one too
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = Path(tempfile.gettempdir()) / f"cutover-k-{int(gone.stdout)}-abc123"
     stale.mkdir()
