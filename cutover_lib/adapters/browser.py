@@ -113,7 +113,7 @@ def _log_in(page: "Page", login: LoginForm, keep: Keep, timeout_s: float) -> Non
 
     where = f"login at {login.url} as {login.user}"
     try:
-        page.goto(login.url, wait_until="load")
+        goto(page, login.url)
         page.fill(login.user_field, login.user)
         page.fill(login.password_field, login.password)
         with page.expect_navigation(wait_until="load", timeout=2 * timeout_s * 1000):
@@ -136,7 +136,7 @@ def _load(page: "Page", url: str, path: str, marker: str, login: LoginForm, time
 
     start = time.monotonic()
     try:
-        response = page.goto(url, wait_until="load")
+        response = goto(page, url)
         if urlsplit(page.url).path == urlsplit(login.url).path != urlsplit(url).path:
             problem = "sent back to the login form (the session did not hold)"
         elif response is not None and response.status >= 400:
@@ -151,6 +151,24 @@ def _load(page: "Page", url: str, path: str, marker: str, login: LoginForm, time
     seconds = time.monotonic() - start
     _keep_shot(page, shot_name(path), keep)
     return PageSeen(path, marker, seconds, problem)
+
+
+#: Chromium aborts a navigation in flight when the host's network interfaces change (a container
+#: engine adding or removing a bridge, a VPN coming up): not an answer of the web UI
+NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
+
+
+def goto(page: "Page", url: str) -> Any:
+    """``page.goto(url)`` until loaded; a navigation aborted by a network change on this host is
+    tried once more, as a person would reload (the time of both counts against the budget)."""
+    from playwright.sync_api import Error
+
+    try:
+        return page.goto(url, wait_until="load")
+    except Error as exc:
+        if NETWORK_CHANGED not in str(getattr(exc, "message", "") or exc):
+            raise
+    return page.goto(url, wait_until="load")
 
 
 def _keep_shot(page: "Page", name: str, keep: Keep) -> None:
