@@ -62,16 +62,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """... and write the slow ones to tests/durations.json (the other run's entries are kept)."""
-    if not _took:
-        return
-    try:
-        known = json.loads(DURATIONS.read_text())
-    except (OSError, ValueError):
-        known = {}
-    known = {k: v for k, v in known.items() if k not in _took}
-    known.update({k: round(v, 1) for k, v in _took.items() if v >= SLOW})
-    DURATIONS.write_text(json.dumps(dict(sorted(known.items(), key=lambda kv: -kv[1])), indent=0) + "\n")
+    """... and write the slow ones, slowest first, to tests/durations.json."""
+    if _took:
+        slow = sorted(((k, round(v, 1)) for k, v in _took.items() if v >= SLOW), key=lambda kv: -kv[1])
+        DURATIONS.write_text(json.dumps(dict(slow), indent=0) + "\n")
 
 
 @pytest.fixture(autouse=True)
