@@ -61,6 +61,7 @@ class PageSeen:
     marker: str
     seconds: float
     problem: str = ""
+    reloaded: bool = False  # loaded a second time: Chromium aborted the first (the host's network changed)
 
 
 def shot_name(path: str) -> str:
@@ -135,8 +136,9 @@ def _load(page: "Page", url: str, path: str, marker: str, login: LoginForm, time
     from playwright.sync_api import Error, TimeoutError
 
     start = time.monotonic()
+    again: list[str] = []
     try:
-        response = goto(page, url)
+        response = goto(page, url, again)
         if urlsplit(page.url).path == urlsplit(login.url).path != urlsplit(url).path:
             problem = "sent back to the login form (the session did not hold)"
         elif response is not None and response.status >= 400:
@@ -150,7 +152,7 @@ def _load(page: "Page", url: str, path: str, marker: str, login: LoginForm, time
         problem = _first_line(exc)
     seconds = time.monotonic() - start
     _keep_shot(page, shot_name(path), keep)
-    return PageSeen(path, marker, seconds, problem)
+    return PageSeen(path, marker, seconds, problem, reloaded=bool(again))
 
 
 #: Chromium aborts a navigation in flight when the host's network interfaces change (a container
@@ -158,9 +160,10 @@ def _load(page: "Page", url: str, path: str, marker: str, login: LoginForm, time
 NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
 
 
-def goto(page: "Page", url: str) -> Any:
+def goto(page: "Page", url: str, reloaded: list[str] | None = None) -> Any:
     """``page.goto(url)`` until loaded; a navigation aborted by a network change on this host is
-    tried once more, as a person would reload (the time of both counts against the budget)."""
+    tried once more, as a person would reload (the time of both counts against the budget), and
+    ``url`` is added to ``reloaded`` so the record can say so."""
     from playwright.sync_api import Error
 
     try:
@@ -168,6 +171,8 @@ def goto(page: "Page", url: str) -> Any:
     except Error as exc:
         if NETWORK_CHANGED not in str(getattr(exc, "message", "") or exc):
             raise
+    if reloaded is not None:
+        reloaded.append(url)
     return page.goto(url, wait_until="load")
 
 

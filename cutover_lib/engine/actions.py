@@ -327,14 +327,16 @@ class Actions(CellMechanics):
             seen: list[PageSeen] = visit(base, form_, wanted, executable=self.env.smoke.browser,
                                          timeout_s=self.env.timeouts.http.total_seconds(), keep=keep)
             ctx.data["pages"] = [{"path": s.path, "marker": s.marker, "seconds": round(s.seconds, 3),
-                                  "problem": s.problem} for s in seen]
+                                  "problem": s.problem, "reloaded": s.reloaded} for s in seen]
             result.json = {"pages": {s.path: round(s.seconds, 3) for s in seen}}
             problems = [f"{s.path}: {s.problem}" if s.problem else
                         f"{s.path} shows {s.marker!r} after {s.seconds:.2f}s, over {_seconds(budget_s)}"
                         for s in seen if s.problem or s.seconds > budget_s]
             if problems:
                 raise CheckFailed(f"expected {ctx.expect}; observed " + "; ".join(problems))
-            return f"logged in as {fields['user']}; " + ", ".join(f"{s.path} {s.seconds:.2f}s" for s in seen) + \
+            return f"logged in as {fields['user']}; " + ", ".join(
+                f"{s.path} {s.seconds:.2f}s" + (" (loaded twice: the host's network changed)" if s.reloaded else "")
+                for s in seen) + \
                 f" (< {_seconds(budget_s)}); {len(seen)} screenshots kept"
 
         result.record = self.step(step_id, title or _title(step_id), owner=owner or self.owner, expect=expect,

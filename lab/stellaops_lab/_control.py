@@ -99,7 +99,7 @@ def _is_ours(pid: int, service: str, config: LabConfig) -> bool:
             cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
         except OSError:
             return False
-        return comm == f"{COMM_PREFIX}{service}"[:15] and cwd == config.data_dir.resolve()
+        return comm == f"{COMM_PREFIX}{service}"[:15] and cwd == config.data_dir
     if SERVE_MODULE not in args:
         return False
 
@@ -110,7 +110,7 @@ def _is_ours(pid: int, service: str, config: LabConfig) -> bool:
     return (
         opt("--service") == service
         and data_dir is not None
-        and Path(data_dir).resolve() == config.data_dir.resolve()
+        and Path(data_dir).resolve() == config.data_dir
     )
 
 
@@ -173,7 +173,7 @@ def _serve_argv(config: LabConfig, service: str) -> list[str]:
         "--host",
         config.host,
         "--data-dir",
-        str(config.data_dir.resolve()),
+        str(config.data_dir),
         "--signer-url",
         config.url("signer"),
         "--scan-seconds",
@@ -269,7 +269,7 @@ def up(config: LabConfig, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
         env = _child_env(config)
         jobs = [
             {"service": s, "args": _serve_argv(config, s)[3:], "log": str(config.log_file(s)), "env": env,
-             "data_dir": str(config.data_dir.resolve())}
+             "data_dir": str(config.data_dir)}
             for s in to_start
         ]
         try:  # one interpreter imports the services and forks them (stellaops_lab._launch)

@@ -11,7 +11,8 @@ from cutover_lib.adapters.browser import goto
 
 
 class Page:
-    """Answers ``goto`` with the given outcomes in turn (an exception is raised)."""
+    """A stand-in for Playwright's ``Page`` (no browser starts): answers ``goto`` with the given
+    outcomes in turn (an exception is raised)."""
 
     def __init__(self, *outcomes: object) -> None:
         self.outcomes, self.calls = list(outcomes), []
@@ -42,3 +43,10 @@ def test_only_once_and_only_for_a_network_change() -> None:
     with pytest.raises(Error, match="ERR_CONNECTION_REFUSED"):
         goto(refused, "http://127.0.0.1:18085/")
     assert len(refused.calls) == 1
+
+
+def test_a_reload_is_named_for_the_record() -> None:
+    reloaded: list[str] = []
+    goto(Page(CHANGED, "response"), "http://127.0.0.1:18085/policy", reloaded)
+    goto(Page("response"), "http://127.0.0.1:18085/", reloaded)
+    assert reloaded == ["http://127.0.0.1:18085/policy"]
