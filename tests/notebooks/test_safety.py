@@ -201,8 +201,11 @@ def test_resume_is_as_strict_as_a_first_run(own_lab):
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
 def test_sigterm_and_ctrl_c_seal_what_exists_release_the_lock_and_say_how_to_resume(own_lab, sig, code, word):
     root = own_lab
+    # as from a terminal: a shell starts background jobs with SIGINT ignored, and a process
+    # keeps an ignored signal ignored (POSIX; python too) -- pytest run as one would lose the Ctrl-C
     proc = subprocess.Popen([sys.executable, "-m", "cutover_lib.cli.app", "run", "--env", "local", "--phase", "cutover",
-                             "--root", str(root)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--root", str(root)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     run = None
     while time.monotonic() < deadline:
