@@ -8,12 +8,12 @@ import shlex
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from stellaops_lab.demo import DEMO_APPROVERS  # the demo's named approvers: one list for demo and tests
+import forkrun  # tests/forkrun.py: cutover as a process forked from a warm one
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,8 +71,7 @@ def cutover(root: Path, *args: str, timeout: float = 600, post_smoke: bool = Tru
         extra = [] if argv[0] == "verify" else ["--root", str(root)]
         if argv[0] in IN_PROCESS:
             return in_process([*argv, *extra])
-        return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", *argv, *extra], cwd=root,
-                              capture_output=True, text=True, timeout=timeout)
+        return forkrun.run([*argv, *extra], cwd=root, timeout=timeout)
 
     res = call(*args)
     return through_post_smoke(res, call, args) if post_smoke else res

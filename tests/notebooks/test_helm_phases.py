@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import forkrun  # tests/forkrun.py: cutover as a process forked from a warm one
 import yaml
 
 from cutover_lib.config.params import parse_overrides
@@ -96,8 +97,7 @@ def world(tmp_path, kube_api, monkeypatch):  # noqa: F811
 
     def call(*args: str) -> subprocess.CompletedProcess[str]:
         extra = [] if args[0] in ("verify",) else ["--root", str(root)]
-        return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", *args, *extra], cwd=root, env=env,
-                              capture_output=True, text=True, timeout=600)
+        return forkrun.run([*args, *extra], cwd=root, env=env, timeout=600)
 
     def cutover(*args: str) -> subprocess.CompletedProcess[str]:
         return through_post_smoke(call(*args), call, args)  # approved at the post-smoke gate, then resumed

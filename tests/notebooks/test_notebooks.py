@@ -14,6 +14,7 @@ import pytest
 from nb_helpers import (REPO, approve_all, cutover, lab_config, run_dir_from, started_lab, steps_of,
                         through_post_smoke)
 from stellaops_lab import monitoring_green
+import forkrun  # tests/forkrun.py: cutover as a process forked from a warm one
 
 pytestmark = pytest.mark.notebooks
 
@@ -250,8 +251,7 @@ def test_the_runbooks_cli_runs_with_the_runbooks_arguments(lab_project, tmp_path
     env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
 
     def call(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", *argv, "--root", str(lab_project)],
-                              cwd=lab_project, env=env, capture_output=True, text=True, timeout=600)
+        return forkrun.run([*argv, "--root", str(lab_project)], cwd=lab_project, env=env, timeout=600)
 
     args = ("run", "--env", "local", "--phase", "cutover")
     res = through_post_smoke(call(*args), call, args)

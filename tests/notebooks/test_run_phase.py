@@ -2,11 +2,10 @@
 
 import json
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import forkrun  # tests/forkrun.py: cutover as a process forked from a warm one
 
 from nb_helpers import approve_all
 
@@ -14,8 +13,7 @@ pytestmark = pytest.mark.notebooks
 
 
 def cutover(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return forkrun.run(list(args), cwd=cwd, timeout=300)
 
 
 @pytest.fixture

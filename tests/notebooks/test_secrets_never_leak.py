@@ -10,12 +10,12 @@ import http.server
 import json
 import os
 import subprocess
-import sys
 import threading
 import urllib.parse
 from pathlib import Path
 
 import pytest
+import forkrun  # tests/forkrun.py: cutover as a process forked from a warm one
 
 from nb_helpers import approve_all, free_block, lab_config, make_project, through_post_smoke
 from standins.kube_api import kube_api  # noqa: F401 - fixture
@@ -88,8 +88,7 @@ def test_canaries_never_reach_evidence_or_terminal(tmp_path, kube_api):  # noqa:
 
     def run(*args: str, extra_env: dict[str, str] | None = None) -> int:
         def call(*argv: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "cutover_lib.cli.app", *argv, "--root", str(root)], cwd=root,
-                                  env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
+            return forkrun.run([*argv, "--root", str(root)], cwd=root, env={**env, **(extra_env or {})}, timeout=600)
 
         res = through_post_smoke(call(*args), call, args)  # (the approvals and the resume are leak paths too)
         outputs.append(res.stdout + res.stderr)
