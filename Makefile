@@ -44,13 +44,15 @@ demo-rollback: $(STAMP) lab-packages
 ## 4 workers on 2 cores: the tests mostly wait on kernels, labs and servers (measured here, the
 ## non-Docker run alone: 610 s on 2 workers, 384 s on 4).
 ## The tests' temporary folders (TMPDIR: pytest's tmp_path, runs' evidence, venvs, a wheelhouse;
-## ~1.6 GB) go to TEST_TMP, on the RAM disk where /dev/shm is one that runs programs: on disk the
-## block layer's work cost ~30 s of a make test here.  Emptied at the start; removed when every test
-## passed, kept (and named) when one failed.  TEST_TMP= (empty) keeps the system's temporary folder.
+## ~1.6 GB) go to a folder of this checkout's in TEST_TMP, the RAM disk /dev/shm by default, when
+## programs run from there: on disk the block layer's work cost ~30 s of a make test here.  That
+## folder is emptied at the start, removed when every test passed, kept (and named) when one failed.
+## TEST_TMP= (empty) keeps the system's temporary folder.
 TEST_WORKERS ?= 4
-TEST_TMP ?= /dev/shm/stellaops-cutover-test-$(shell printf '%s' '$(CURDIR)' | cksum | cut -d' ' -f1)
+TEST_TMP ?= /dev/shm
 test: $(STAMP) lab-packages
-	@start=$$(date +%s); log=$$(mktemp); tmp='$(TEST_TMP)'; \
+	@start=$$(date +%s); log=$$(mktemp); \
+	tmp='$(TEST_TMP)'; [ -z "$$tmp" ] || tmp="$$tmp/stellaops-cutover-test-$$(printf '%s' '$(CURDIR)' | cksum | cut -d' ' -f1)"; \
 	if [ -n "$$tmp" ]; then rm -rf "$$tmp"; \
 		if mkdir -p "$$tmp" 2>/dev/null && printf '#!/bin/sh\n' >"$$tmp/probe" && chmod +x "$$tmp/probe" \
 			&& "$$tmp/probe"; then rm -f "$$tmp/probe"; export TMPDIR="$$tmp"; \

@@ -23,7 +23,9 @@ and always with ``CUTOVER_TEST_NO_FORK=1`` (to compare, or to rule the server ou
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import os
 import selectors
 import signal
@@ -136,8 +138,14 @@ def _start() -> str | None:
     assert proc.stdout is not None
     ready = proc.stdout.readline().strip() == b"ready"
     proc.stdout.close()
-    _server["proc"] = proc  # (kept: a Popen collected while its process runs would warn)
+    atexit.register(_stop, proc, folder)  # (it would also go when this process does; this reaps it)
     return path if ready else None
+
+
+def _stop(proc: subprocess.Popen[bytes], folder: str) -> None:
+    proc.kill()
+    proc.wait()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- the server
