@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import locale
 import shutil
 import os
 import selectors
@@ -79,7 +80,7 @@ def run(argv: list[str], *, cwd: str | os.PathLike[str], env: dict[str, str] | N
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 _kill(pid)
-                for fd in chunks:
+                for fd in list(sel.get_map()):
                     os.close(fd)
                 sock.close()
                 raise subprocess.TimeoutExpired([MODULE, *argv], timeout or 0)
@@ -92,8 +93,13 @@ def run(argv: list[str], *, cwd: str | os.PathLike[str], env: dict[str, str] | N
                     os.close(key.fd)
     code = int(json.loads(reply.readline())["returncode"])
     sock.close()
-    text = {fd: b"".join(parts).decode(errors="replace") for fd, parts in chunks.items()}
+    text = {fd: _text(b"".join(parts)) for fd, parts in chunks.items()}
     return subprocess.CompletedProcess([MODULE, *argv], code, text[out_r], text[err_r])
+
+
+def _text(data: bytes) -> str:
+    """As ``subprocess.run(..., text=True)`` decodes: the locale's encoding, universal newlines."""
+    return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _kill(pid: int) -> None:
