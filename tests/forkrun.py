@@ -26,9 +26,9 @@ from __future__ import annotations
 import atexit
 import json
 import locale
-import shutil
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any
 
 __all__ = ["run"]
 
@@ -70,7 +71,7 @@ def run(argv: list[str], *, cwd: str | os.PathLike[str], env: dict[str, str] | N
         os.close(out_w)
         os.close(err_w)
     reply = sock.makefile("rb")
-    pid = int(json.loads(reply.readline())["pid"])
+    pid = int(_reply(reply)["pid"])
     chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
     deadline = None if timeout is None else time.monotonic() + timeout
     with selectors.DefaultSelector() as sel:
@@ -91,10 +92,18 @@ def run(argv: list[str], *, cwd: str | os.PathLike[str], env: dict[str, str] | N
                 else:
                     sel.unregister(key.fd)
                     os.close(key.fd)
-    code = int(json.loads(reply.readline())["returncode"])
+    code = int(_reply(reply)["returncode"])
     sock.close()
     text = {fd: _text(b"".join(parts)) for fd, parts in chunks.items()}
     return subprocess.CompletedProcess([MODULE, *argv], code, text[out_r], text[err_r])
+
+
+def _reply(reply: Any) -> dict[str, Any]:
+    line = reply.readline()
+    if not line:
+        raise RuntimeError("the fork server (tests/forkrun.py) ended before the command did; "
+                           "CUTOVER_TEST_NO_FORK=1 runs the tests' commands without it")
+    return json.loads(line)
 
 
 def _text(data: bytes) -> str:
@@ -180,9 +189,7 @@ def serve(path: str, caller: int) -> None:
             if key.data == "caller":
                 for pid, _conn in children.values():
                     _kill(pid)
-                listener.close()
-                os.unlink(path)
-                os.rmdir(os.path.dirname(path))
+                shutil.rmtree(os.path.dirname(path), ignore_errors=True)
                 os._exit(0)
             if key.data == "accept":
                 conn, _ = listener.accept()
@@ -257,7 +264,6 @@ def _fork(conn: socket.socket, close: list[int]) -> int | None:
 
 def _as_new_process(request: dict) -> None:
     """The state a fresh ``python -m`` would start this command with, where the server's differs."""
-    import atexit
     import random
 
     atexit._clear()  # the server's imports registered them for the server

@@ -50,7 +50,7 @@ def test_what_acts_at_interpreter_start_is_run_in_a_fresh_interpreter() -> None:
     assert res.returncode == 0 and res.args[:2] == [sys.executable, "-m"]
 
 
-def test_a_command_past_its_timeout_is_killed() -> None:
+def test_a_command_past_its_timeout_raises_as_subprocess_does_and_the_server_serves_on() -> None:
     with pytest.raises(subprocess.TimeoutExpired):
         forkrun.run(["lab", "--help"], cwd=REPO, timeout=0.001)
     assert forkrun.run(["--help"], cwd=REPO, timeout=120).returncode == 0  # the server serves on
