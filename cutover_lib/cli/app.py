@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -295,10 +295,36 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def main() -> None:
+def install_signal_handlers() -> None:
+    """SIGTERM unwinds like Ctrl-C (the run is sealed, the lock released); and an interrupt that
+    lands while the interpreter runs a finalizer (a ``__del__``, a weakref callback, where Python
+    prints an exception as "ignored" and goes on) is delivered again, so a Ctrl-C or a SIGTERM is
+    never lost: without this a run went on to its next gate after one (seen in the tests)."""
     import signal
+    import threading
 
-    signal.signal(signal.SIGTERM, _terminate)  # unwinds like Ctrl-C: the run is sealed, the lock released
+    from ..errors import Terminated
+
+    signal.signal(signal.SIGTERM, _terminate)
+    report = sys.unraisablehook
+
+    def redeliver(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):  # raised by a signal inside a finalizer
+            # the signal again, to the main thread, 10 ms on (from a thread: its handler runs once this
+            # hook and the finalizer have returned; one landing in a finalizer again comes back here)
+            again = threading.Timer(0.01, signal.pthread_kill, args=(
+                threading.main_thread().ident, signal.SIGTERM if isinstance(unraisable.exc_value, Terminated)
+                else signal.SIGINT))
+            again.daemon = True
+            again.start()
+        else:
+            report(unraisable)
+
+    sys.unraisablehook = redeliver
+
+
+def main() -> None:
+    install_signal_handlers()
     try:
         app()
     except KeyboardInterrupt as exc:
