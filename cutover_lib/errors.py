@@ -78,6 +78,14 @@ class CutoverError(Exception):
             return f"{self.message} ({self.hint})"
         return self.message
 
+    def _render_traceback_(self) -> list[str]:
+        """What a notebook cell shows for this error (IPython's hook for an exception that renders
+        itself): its name and its one line, as the terminal says it.  An error raised on purpose is
+        a finding of the runbook, not a bug to trace through the library's frames -- and IPython's
+        own traceback (every frame's source, highlighted) costs the kernel ~1 CPU-s each time.  An
+        unexpected step error keeps its traceback as the step's artifact."""
+        return [f"{type(self).__name__}: {self.one_line()}"]
+
 
 class UsageError(CutoverError):
     exit_code = 2

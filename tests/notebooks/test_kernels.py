@@ -230,3 +230,31 @@ def _cwd(p: Path) -> str:
         return os.readlink(p / "cwd")
     except OSError:
         return ""
+
+
+def test_an_error_raised_on_purpose_shows_one_line_and_a_bug_its_traceback(tmp_path):
+    """A CutoverError in a cell (a gate, a failed check) is the runbook's finding: the notebook shows
+    its name, message and hint as the terminal does, no frames of the library; any other error
+    keeps IPython's traceback.  The run kernel keeps no IPython history (the cells are evidence)."""
+    nb = notebook(tmp_path / "a.ipynb",
+                  "print(get_ipython().history_manager.enabled)",
+                  "from cutover_lib.errors import GateNotApproved\n"
+                  "raise GateNotApproved('gate t0 lacks approval from cto', hint='cutover approve ...')")
+    bug = notebook(tmp_path / "b.ipynb", "def inner():\n    return {}['missing']\n\ninner()")
+    with Kernels(tmp_path) as kernels:
+        with pytest.raises(NotebookFailed) as ei:
+            execute_notebook(nb, tmp_path / "a.out.ipynb", {}, tmp_path, 60, 120, kernels=kernels)
+        with pytest.raises(NotebookFailed):
+            execute_notebook(bug, tmp_path / "b.out.ipynb", {}, tmp_path, 60, 120, kernels=kernels)
+    assert (ei.value.ename, ei.value.evalue) == ("GateNotApproved", "gate t0 lacks approval from cto")
+
+    def error_of(path: Path) -> dict:
+        cells = nbformat.read(str(path), as_version=4).cells
+        return next(o for c in cells if c.cell_type == "code" for o in c.get("outputs", [])
+                    if o.output_type == "error")
+
+    assert outputs(tmp_path / "a.out.ipynb")[0].strip() == "False"
+    assert error_of(tmp_path / "a.out.ipynb")["traceback"] == [
+        "GateNotApproved: gate t0 lacks approval from cto (cutover approve ...)"]
+    shown = "\n".join(error_of(tmp_path / "b.out.ipynb")["traceback"])
+    assert "inner()" in shown and "KeyError" in shown and len(error_of(tmp_path / "b.out.ipynb")["traceback"]) > 1
