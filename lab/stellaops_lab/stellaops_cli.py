@@ -25,26 +25,28 @@ service unreachable, unreadable file); 2 usage or configuration error (bad argum
 URL variable missing). Errors are one ``stellaops-cli: error: ...`` line on stderr, never a
 traceback. The client secret and the token are never printed.
 
-Only the standard library loads at start; httpx is imported when a request is made.
+Only the standard library is used (``http.client``; no redirects are followed, a TLS context is
+made only for an ``https://`` URL): the stand-in runs a few times in every cutover phase, and
+importing an HTTP library and loading a CA bundle cost more than the requests themselves.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import http.client
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import quote
+from typing import Any, NoReturn
+from urllib.parse import quote, urlencode, urlsplit
 
-if TYPE_CHECKING:  # pragma: no cover
-    import httpx
-
-__all__ = ["CliError", "Settings", "main"]
+__all__ = ["CliError", "Client", "Response", "Settings", "main"]
 
 PROG = "stellaops-cli"
 DEFAULT_CLIENT_ID = "stellaops-cutover"
@@ -100,10 +102,80 @@ class Settings:
                 raise CliError(f"STELLAOPS_HTTP_TIMEOUT must be a positive number of seconds, not {raw!r}", 2)
         return cls(timeout=timeout, verify=not _falsy(os.environ.get("STELLAOPS_TLS_VERIFY", "")))
 
-    def client(self) -> httpx.Client:
-        import httpx
+    def client(self) -> Client:
+        return Client(timeout=self.timeout, verify=self.verify)
 
-        return httpx.Client(timeout=self.timeout, verify=self.verify, follow_redirects=False)
+
+@dataclass(frozen=True)
+class Response:
+    """One HTTP answer: what the commands read of it."""
+
+    method: str
+    url: str
+    status_code: int
+    reason_phrase: str
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class Client:
+    """HTTP/1.1 requests with ``http.client``: one connection per request, no redirects followed."""
+
+    def __init__(self, timeout: float, verify: bool) -> None:
+        self.timeout, self.verify = timeout, verify
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def request(self, method: str, url: str, *, content: bytes | None = None, json: Any = None,
+                data: dict[str, str] | None = None, headers: dict[str, str] | None = None,
+                auth: tuple[str, str] | None = None) -> Response:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise http.client.InvalidURL(f"not an http(s) URL: {url!r}")
+        sent = dict(headers or {})
+        body = content
+        if json is not None:
+            body = _json_dumps(json).encode()
+            sent.setdefault("Content-Type", "application/json")
+        elif data is not None:
+            body = urlencode(data).encode()
+            sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        if auth is not None:
+            pair = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            sent["Authorization"] = f"Basic {pair}"
+        sent.setdefault("Accept", "*/*")
+        conn = self._connection(parts.scheme, parts.hostname, parts.port)
+        try:
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            conn.request(method, target, body=body, headers=sent)
+            answer = conn.getresponse()
+            return Response(method, url, answer.status, answer.reason, answer.read())
+        finally:
+            conn.close()
+
+    def _connection(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
+        if scheme == "http":
+            return http.client.HTTPConnection(host, port, timeout=self.timeout)
+        import ssl
+
+        context = ssl.create_default_context()
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=context)
+
+
+_json_dumps = json.dumps  # (``Client.request`` has a parameter named json)
 
 
 def base_url(value: str | None, what: str) -> str:
@@ -120,22 +192,20 @@ def env_url(name: str) -> str:
     return base_url(os.environ.get(name), name)
 
 
-def request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+def request(client: Client, method: str, url: str, **kwargs: Any) -> Response:
     """One HTTP request; transport problems become one-line :class:`CliError` (exit 1)."""
-    import httpx
-
     try:
         return client.request(method, url, **kwargs)
-    except httpx.TimeoutException:
-        raise CliError(f"{method} {url}: no answer within {client.timeout.read}s "
+    except (socket.timeout, TimeoutError):
+        raise CliError(f"{method} {url}: no answer within {client.timeout:g}s "
                        "(STELLAOPS_HTTP_TIMEOUT)") from None
-    except httpx.TransportError as exc:
-        raise CliError(f"{method} {url}: cannot reach the service: {exc or type(exc).__name__}") from None
-    except httpx.InvalidURL as exc:
+    except (http.client.InvalidURL, ValueError) as exc:  # (a port that is not a number: ValueError)
         raise CliError(f"{method} {url}: invalid URL: {exc}", 2) from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise CliError(f"{method} {url}: cannot reach the service: {exc or type(exc).__name__}") from None
 
 
-def answer_json(response: httpx.Response) -> Any:
+def answer_json(response: Response) -> Any:
     """The response body as JSON, or None if it is not JSON."""
     try:
         return response.json()
@@ -143,7 +213,7 @@ def answer_json(response: httpx.Response) -> Any:
         return None
 
 
-def http_error(response: httpx.Response) -> CliError:
+def http_error(response: Response) -> CliError:
     """One line naming the request, the status and what the service said."""
     body = answer_json(response)
     said = ""
@@ -152,21 +222,21 @@ def http_error(response: httpx.Response) -> CliError:
         said = ": ".join(parts)
     if not said:
         said = response.text.strip()[:200] or response.reason_phrase
-    request_line = f"{response.request.method} {response.request.url}"
+    request_line = f"{response.method} {response.url}"
     return CliError(f"{request_line} -> HTTP {response.status_code}: {said}")
 
 
-def _ok(response: httpx.Response) -> bool:
+def _ok(response: Response) -> bool:
     return 200 <= response.status_code < 300
 
 
-def _object(response: httpx.Response) -> dict[str, Any]:
+def _object(response: Response) -> dict[str, Any]:
     """A 2xx answer's JSON object, else a :class:`CliError`."""
     if not _ok(response):
         raise http_error(response)
     body = answer_json(response)
     if not isinstance(body, dict):
-        raise CliError(f"{response.request.method} {response.request.url}: the answer is not a JSON object")
+        raise CliError(f"{response.method} {response.url}: the answer is not a JSON object")
     return body
 
 
@@ -185,7 +255,7 @@ def _emit(args: argparse.Namespace, obj: Any, text: str) -> None:
 
 
 # ------------------------------------------------------------------------ scan submit
-def _token(client: httpx.Client) -> str | None:
+def _token(client: Client) -> str | None:
     """A client-credentials access token when ``STELLAOPS_CLIENT_SECRET`` is set, else None."""
     secret = os.environ.get("STELLAOPS_CLIENT_SECRET", "")
     if not secret:
@@ -279,7 +349,7 @@ def cmd_signer_sign(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verdict(args: argparse.Namespace, response: httpx.Response,
+def _verdict(args: argparse.Namespace, response: Response,
              good: Callable[[dict[str, Any]], str], bad: Callable[[str, int], str]) -> int:
     """Print a verification answer; exit 0 only for a 2xx answer with ``ok: true``.
 
@@ -290,7 +360,7 @@ def _verdict(args: argparse.Namespace, response: httpx.Response,
     if not isinstance(body, dict) or "ok" not in body:
         if not _ok(response):
             raise http_error(response)
-        raise CliError(f"{response.request.method} {response.request.url}: the answer has no 'ok' field")
+        raise CliError(f"{response.method} {response.url}: the answer has no 'ok' field")
     ok = body.get("ok") is True and _ok(response)
     reason = str(body.get("reason") or body.get("error") or "not ok")
     _emit(args, body, good(body) if ok else bad(reason, response.status_code))

@@ -215,6 +215,49 @@ def test_unreachable_service_is_one_line(clean_lab: LabConfig) -> None:
     assert "cannot reach" in assert_one_error_line(proc)
 
 
+def test_a_service_that_never_answers_times_out_and_a_redirect_is_not_followed(clean_lab: LabConfig) -> None:
+    """The stand-in's own HTTP client (the standard library's: it starts in ~0.1 CPU-s, ~6 times a
+    cutover phase): STELLAOPS_HTTP_TIMEOUT bounds a silent service, a 302 is an answer, not a hop."""
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    redirect = socket.socket()
+    redirect.bind(("127.0.0.1", 0))
+    redirect.listen(2)
+
+    def answer_302() -> None:
+        for _ in range(2):
+            conn, _ = redirect.accept()
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=answer_302, daemon=True).start()
+    code = ("import runpy, sys; sys.argv = ['stellaops-cli', 'signer', 'sign', '--bundle', sys.argv[1]]\n"
+            "try:\n    runpy.run_module('stellaops_lab.stellaops_cli', run_name='__main__')\n"
+            "except SystemExit:\n    pass\nprint('httpx' in sys.modules)")
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        proc = cli(clean_lab, "signer", "sign", "--bundle", "samples/dsse/demo.json", STELLAOPS_SIGNER_URL=url,
+                   STELLAOPS_HTTP_TIMEOUT="0.5")
+        assert proc.returncode == 1
+        assert f"POST {url}/api/v1/signer/sign: no answer within 0.5s" in assert_one_error_line(proc)
+        url = f"http://127.0.0.1:{redirect.getsockname()[1]}"
+        proc = cli(clean_lab, "signer", "sign", "--bundle", "samples/dsse/demo.json", STELLAOPS_SIGNER_URL=url)
+        assert proc.returncode == 1
+        assert f"POST {url}/api/v1/signer/sign -> HTTP 302: Found" in assert_one_error_line(proc)
+        loaded = subprocess.run([sys.executable, "-c", code, "samples/dsse/demo.json"], cwd=REPO,
+                                capture_output=True, text=True, check=True,
+                                env=lab_env(clean_lab, STELLAOPS_SIGNER_URL=url))
+        assert "-> HTTP 302" in loaded.stderr and loaded.stdout.splitlines()[-1] == "False"  # (a request was made)
+    finally:
+        silent.close()
+        redirect.close()
+
+
 def test_missing_file_and_usage_errors(clean_lab: LabConfig) -> None:
     missing = cli(clean_lab, "signer", "sign", "--bundle", "samples/dsse/no-such.json")
     assert missing.returncode == 1 and "no-such.json" in assert_one_error_line(missing)
