@@ -32,6 +32,15 @@ def pytest_configure(config: pytest.Config) -> None:
     venv_bin = Path(sys.executable).parent
     if (venv_bin / "python3").exists() and os.environ.get("PATH", "").split(os.pathsep)[0] != str(venv_bin):
         os.environ["PATH"] = os.pathsep.join([str(venv_bin), os.environ.get("PATH", "")])
+    # typer's CliRunner builds the click command from the app at every invoke (~0.05 CPU-s; a few
+    # hundred invokes a suite); the app does not change once imported: built once per test process,
+    # as the `cutover` process builds it once
+    import functools
+
+    import typer.testing
+
+    if not hasattr(typer.testing._get_command, "cache_info"):
+        typer.testing._get_command = functools.lru_cache(maxsize=None)(typer.testing._get_command)
     if "CUTOVER_OPERATOR_KEY" not in os.environ:
         folder = Path(tempfile.mkdtemp(prefix="cutover-test-operator-"))
         os.environ["CUTOVER_OPERATOR_KEY"] = str(folder / "operator-ed25519.pem")
