@@ -13,6 +13,9 @@ WORKDIR /opt/stellaops
 COPY samples/ /opt/stellaops/samples/
 COPY cutover_lib/ /opt/stellaops/cutover_lib/
 COPY stellaops_lab/ /opt/stellaops/stellaops_lab/
+# compiled once here: with PYTHONDONTWRITEBYTECODE (and a fresh container layer each start) every
+# service start and every `docker exec ... dotnet` would compile these modules again
+RUN python3 -m compileall -q /opt/stellaops/cutover_lib /opt/stellaops/stellaops_lab
 # The lab's stand-in for the scanner's own CLI, so that the runbook's Section 4.4 line
 # `docker exec stellaops-scanner-web dotnet StellaOps.Scanner.WebService.dll health queue` runs
 # as written (it answers that one command, from this container's scanner on port 8080).

@@ -4,6 +4,7 @@ caught by 4.2.health and rolled back (Section 6), and two compose nodes updated 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from datetime import datetime
@@ -104,6 +105,19 @@ def test_network_error_other_than_exists_fails(docker_lab, clean_engines, tmp_pa
     assert rec["outcome"] == "failed"
     assert "node lab1: `DOCKER_HOST=" in rec["message"] and "exited 1 on node lab1" in rec["message"]
     assert "operation is not permitted on predefined host network" in rec["message"]
+
+
+def test_the_lab_image_carries_its_modules_compiled(docker_lab):
+    """Every lab service start and every ``docker exec ... dotnet`` imports the lab's modules in a
+    fresh container layer with PYTHONDONTWRITEBYTECODE: compiled once in the image, not each time."""
+    host = docker_lab.engine("lab1")
+    probe = ("import os, stellaops_lab.serve, stellaops_lab.dotnet_standin as d, cutover_lib.errors as e\n"
+             "print(all(os.path.isfile(m.__cached__) for m in (stellaops_lab.serve, d, e)))")
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3",
+                          "127.0.0.1:5000/stellaops/lab:2025.09.2", "-c", probe],
+                         env={**os.environ, "DOCKER_HOST": host}, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stdout + out.stderr
 
 
 # ------------------------------------------------------------------------------ T-12h
