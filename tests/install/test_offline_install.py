@@ -201,6 +201,45 @@ def test_tampered_wheelhouse_stops_the_install(wheelhouse: Path, tmp_path: Path,
     assert stamp.stat().st_mtime == 1_000_000_000 and sorted(p.name for p in venv.iterdir()) == [stamp.name]
 
 
+def _small_wheelhouse(folder: Path, built_for: str | None = None) -> Path:
+    """A wheelhouse as ``make wheelhouse`` lays one out (two files, BUILT-FOR, SHA256SUMS), without pip."""
+    folder.mkdir()
+    (folder / "a-1.0-py3-none-any.whl").write_bytes(b"PK a")
+    (folder / "b-2.0-py3-none-any.whl").write_bytes(b"PK b")
+    probe = "import platform, sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]} {sys.platform} {platform.machine()}')"
+    here = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    (folder / "BUILT-FOR").write_text(built_for or here)
+    subprocess.run("sha256sum -- * > SHA256SUMS", shell=True, cwd=folder, check=True)
+    return folder
+
+
+def _check(folder: Path) -> subprocess.CompletedProcess[str]:
+    return _run(["bash", "tools/wheelhouse.sh", "check", str(folder), sys.executable], timeout=60)
+
+
+def test_check_names_what_is_cheap_to_see_before_it_hashes(tmp_path: Path) -> None:
+    """A file missing or added, or a wheelhouse for another Python, is named from the listing before
+    any file is hashed (a changed file alongside is not what it reports); a malformed SHA256SUMS is
+    named as such; a sound one passes."""
+    good = _check(_small_wheelhouse(tmp_path / "good"))
+    assert good.returncode == 0 and "3 files match SHA256SUMS" in good.stdout, _output(good)
+    cases = {"missing": ("missing from", "b-2.0-py3-none-any.whl"), "added": ("not listed in", "c.whl"),
+             "python": ("was built for cp27 linux x86_64", ""), "format": ("is not in sha256sum format", "")}
+    for case, (says, name) in cases.items():
+        wheelhouse = _small_wheelhouse(tmp_path / case, "cp27 linux x86_64\n" if case == "python" else None)
+        (wheelhouse / "a-1.0-py3-none-any.whl").write_bytes(b"PK changed")  # (hashing would say so)
+        if case == "missing":
+            (wheelhouse / name).unlink()
+        elif case == "added":
+            (wheelhouse / name).write_bytes(b"PK c")
+        elif case == "format":
+            (wheelhouse / "SHA256SUMS").write_text("not a checksum line\n")
+        proc = _check(wheelhouse)
+        errors = _errors(proc)
+        assert proc.returncode == 1 and len(errors) == 1 and says in errors[0] and name in errors[0], (case, _output(proc))
+        assert "checksum mismatch" not in proc.stderr
+
+
 @pytest.mark.parametrize("args", [[], ["WHEELHOUSE="], ["WHEELHOUSE=/nonexistent/wheelhouse"]],
                          ids=["unset", "empty", "missing-folder"])
 def test_install_offline_needs_a_wheelhouse(args: list[str], tmp_path: Path) -> None:
