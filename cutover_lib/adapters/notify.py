@@ -36,6 +36,7 @@ from ..config.params import Environment
 from ..config.secrets import mask, mask_obj, register_secret
 from ..errors import CutoverError
 from ..evidence.evidence import RunFolder
+from .http import tls_context
 
 __all__ = [
     "COLORS",
@@ -273,8 +274,8 @@ class Bridge:
         tries = self.config.retries + 1
         status: int | None = None
         error = ""
-        with httpx.Client(timeout=timeout, verify=self.verify, transport=self.transport, follow_redirects=False,
-                          headers={"User-Agent": "stellaops-cutover"}) as client:
+        with httpx.Client(timeout=timeout, verify=tls_context(self.verify), transport=self.transport,
+                          follow_redirects=False, headers={"User-Agent": "stellaops-cutover"}) as client:
             for attempt in range(1, tries + 1):
                 wait: float | None = None
                 try:

@@ -110,3 +110,34 @@ def test_wait_until_returns_when_probe_passes():
         return "ok"
 
     assert wait_until(probe, deadline_s=5, what="x", first_delay=0.01) == "ok" and len(n) == 3
+
+
+def test_every_client_of_a_process_shares_its_tls_settings(monkeypatch):
+    """The checks' client and every bridge post take the one TLS context of their ``verify``
+    (parsing the CA bundle costs ~40 ms of CPU a client; a run makes one per bridge post)."""
+    import ssl
+
+    import httpx
+
+    from cutover_lib.adapters.http import tls_context
+    from cutover_lib.adapters.notify import Bridge
+    from cutover_lib.config.models import Bridge as BridgeParams
+    from cutover_lib.config.schema import build
+
+    given: list[object] = []
+    real = httpx.Client.__init__
+
+    def spy(self, *args, **kwargs):
+        given.append(kwargs.get("verify"))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "__init__", spy)
+    Http(verify=True).close()
+    Http(verify=False).close()
+    params = build({"webhook": "env:CUTOVER_TEST_WEBHOOK", "retries": 0}, BridgeParams)
+    monkeypatch.setenv("CUTOVER_TEST_WEBHOOK", "http://127.0.0.1:9/hook")
+    for verify in (True, False):
+        Bridge(params, verify=verify, backoff=0, sleep=lambda s: None).post("x")
+    assert given == [tls_context(True), tls_context(False), tls_context(True), tls_context(False)]
+    assert tls_context(True).verify_mode == ssl.CERT_REQUIRED and tls_context(True).check_hostname
+    assert tls_context(False).verify_mode == ssl.CERT_NONE
