@@ -1,10 +1,10 @@
 """Notebook execution: papermill in the runner's own process, one kernel per run.
 
 A kernel start and a first cell's imports cost ~0.5 s of CPU; one per notebook made that most
-of a lab run.  Here papermill runs inside the runner, and a run's
-notebooks share one kernel, started before the run folder is even written and importing the
-phase's modules as it boots (IPython ``exec_lines``, in a throw-away namespace).  Between
-notebooks the kernel is put back to a clean state (see :class:`Kernels`).
+of a lab run.  Here papermill runs inside the runner, and a run's notebooks share one kernel,
+started before the run folder is even written and importing the phase's modules as it boots
+(IPython ``exec_lines``, in a throw-away namespace).  Between notebooks the kernel is put back
+to a clean state (see :class:`Kernels`).  It keeps no IPython history (the cells are evidence).
 
 Kernels talk over IPC (unix) sockets in a private folder made per run (mode 0700), so
 nothing listens on a TCP port during a cutover and two runs never share a socket path.
@@ -29,9 +29,9 @@ from typing import Any
 
 __all__ = ["KERNEL_ENV", "Kernels", "NotebookFailed", "execute_notebook", "warm_imports"]
 
-#: the run kernels' environment on top of the runner's: library warnings stay out of the record; and
-#: their IPython keeps no history (the cells are in the evidence; its sqlite and thread: ~0.09 CPU-s)
-KERNEL_ENV, _NO_HISTORY = {"PYTHONWARNINGS": "ignore"}, "--HistoryManager.enabled=False"
+#: the run kernels' environment on top of the runner's: library warnings stay out of the record
+KERNEL_ENV = {"PYTHONWARNINGS": "ignore"}
+_NO_HISTORY = "--HistoryManager.enabled=False"  # (its sqlite file and saving thread: ~0.09 CPU-s)
 
 
 class NotebookFailed(Exception):
@@ -68,10 +68,9 @@ def warm_imports(notebook: Path) -> str:
 def _manager_class() -> type:
     """jupyter_client's async kernel manager, with one client made and connected at kernel start.
 
-    nbclient asks the manager for a client and waits until the kernel answers; a client
-    connected early is subscribed to IOPub long before it is used, and its wait skips
-    jupyter_client's closing 0.2 s IOPub flush (nbclient matches every output to its request
-    by parent id, so a startup message cannot land in a cell).
+    nbclient asks the manager for a client and waits until the kernel answers; a client connected early is
+    subscribed to IOPub long before it is used, and its wait skips jupyter_client's closing 0.2 s IOPub
+    flush (nbclient matches every output to its request by parent id: no startup message lands in a cell).
     """
     from queue import Empty
 
@@ -91,15 +90,16 @@ def _manager_class() -> type:
                 try:
                     msg = await self.shell_channel.get_msg(timeout=1)
                 except Empty:
-                    msg = {"msg_type": None}
-                if msg["msg_type"] == "kernel_info_reply":
-                    try:  # IOPub is connected once the kernel's status message arrives
-                        await self.iopub_channel.get_msg(timeout=0.2)
-                    except Empty:
-                        pass
-                    else:
-                        self._handle_kernel_info_reply(msg)
-                        break
+                    pass
+                else:
+                    if msg["msg_type"] == "kernel_info_reply":
+                        try:  # IOPub is connected once the kernel's status message arrives
+                            await self.iopub_channel.get_msg(timeout=0.2)
+                        except Empty:
+                            pass
+                        else:
+                            self._handle_kernel_info_reply(msg)
+                            break
                 if not await self._async_is_alive():
                     raise RuntimeError("Kernel died before replying to kernel_info")
                 if time.monotonic() > deadline:

@@ -16,8 +16,8 @@ Environment: ``STELLAOPS_RELEASE`` (the ``version`` in /healthz, default 2025.09
 ``LAB_FAULTS`` (JSON object of faults baked into this process -- a faulty release -- not stored, e.g.
 ``{"scanner.unhealthy": true}``), ``LAB_CLIENT_SECRET`` (authority client secret).
 
-The ``<service>.down`` fault is polled every 0.5 s (each wake-up of seven idle services costs CPU a
-suite of labs feels: 0.2 s cost ~9 ms a second a lab): while set, the listening socket and
+The ``<service>.down`` fault is polled every 0.5 s (at 0.2 s, a lab's seven idle services waking
+up cost ~9 ms of CPU a second): while set, the listening socket and
 every open connection are closed (clients get "connection refused"); once cleared the
 service listens again.
 """

@@ -206,7 +206,8 @@ def _small_wheelhouse(folder: Path, built_for: str | None = None) -> Path:
     folder.mkdir()
     (folder / "a-1.0-py3-none-any.whl").write_bytes(b"PK a")
     (folder / "b-2.0-py3-none-any.whl").write_bytes(b"PK b")
-    probe = "import platform, sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]} {sys.platform} {platform.machine()}')"
+    probe = ("import platform, sys; "
+             "print(f'cp{sys.version_info[0]}{sys.version_info[1]} {sys.platform} {platform.machine()}')")
     here = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     (folder / "BUILT-FOR").write_text(built_for or here)
     subprocess.run("sha256sum -- * > SHA256SUMS", shell=True, cwd=folder, check=True)
@@ -236,7 +237,8 @@ def test_check_names_what_is_cheap_to_see_before_it_hashes(tmp_path: Path) -> No
             (wheelhouse / "SHA256SUMS").write_text("not a checksum line\n")
         proc = _check(wheelhouse)
         errors = _errors(proc)
-        assert proc.returncode == 1 and len(errors) == 1 and says in errors[0] and name in errors[0], (case, _output(proc))
+        assert proc.returncode == 1 and len(errors) == 1 and says in errors[0] and name in errors[0], \
+            (case, _output(proc))
         assert "checksum mismatch" not in proc.stderr
 
 
