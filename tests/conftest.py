@@ -39,8 +39,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     import typer.testing
 
-    if not hasattr(typer.testing._get_command, "cache_info"):
-        typer.testing._get_command = functools.lru_cache(maxsize=None)(typer.testing._get_command)
+    build = getattr(typer.testing, "_get_command", None)  # (typer's private name: without it, no cache)
+    if build is not None and not hasattr(build, "cache_info"):
+        typer.testing._get_command = functools.lru_cache(maxsize=None)(build)
     if "CUTOVER_OPERATOR_KEY" not in os.environ:
         folder = Path(tempfile.mkdtemp(prefix="cutover-test-operator-"))
         os.environ["CUTOVER_OPERATOR_KEY"] = str(folder / "operator-ed25519.pem")

@@ -80,15 +80,16 @@ cmd_check() {
     [ -n "$dir" ] || die "WHEELHOUSE is not set: make install-offline WHEELHOUSE=path/to/wheelhouse (a folder made by make wheelhouse)"
     [ -d "$dir" ] || die "WHEELHOUSE=$dir: no such folder"
     [ -f "$dir/$SUMS" ] || die "WHEELHOUSE=$dir holds no $SUMS (not a folder made by make wheelhouse)"
-    local out rc=0 bad missing unlisted listed want have
+    local out rc=0 bad missing unlisted listed present want have
     # what is cheap first -- the listing, the Python it was built for -- then the hashing (minutes
     # for a wheelhouse of a few hundred MB on a slow disk): a file missing or added is named at once
     ! grep -qvE '^[0-9a-f]{64} [ *][^/]+$' "$dir/$SUMS" \
         || die "$dir/$SUMS is not in sha256sum format (one 'SHA256  NAME' line per file)"
     listed=$(sed 's/^[0-9a-f]\{64\} [ *]//' "$dir/$SUMS" | LC_ALL=C sort)
-    missing=$(comm -23 <(printf '%s\n' "$listed") <(files "$dir") | paste -sd' ' -)
+    present=$(files "$dir")
+    missing=$(comm -23 <(printf '%s\n' "$listed") <(printf '%s\n' "$present") | paste -sd' ' -)
     [ -z "$missing" ] || die "missing from $dir: $missing (listed in $SUMS; carry the wheelhouse over again)"
-    unlisted=$(comm -13 <(printf '%s\n' "$listed") <(files "$dir") | paste -sd' ' -)
+    unlisted=$(comm -13 <(printf '%s\n' "$listed") <(printf '%s\n' "$present") | paste -sd' ' -)
     [ -z "$unlisted" ] || die "not listed in $dir/$SUMS: $unlisted (added after make wheelhouse; remove it or build again)"
     want=$(cat "$dir/$BUILT_FOR" 2>/dev/null) || die "$dir holds no $BUILT_FOR (not a folder made by make wheelhouse)"
     have=$(built_for "$py") || die "cannot run $py (set PY=python3.11)"

@@ -129,6 +129,7 @@ class Client:
 
     def __init__(self, timeout: float, verify: bool) -> None:
         self.timeout, self.verify = timeout, verify
+        self._tls: Any = None  # made at the first https:// request, then reused (scan submit polls)
 
     def __enter__(self) -> Client:
         return self
@@ -136,7 +137,7 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def request(self, method: str, url: str, *, content: bytes | None = None, json: Any = None,
+    def request(self, method: str, url: str, *, content: bytes | None = None, json_body: Any = None,
                 data: dict[str, str] | None = None, headers: dict[str, str] | None = None,
                 auth: tuple[str, str] | None = None) -> Response:
         parts = urlsplit(url)
@@ -144,8 +145,8 @@ class Client:
             raise http.client.InvalidURL(f"not an http(s) URL: {url!r}")
         sent = dict(headers or {})
         body = content
-        if json is not None:
-            body = _json_dumps(json).encode()
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
             sent.setdefault("Content-Type", "application/json")
         elif data is not None:
             body = urlencode(data).encode()
@@ -166,16 +167,14 @@ class Client:
     def _connection(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
         if scheme == "http":
             return http.client.HTTPConnection(host, port, timeout=self.timeout)
-        import ssl
+        if self._tls is None:
+            import ssl
 
-        context = ssl.create_default_context()
-        if not self.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=context)
-
-
-_json_dumps = json.dumps  # (``Client.request`` has a parameter named json)
+            self._tls = ssl.create_default_context()
+            if not self.verify:
+                self._tls.check_hostname = False
+                self._tls.verify_mode = ssl.CERT_NONE
+        return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._tls)
 
 
 def base_url(value: str | None, what: str) -> str:
@@ -324,7 +323,7 @@ def cmd_scan_submit(args: argparse.Namespace) -> int:
         # The lab's scanner does not attest; the stand-in does what the platform's
         # scanner -> attestor pipeline does (submit the report's DSSE envelope to the
         # attestor), so `attestor verify --uuid` has a uuid that came from this scan.
-        stored = _object(request(client, "POST", f"{attestor}/api/v1/attestations", json=dsse))
+        stored = _object(request(client, "POST", f"{attestor}/api/v1/attestations", json_body=dsse))
         att_uuid = stored.get("uuid")
         if not isinstance(att_uuid, str) or not att_uuid:
             raise CliError(f"POST {attestor}/api/v1/attestations: the answer has no uuid")
