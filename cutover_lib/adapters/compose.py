@@ -16,13 +16,13 @@ the adapter edge, into :mod:`cutover_lib.errors` with one clear line and a fix h
 * compose file missing  -> ``StepFailed`` naming the file and the params key
 * docker / compose v2 / docker SDK not installed -> ``ToolMissing``
 
-The docker CLI is ``$CUTOVER_DOCKER`` (read when a command is built), default ``docker``.
-Nothing here touches the ``Runbook``; :mod:`cutover_lib.adapters.compose_steps` turns these into steps.
+The docker CLI is ``$CUTOVER_DOCKER`` (read when a command is built), default ``docker``.  Nothing
+here touches the ``Runbook``; :mod:`cutover_lib.adapters.compose_steps` turns these into steps.
 
-``ssh://`` nodes: the CLI runs the system ``ssh`` (the operator's ``~/.ssh/config`` and
-``known_hosts``) and ``docker system dial-stdio`` on the node; the SDK connects with paramiko
-(``docker[ssh]``), which reads ``~/.ssh/config`` (Hostname, Port, User, IdentityFile,
-ProxyCommand) and ``~/.ssh/known_hosts`` and refuses a host whose key is not there.
+``ssh://`` nodes: the CLI runs the system ``ssh`` (the operator's ``~/.ssh/config`` and ``known_hosts``)
+and ``docker system dial-stdio`` on the node; the SDK connects with paramiko (``docker[ssh]``), which
+reads ``~/.ssh/config`` (Hostname, Port, User, IdentityFile, ProxyCommand) and ``~/.ssh/known_hosts``
+and refuses a host whose key is not there.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ __all__ = [
     "ContainerHealth",
     "compose_argv",
     "docker_binary",
+    "engine_busy",
     "engine_client",
     "engine_unreachable",
     "ensure_network",
@@ -174,20 +175,24 @@ def engine_client(node: str, docker_host: str, timeout: float = 30.0) -> Iterato
         problem = _probe_ssh(docker_host, timeout)
         if problem:
             raise engine_unreachable(node, docker_host, problem)
-    # Negotiate the API version ourselves (as version="auto" does) so that a failed first call
-    # still closes the client's connection pool.  ssh://: paramiko (use_ssh_client=False), whose
-    # failures are exceptions here; the ssh-CLI transport of docker-py prints ssh's errors on our
-    # stderr, never waits for its ssh process and applies no timeout to a hung remote.
+    # Negotiate the API version ourselves (as version="auto" does) so that a failed first call still
+    # closes the client's connection pool.  ssh://: paramiko (use_ssh_client=False), whose failures
+    # are exceptions here; docker-py's ssh-CLI transport prints ssh's errors on our stderr, never
+    # waits for its ssh process and applies no timeout to a hung remote.
     client = None
     try:
         try:
             client = docker.DockerClient(base_url=docker_host, version=docker.constants.MINIMUM_DOCKER_API_VERSION,
                                          timeout=int(timeout), use_ssh_client=False)  # (ssh: connects here)
-            client.api._version = client.api.version(api_version=False)["ApiVersion"]
-        except DockerException as exc:
-            raise engine_unreachable(node, docker_host, _short(exc)) from exc
-        except unreachable as exc:
-            raise engine_unreachable(node, docker_host, _short(exc)) from exc
+            for tries_left in (2, 1, 0):  # a busy engine (read timeout) is asked again; a down one is not
+                try:
+                    client.api._version = client.api.version(api_version=False)["ApiVersion"]
+                    break
+                except Exception as exc:
+                    if not tries_left or not engine_busy(exc):
+                        raise
+        except (DockerException, *unreachable) as exc:
+            raise _engine_error(node, docker_host, exc, timeout) from exc
         yield client
     except DockerException as exc:
         from docker.errors import APIError
@@ -195,12 +200,27 @@ def engine_client(node: str, docker_host: str, timeout: float = 30.0) -> Iterato
         if isinstance(exc, APIError):
             raise StepFailed(f"docker engine of node {node} ({docker_host}) answered "
                              f"{exc.status_code}: {_short(exc.explanation or exc)}") from exc
-        raise engine_unreachable(node, docker_host, _short(exc)) from exc
+        raise _engine_error(node, docker_host, exc, timeout) from exc
     except unreachable as exc:
-        raise engine_unreachable(node, docker_host, _short(exc)) from exc
+        raise _engine_error(node, docker_host, exc, timeout) from exc
     finally:
         if client is not None:
             client.close()
+
+
+def engine_busy(exc: BaseException) -> bool:
+    """The engine took the request but did not answer in time: busy (many containers starting),
+    not down -- worth asking again, unlike a refused connection."""
+    import requests
+
+    return isinstance(exc, (requests.exceptions.ReadTimeout, TimeoutError))
+
+
+def _engine_error(node: str, docker_host: str, exc: BaseException, timeout: float) -> StepFailed:
+    if not engine_busy(exc):
+        return engine_unreachable(node, docker_host, _short(exc))
+    return StepFailed(f"docker engine of node {node} ({docker_host}) did not answer within {timeout:g}s: "
+                      f"{_short(exc)}", hint="it is busy or hung (docker info on the node tells); raise timeouts.http")
 
 
 def _probe_unix(path: str, timeout: float) -> str:
@@ -247,11 +267,9 @@ def _short(exc: object) -> str:
 
 
 def ensure_network(client: "docker.DockerClient", name: str) -> str:
-    """Create the external network; ``created`` or ``exists`` (HTTP 409 passes).
-
-    Any other API error (bad name, no such driver, address pool exhausted...) propagates
-    as ``docker.errors.APIError`` for :func:`engine_client` to map; it is *not* swallowed.
-    """
+    """Create the external network; ``created`` or ``exists`` (HTTP 409 passes).  Any other API
+    error (bad name, no such driver, address pool exhausted...) propagates as ``docker.errors.APIError``
+    for :func:`engine_client` to map; it is *not* swallowed."""
     from docker.errors import APIError
 
     try:
@@ -320,15 +338,22 @@ def wait_healthy(probe: Callable[[], list[ContainerHealth]], services: Sequence[
     running, healthy container, or ``timeout`` passes.  Returns (ok, last rows, problems).
 
     Like ``docker compose up --wait`` it stops early when a container is ``unhealthy``: the
-    engine has then already seen ``retries`` failed checks in a row.
+    engine has then already seen ``retries`` failed checks in a row.  A poll the engine does
+    not answer in time (:func:`engine_busy`) is a problem until the next poll, not the end.
     """
     deadline = time.monotonic() + timeout
-    delay = 0.5
+    delay, rows = 0.5, []
     while True:
-        rows = probe()
-        if on_poll:
-            on_poll(rows)
-        problems = health_problems(rows, services)
+        try:
+            rows = probe()
+        except Exception as exc:
+            if not engine_busy(exc):
+                raise
+            problems = [f"the engine did not answer a poll in time ({_short(exc)})"]
+        else:
+            if on_poll:
+                on_poll(rows)
+            problems = health_problems(rows, services)
         if not problems or time.monotonic() >= deadline or any(r.health == "unhealthy" for r in rows):
             return not problems, rows, problems
         sleep(min(delay, max(0.0, deadline - time.monotonic())))

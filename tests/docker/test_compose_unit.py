@@ -279,6 +279,91 @@ def test_wait_healthy_names_the_unhealthy_service_and_its_last_check():
                         "urllib.error.HTTPError: HTTP Error 503: Service Unavailable", "signer: no container"]
 
 
+def test_a_poll_the_engine_does_not_answer_in_time_is_asked_again():
+    import requests
+
+    answers = iter([lambda: [_row("a", "starting")], _timeout, lambda: [_row("a", "healthy")]])
+    ok, rows, problems = dc.wait_healthy(lambda: next(answers)(), ["a"], 60, sleep=lambda s: None)
+    assert ok and problems == [] and rows == [_row("a", "healthy")]
+
+    ok, _, problems = dc.wait_healthy(_timeout, ["a"], 0, sleep=lambda s: None)
+    assert not ok and problems == ["the engine did not answer a poll in time (Read timed out. (read timeout=5))"]
+    with pytest.raises(requests.exceptions.ConnectionError):  # refused is down, not busy: no second ask
+        dc.wait_healthy(_refused, ["a"], 60, sleep=lambda s: pytest.fail("asked again"))
+
+
+def _timeout() -> list:
+    import requests
+
+    raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=5)")
+
+
+def _refused() -> list:
+    import requests
+
+    raise requests.exceptions.ConnectionError("Connection refused")
+
+
+class SlowEngine:
+    """A stand-in Docker engine on a unix socket that keeps the first ``silent`` requests
+    waiting (a busy engine), then answers ``/version`` as dockerd does."""
+
+    def __init__(self, path: Path, silent: int):
+        import socket
+        import threading
+
+        self.silent, self.asked = silent, 0
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn) -> None:
+        with conn:
+            if not conn.recv(65536):  # the adapter's connect probe sends nothing
+                return
+            self.asked += 1
+            if self.asked <= self.silent:
+                conn.recv(1)  # never answers: returns when the client gives up
+                return
+            body = b'{"ApiVersion": "1.41", "Version": "26.1.5"}'
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_an_engine_busy_at_the_first_request_is_asked_again_and_a_hung_one_named(tmp_path: Path):
+    busy = SlowEngine(tmp_path / "busy.sock", silent=1)
+    try:
+        with dc.engine_client("n1", f"unix://{tmp_path}/busy.sock", timeout=1) as client:
+            assert client.api._version == "1.41"
+        assert busy.asked == 2
+    finally:
+        busy.close()
+    hung = SlowEngine(tmp_path / "hung.sock", silent=99)
+    try:
+        with pytest.raises(StepFailed) as caught, dc.engine_client("n1", f"unix://{tmp_path}/hung.sock", timeout=1):
+            pass
+        assert hung.asked == 3
+    finally:
+        hung.close()
+    assert caught.value.message.startswith(f"docker engine of node n1 (unix://{tmp_path}/hung.sock) "
+                                           "did not answer within 1s: ")
+    assert "raise timeouts.http" in caught.value.one_line() and "\n" not in caught.value.one_line()
+
+
 def test_parse_ps_reads_lines_and_arrays():
     line = {"Name": "stellaops-web", "Service": "web", "Project": "stellaops", "Health": "healthy"}
     assert dc.parse_ps("$ docker compose ps\n" + json.dumps(line) + "\n# exit 0") == [line]
