@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -314,8 +315,12 @@ class SlowEngine:
 
         self.silent, self.asked = silent, 0
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen(8)
+        try:
+            self.sock.bind(str(path))
+            self.sock.listen(8)
+        except OSError:
+            self.sock.close()
+            raise
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -344,7 +349,19 @@ class SlowEngine:
         self.sock.close()
 
 
-def test_an_engine_busy_at_the_first_request_is_asked_again_and_a_hung_one_named(tmp_path: Path):
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A folder for unix sockets: make test's TMPDIR is deeper than a socket path may be (108 bytes)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="cutover-engine-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_an_engine_busy_at_the_first_request_is_asked_again_and_a_hung_one_named(short_dir: Path):
+    tmp_path = short_dir
     busy = SlowEngine(tmp_path / "busy.sock", silent=1)
     try:
         with dc.engine_client("n1", f"unix://{tmp_path}/busy.sock", timeout=1) as client:
