@@ -361,22 +361,21 @@ def short_dir() -> Iterator[Path]:
 
 
 def test_an_engine_busy_at_the_first_request_is_asked_again_and_a_hung_one_named(short_dir: Path):
-    tmp_path = short_dir
-    busy = SlowEngine(tmp_path / "busy.sock", silent=1)
+    busy = SlowEngine(short_dir / "busy.sock", silent=1)
     try:
-        with dc.engine_client("n1", f"unix://{tmp_path}/busy.sock", timeout=1) as client:
+        with dc.engine_client("n1", f"unix://{short_dir}/busy.sock", timeout=1) as client:
             assert client.api._version == "1.41"
         assert busy.asked == 2
     finally:
         busy.close()
-    hung = SlowEngine(tmp_path / "hung.sock", silent=99)
+    hung = SlowEngine(short_dir / "hung.sock", silent=99)
     try:
-        with pytest.raises(StepFailed) as caught, dc.engine_client("n1", f"unix://{tmp_path}/hung.sock", timeout=1):
+        with pytest.raises(StepFailed) as caught, dc.engine_client("n1", f"unix://{short_dir}/hung.sock", timeout=1):
             pass
         assert hung.asked == 3
     finally:
         hung.close()
-    assert caught.value.message.startswith(f"docker engine of node n1 (unix://{tmp_path}/hung.sock) "
+    assert caught.value.message.startswith(f"docker engine of node n1 (unix://{short_dir}/hung.sock) "
                                            "did not answer within 1s: ")
     assert "raise timeouts.http" in caught.value.one_line() and "\n" not in caught.value.one_line()
 
