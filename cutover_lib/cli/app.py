@@ -309,16 +309,25 @@ def install_signal_handlers() -> None:
     report = sys.unraisablehook
 
     def redeliver(unraisable: Any) -> None:
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):  # raised by a signal inside a finalizer
-            # the signal again, to the main thread, 10 ms on (from a thread: its handler runs once this
-            # hook and the finalizer have returned; one landing in a finalizer again comes back here)
-            again = threading.Timer(0.01, signal.pthread_kill, args=(
-                threading.main_thread().ident, signal.SIGTERM if isinstance(unraisable.exc_value, Terminated)
-                else signal.SIGINT))
-            again.daemon = True
-            again.start()
-        else:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):  # (raised by a signal inside a finalizer)
             report(unraisable)
+            return
+        # the signal again, to the main thread, 10 ms on (from a thread: its handler runs once this
+        # hook and the finalizer have returned; one landing in a finalizer again comes back here).
+        # On a loaded machine it can land while this hook still waits for the thread to start: then
+        # it is raised here, and scheduled once more (the earlier timer cancelled, if it had not fired).
+        again = None
+        sig = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+        while True:
+            try:
+                if again is not None:
+                    again.cancel()
+                again = threading.Timer(0.01, signal.pthread_kill, args=(threading.main_thread().ident, sig))
+                again.daemon = True
+                again.start()
+                return
+            except KeyboardInterrupt:
+                continue
 
     sys.unraisablehook = redeliver
 

@@ -50,3 +50,38 @@ def test_an_interrupt_inside_a_finalizer_is_delivered_again(sig, raised):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"{raised} during the sleep", proc.stdout + proc.stderr
     assert "Exception ignored" not in proc.stderr  # (nothing was ignored: it was raised again)
+
+
+def test_a_redelivered_interrupt_that_lands_while_the_hook_still_runs_is_sent_once_more(monkeypatch):
+    """Seen once on a loaded machine: the hook's own timer fired before the hook had returned from
+    starting it, so the interrupt was raised inside the hook -- where Python ignores it again."""
+    import threading
+    from types import SimpleNamespace
+
+    from cutover_lib.cli.app import install_signal_handlers
+    from cutover_lib.errors import Terminated
+
+    timers: list = []
+
+    class Timer:  # records, never sends a signal to this process
+        def __init__(self, interval, function, args):
+            self.args, self.cancelled, self.daemon = args, False, False
+            timers.append(self)
+
+        def cancel(self):
+            self.cancelled = True
+
+        def start(self):
+            if len(timers) == 1:
+                raise Terminated()  # its signal, delivered while the hook waits for the thread to start
+
+    monkeypatch.setattr(threading, "Timer", Timer)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # (this pytest process keeps its handlers)
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # (restored afterwards)
+    install_signal_handlers()
+    try:
+        sys.unraisablehook(SimpleNamespace(exc_value=Terminated()))
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt was raised out of the hook, where Python ignores it: lost")
+    assert [t.cancelled for t in timers] == [True, False]
+    assert timers[1].args == (threading.main_thread().ident, signal.SIGTERM) and timers[1].daemon
