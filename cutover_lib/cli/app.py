@@ -309,14 +309,14 @@ def install_signal_handlers() -> None:
     report = sys.unraisablehook
 
     def redeliver(unraisable: Any) -> None:
-        if not isinstance(unraisable.exc_value, KeyboardInterrupt):  # (raised by a signal inside a finalizer)
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):  # (one here came from a signal in a finalizer)
             report(unraisable)
             return
         # the signal again, to the main thread, 10 ms on (from a thread: its handler runs once this
         # hook and the finalizer have returned; one landing in a finalizer again comes back here).
         # On a loaded machine it can land while this hook still waits for the thread to start: then
         # it is raised here, and scheduled once more (the earlier timer cancelled, if it had not fired).
-        again = None
+        again: threading.Timer | None = None
         sig = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
         while True:
             try:
