@@ -80,7 +80,7 @@ cmd_check() {
     [ -n "$dir" ] || die "WHEELHOUSE is not set: make install-offline WHEELHOUSE=path/to/wheelhouse (a folder made by make wheelhouse)"
     [ -d "$dir" ] || die "WHEELHOUSE=$dir: no such folder"
     [ -f "$dir/$SUMS" ] || die "WHEELHOUSE=$dir holds no $SUMS (not a folder made by make wheelhouse)"
-    local out rc=0 bad missing unlisted listed present want have
+    local out rc=0 bad missing unlisted unreadable listed present want have
     # what is cheap first -- the listing, the Python it was built for -- then the hashing (minutes
     # for a wheelhouse of a few hundred MB on a slow disk): a file missing or added is named at once
     ! grep -qvE '^[0-9a-f]{64} [ *][^/]+$' "$dir/$SUMS" \
@@ -97,9 +97,9 @@ cmd_check() {
     # --quiet: only the failures, "NAME: FAILED" or "NAME: FAILED open or read", NAME as listed
     out=$(cd "$dir" && sha256sum --quiet --strict -c "$SUMS" 2>/dev/null) || rc=$?
     bad=$(sed -n 's/: FAILED$//p' <<<"$out" | paste -sd' ' -)
-    missing=$(sed -n 's/: FAILED open or read$//p' <<<"$out" | paste -sd' ' -)
+    unreadable=$(sed -n 's/: FAILED open or read$//p' <<<"$out" | paste -sd' ' -)
     [ -z "$bad" ] || die "checksum mismatch in $dir: $bad (changed since make wheelhouse; carry the wheelhouse over again)"
-    [ -z "$missing" ] || die "cannot read in $dir: $missing (listed in $SUMS; check the files' permissions)"
+    [ -z "$unreadable" ] || die "cannot read in $dir: $unreadable (listed in $SUMS; check the files' permissions)"
     [ "$rc" -eq 0 ] || die "$dir/$SUMS is not in sha256sum format (sha256sum -c exits $rc)"
     say "$dir: $(wc -l <"$dir/$SUMS") files match $SUMS (sha256 of $SUMS: $(sha256sum "$dir/$SUMS" | cut -d' ' -f1)), built for $want"
 }

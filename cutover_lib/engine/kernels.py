@@ -90,16 +90,15 @@ def _manager_class() -> type:
                 try:
                     msg = await self.shell_channel.get_msg(timeout=1)
                 except Empty:
-                    pass
-                else:
-                    if msg["msg_type"] == "kernel_info_reply":
-                        try:  # IOPub is connected once the kernel's status message arrives
-                            await self.iopub_channel.get_msg(timeout=0.2)
-                        except Empty:
-                            pass
-                        else:
-                            self._handle_kernel_info_reply(msg)
-                            break
+                    msg = {"msg_type": None}
+                if msg["msg_type"] == "kernel_info_reply":
+                    try:  # IOPub is connected once the kernel's status message arrives
+                        await self.iopub_channel.get_msg(timeout=0.2)
+                    except Empty:
+                        pass
+                    else:
+                        self._handle_kernel_info_reply(msg)
+                        break
                 if not await self._async_is_alive():
                     raise RuntimeError("Kernel died before replying to kernel_info")
                 if time.monotonic() > deadline:
