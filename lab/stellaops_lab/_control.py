@@ -41,8 +41,10 @@ SERVE_MODULE = "stellaops_lab.serve"
 LAUNCH_MODULE = "stellaops_lab._launch"
 STOP_GRACE_SECONDS = 5.0
 
-# Spawns programs (the lab's Prometheus) with posix_spawn in a new session and prints their pids,
-# then exits: they are reparented away from us, so we never hold a child we would have to reap.
+# Spawns programs (the lab's Prometheus) with posix_spawn in a new session, writes each one's pid
+# file at once (a caller killed right after the spawn must not leave a program nobody recorded,
+# which would hold its port against every later start), prints their pids, then exits: they are
+# reparented away from us, so we never hold a child we would have to reap.
 _LAUNCHER = r"""
 import json, os, sys
 jobs = json.load(sys.stdin)
@@ -55,6 +57,10 @@ for job in jobs:
     ]
     pids.append(os.posix_spawn(job["argv"][0], job["argv"], job["env"],
                                file_actions=actions, setsid=True))
+    tmp = f"{job['pid_file']}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{pids[-1]}\n")
+    os.replace(tmp, job["pid_file"])
 print(json.dumps(pids))
 """
 
@@ -145,12 +151,6 @@ def _get_json(url_host: str, port: int, path: str, timeout: float) -> tuple[int,
             return response.status, None
     finally:
         conn.close()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _log_tail(path: Path, lines: int = 3) -> str:
@@ -269,7 +269,7 @@ def up(config: LabConfig, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
         env = _child_env(config)
         jobs = [
             {"service": s, "args": _serve_argv(config, s)[3:], "log": str(config.log_file(s)), "env": env,
-             "data_dir": str(config.data_dir)}
+             "data_dir": str(config.data_dir), "pid_file": str(config.pid_file(s))}
             for s in to_start
         ]
         try:  # one interpreter imports the services and forks them (stellaops_lab._launch)
@@ -285,9 +285,7 @@ def up(config: LabConfig, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
             pids: list[int] = json.loads(launched.stdout)
         except (subprocess.SubprocessError, OSError, ValueError) as exc:
             raise launch_failed("the lab services", exc, config) from exc
-        for service, pid in zip(to_start, pids):
-            _atomic_write(config.pid_file(service), f"{pid}\n")
-        started = dict(zip(to_start, pids))
+        started = dict(zip(to_start, pids))  # (the launcher wrote their pid files)
 
     problems = _wait_until_healthy(config, started, timeout)
     _prometheus.wait(config)

@@ -7,8 +7,11 @@ Each child starts a new session, writes to its log, takes the jobs' environment,
 data folder, is named ``lab-<service>`` (``/proc/PID/comm``: how ``_control`` recognises it, since a
 forked child keeps the launcher's command line) and runs :func:`stellaops_lab.serve.main`.
 
-Jobs: ``[{"service": ..., "args": [serve's arguments], "log": path, "env": {...}, "data_dir": path}]``;
-prints the children's pids (JSON), in order.  Nothing is forked before every import has succeeded.
+Jobs: ``[{"service": ..., "args": [serve's arguments], "log": path, "env": {...}, "data_dir": path,
+"pid_file": path}]``; each child's pid file is written as soon as it is forked (whoever called the
+launcher may be killed before it reads the pids: a service nobody recorded would hold its port against
+every later ``up``), then the pids are printed (JSON), in order.  Nothing is forked before every
+import has succeeded.
 """
 
 from __future__ import annotations
@@ -59,6 +62,13 @@ def _child(job: dict[str, Any], log: int, serve: Any) -> None:
     os._exit(code if isinstance(code, int) else 1)
 
 
+def _write_pid(path: str, pid: int) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="ascii") as handle:
+        handle.write(f"{pid}\n")
+    os.replace(tmp, path)
+
+
 def main() -> None:
     jobs = json.load(sys.stdin)
     from . import serve
@@ -75,7 +85,8 @@ def main() -> None:
             if pid == 0:
                 _child(job, log, serve)
             pids.append(pid)
-    except OSError:  # (out of processes): no half-started lab whose pids nobody recorded
+            _write_pid(job["pid_file"], pid)
+    except OSError:  # (out of processes, a pid file not written): no half-started lab nobody recorded
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         raise

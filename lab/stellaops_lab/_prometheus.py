@@ -112,14 +112,14 @@ def start(config: LabConfig) -> None:
             "--log.level=warn"]
     from ._control import _LAUNCHER, launch_failed  # posix_spawn from a launcher that exits: no child of ours
 
-    job = {"argv": argv, "log": str(config.log_file(NAME)), "env": {"PATH": os.environ.get("PATH", "/usr/bin")}}
+    job = {"argv": argv, "log": str(config.log_file(NAME)), "env": {"PATH": os.environ.get("PATH", "/usr/bin")},
+           "pid_file": str(config.pid_file(NAME))}  # (written by the launcher)
     try:
         launched = subprocess.run([sys.executable, "-c", _LAUNCHER], input=json.dumps([job]), capture_output=True,
                                   text=True, timeout=30, check=True)
-        (pid,) = json.loads(launched.stdout)
+        json.loads(launched.stdout)
     except (subprocess.SubprocessError, OSError, ValueError) as exc:
         raise launch_failed("prometheus", exc, config) from exc
-    config.pid_file(NAME).write_text(f"{pid}\n")
 
 
 def wait(config: LabConfig, timeout: float = 20.0) -> None:

@@ -107,6 +107,45 @@ def test_down_never_kills_a_foreign_process(tmp_path: Path) -> None:
         foreign.wait()
 
 
+class CallerKilled(BaseException):
+    """The caller of a launcher dies (kill -9 of the kernel) after the launcher ran, before it reads the pids."""
+
+
+def test_a_caller_killed_right_after_a_launch_leaves_every_started_process_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cutover killed inside the lab restart (CI: kill -9 between Prometheus's start and its pid file)
+    left a Prometheus nobody recorded, holding its port: every later ``up`` failed on it."""
+    config = make_config(tmp_path / "lab", scan_seconds=0)
+    real_run = subprocess.run
+
+    def launch_then_die(*args: object, **kwargs: object) -> object:
+        real_run(*args, **kwargs)
+        raise CallerKilled
+
+    monkeypatch.setattr(subprocess, "run", launch_then_die)
+    try:
+        with pytest.raises(CallerKilled):  # Prometheus is launched first
+            up(config)
+        prometheus = _prometheus.running_pid(config)
+        assert prometheus is not None and alive(prometheus)
+        with pytest.raises(CallerKilled):  # Prometheus runs: this time the services are launched
+            up(config)
+        pids = {s: int(config.pid_file(s).read_text()) for s in SERVICES}
+        assert all(_is_ours(pid, service, config) for service, pid in pids.items())
+        monkeypatch.setattr(subprocess, "run", real_run)
+        assert set(up(config)) == set(SERVICES)  # the recorded processes are the lab: nothing new
+        assert _prometheus.running_pid(config) == prometheus
+        assert {s: int(config.pid_file(s).read_text()) for s in SERVICES} == pids
+    finally:
+        monkeypatch.setattr(subprocess, "run", real_run)
+        stopped = down(config)
+    assert stopped == [*SERVICES, "prometheus"]
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in [*pids.values(), prometheus]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(p) for p in [*pids.values(), prometheus])
+
+
 def test_up_fails_clearly_when_a_port_is_taken(tmp_path: Path) -> None:
     config = make_config(tmp_path / "lab")
     with socket.socket() as squatter:
