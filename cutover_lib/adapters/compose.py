@@ -43,22 +43,9 @@ if TYPE_CHECKING:
     import docker
 
 __all__ = [
-    "ContainerHealth",
-    "compose_argv",
-    "docker_binary",
-    "engine_busy",
-    "engine_client",
-    "engine_unreachable",
-    "ensure_network",
-    "health_problems",
-    "logs_argv",
-    "map_cli_failure",
-    "network_argv",
-    "parse_ps",
-    "project_health",
-    "require_file",
-    "resolve_env_file",
-    "wait_healthy",
+    "ContainerHealth", "compose_argv", "docker_binary", "engine_busy", "engine_client", "engine_unreachable",
+    "ensure_network", "health_problems", "logs_argv", "map_cli_failure", "network_argv", "parse_ps",
+    "project_health", "require_file", "resolve_env_file", "wait_healthy"
 ]
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -210,10 +197,19 @@ def engine_client(node: str, docker_host: str, timeout: float = 30.0) -> Iterato
 
 def engine_busy(exc: BaseException) -> bool:
     """The engine took the request but did not answer in time: busy (many containers starting),
-    not down -- worth asking again, unlike a refused connection."""
+    not down -- worth asking again, unlike a refused connection or a connect timeout.  An answer whose
+    body stops coming is the same: requests raises that as a ConnectionError (docker's version="auto"
+    as a DockerException) with urllib3's ReadTimeoutError in its chain."""
     import requests
+    from urllib3.exceptions import ReadTimeoutError
 
-    return isinstance(exc, (requests.exceptions.ReadTimeout, TimeoutError))
+    read_timeouts = (requests.exceptions.ReadTimeout, ReadTimeoutError)
+    chain: BaseException | None = exc
+    for _ in range(8):  # (a chain is short; the bound guards against a cycle)
+        if chain is None or isinstance(chain, read_timeouts):
+            break
+        chain = chain.__cause__ or chain.__context__
+    return isinstance(chain, read_timeouts) or isinstance(exc, TimeoutError)
 
 
 def _engine_error(node: str, docker_host: str, exc: BaseException, timeout: float) -> StepFailed:

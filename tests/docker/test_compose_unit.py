@@ -307,13 +307,14 @@ def _refused() -> list:
 
 class SlowEngine:
     """A stand-in Docker engine on a unix socket that keeps the first ``silent`` requests
-    waiting (a busy engine), then answers ``/version`` as dockerd does."""
+    waiting (a busy engine), then answers ``/version`` as dockerd does.  ``mid_body``: the
+    silent answers stop after their headers and the first bytes of the body instead."""
 
-    def __init__(self, path: Path, silent: int):
+    def __init__(self, path: Path, silent: int, mid_body: bool = False):
         import socket
         import threading
 
-        self.silent, self.asked = silent, 0
+        self.silent, self.asked, self.mid_body = silent, 0, mid_body
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.sock.bind(str(path))
@@ -338,12 +339,15 @@ class SlowEngine:
             if not conn.recv(65536):  # the adapter's connect probe sends nothing
                 return
             self.asked += 1
-            if self.asked <= self.silent:
-                conn.recv(1)  # never answers: returns when the client gives up
-                return
             body = b'{"ApiVersion": "1.41", "Version": "26.1.5"}'
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                         + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+            head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
+            if self.asked <= self.silent:
+                if self.mid_body:
+                    conn.sendall(head + body[:9])
+                conn.recv(1)  # never answers (the rest): returns when the client gives up
+                return
+            conn.sendall(head + body)
 
     def close(self) -> None:
         self.sock.close()
@@ -378,6 +382,31 @@ def test_an_engine_busy_at_the_first_request_is_asked_again_and_a_hung_one_named
     assert caught.value.message.startswith(f"docker engine of node n1 (unix://{short_dir}/hung.sock) "
                                            "did not answer within 1s: ")
     assert "raise timeouts.http" in caught.value.one_line() and "\n" not in caught.value.one_line()
+
+
+def test_an_answer_that_stops_mid_body_is_a_busy_engine_not_a_down_one(short_dir: Path):
+    """requests raises a read timeout in the body as a ConnectionError: before, that read as
+    "not reachable ... start it" at the first try."""
+    import requests
+
+    busy = SlowEngine(short_dir / "busy.sock", silent=1, mid_body=True)
+    try:
+        with dc.engine_client("n1", f"unix://{short_dir}/busy.sock", timeout=1) as client:
+            assert client.api._version == "1.41"
+        assert busy.asked == 2
+    finally:
+        busy.close()
+    hung = SlowEngine(short_dir / "hung.sock", silent=99, mid_body=True)
+    try:
+        with pytest.raises(StepFailed) as caught, dc.engine_client("n1", f"unix://{short_dir}/hung.sock", timeout=1):
+            pass
+        assert hung.asked == 3
+    finally:
+        hung.close()
+    assert "did not answer within 1s" in caught.value.message and "not reachable" not in caught.value.message
+    refused = requests.exceptions.ConnectionError("Connection refused")
+    assert dc.engine_busy(requests.exceptions.ReadTimeout()) and not dc.engine_busy(refused)
+    assert not dc.engine_busy(requests.exceptions.ConnectTimeout())  # a dead host is not a busy one
 
 
 def test_parse_ps_reads_lines_and_arrays():
