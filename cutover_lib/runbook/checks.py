@@ -38,8 +38,9 @@ def decision(rb: Runbook, step_id: str, *, smoke: Sequence[str]) -> dict[str, An
     reason = ("smoke tests failed: " + ", ".join(failed)) if failed else f"all {len(smoke)} smoke tests passed"
     since = (utc_now() - rb.env.t0).total_seconds() / 60  # from T0 in params (Section 2), not the first step
     limit = rb.env.slo.smoke_deadline.total_seconds() / 60
+    on_time = since <= limit  # (on the exact time: 45.04 minutes is late, though it rounds to 45.0)
     rb.record("decision", decision=verdict, reason=reason, failed=failed, minutes_since_t0=round(since, 1),
-              deadline_minutes=round(limit))
+              deadline_minutes=round(limit), on_time=on_time)
     when = f"T+{since:.0f}m" if abs(since) < 24 * 60 else f"{since / 1440:+.0f} days from T0"
 
     def act(ctx: StepContext) -> str:
@@ -48,7 +49,7 @@ def decision(rb: Runbook, step_id: str, *, smoke: Sequence[str]) -> dict[str, An
                                 [f"Run folder {rb.run.run_id}", "../"]]
         ctx.check(not failed, f"{reason} ({when}) -> trigger rollback (Section 6): notebooks/08_rollback.ipynb runs "
                               f"next in this run ({rb.run.run_id})")
-        return f"GO: {reason}; decided at {when} (deadline T+{limit:.0f}m)"
+        return f"GO: {reason}; decided at {when} ({'deadline' if on_time else 'past the deadline'} T+{limit:.0f}m)"
 
     return rb.step(step_id, "Go / rollback decision", owner="Cutover lead",
                    expect="every smoke test passed (announce success) — otherwise roll back", action=act)

@@ -98,6 +98,7 @@ def test_whole_runbook_on_the_lab(lab_project):
         assert sid in seen, sid
     assert seen["5.decision"]["observed"].startswith("GO")
     assert "decided at T+" in seen["5.decision"]["observed"]  # minutes since T0 in params, not the first step
+    assert "(deadline T+45m)" in seen["5.decision"]["observed"]  # on time: T0 was a minute ahead
     assert seen["2.t45m.smoke-decision"]["observed"].startswith("GO decided at T+")
     assert seen["2.t-30m.dashboards"]["outcome"] == "passed"  # the lab's Prometheus: nothing red
     # Section 8's record locations, read back from the lab's Jira-shaped ticket stand-in
