@@ -46,7 +46,7 @@ STOP_GRACE_SECONDS = 5.0
 # which would hold its port against every later start), prints their pids, then exits: they are
 # reparented away from us, so we never hold a child we would have to reap.
 _LAUNCHER = r"""
-import json, os, sys
+import json, os, signal, sys
 jobs = json.load(sys.stdin)
 pids = []
 for job in jobs:
@@ -58,9 +58,14 @@ for job in jobs:
     pids.append(os.posix_spawn(job["argv"][0], job["argv"], job["env"],
                                file_actions=actions, setsid=True))
     tmp = f"{job['pid_file']}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{pids[-1]}\n")
-    os.replace(tmp, job["pid_file"])
+    try:
+        with open(tmp, "w") as f:
+            f.write(f"{pids[-1]}\n")
+        os.replace(tmp, job["pid_file"])
+    except OSError:  # no program runs that nobody recorded
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        raise
 print(json.dumps(pids))
 """
 

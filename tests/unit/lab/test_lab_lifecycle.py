@@ -179,6 +179,38 @@ def test_up_fails_clearly_when_a_service_log_cannot_be_opened(tmp_path: Path) ->
         down(config)
 
 
+def test_a_pid_file_that_cannot_be_written_stops_the_program_it_was_for(tmp_path: Path) -> None:
+    """Prometheus's launcher writes its pid file; when it cannot, the Prometheus it started is stopped
+    (one that nobody recorded would hold its port against every later start) and the start fails."""
+    config = make_config(tmp_path / "lab")
+    config.run_dir.mkdir(parents=True)
+    config.pid_file("prometheus").mkdir()  # a folder where the pid file goes
+    try:
+        with pytest.raises(LabError) as info:
+            up(config)
+        assert str(info.value).startswith("could not start prometheus: IsADirectoryError"), info.value
+        deadline = time.monotonic() + 5
+        while _prometheus_of(config) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _prometheus_of(config) == []
+    finally:
+        config.pid_file("prometheus").rmdir()
+        down(config)
+
+
+def _prometheus_of(config: LabConfig) -> list[int]:
+    """Live (not zombie) prometheus processes on this lab's configuration."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            running = proc.name.isdigit() and (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+            if running and str(config.data_dir).encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def _lab_child_of(proc: Path, data: Path) -> bool:
     try:
         return (proc / "comm").read_text().startswith("lab-") and Path((proc / "cwd").readlink()) == data
