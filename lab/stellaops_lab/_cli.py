@@ -63,6 +63,10 @@ def _run(action: Callable[[], Any]) -> Any:
     except LabError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:  # the lab folder's files as the lab did not leave them (a folder, no room, ...)
+        typer.echo(f"error: {exc.strerror or exc}: {exc.filename}" if exc.filename else f"error: {exc}", err=True)
+        typer.echo("hint: the lab folder must hold the lab's own files, writable (--data-dir)", err=True)
+        raise typer.Exit(1) from None
 
 
 def _print_status(rows: dict[str, dict[str, Any]]) -> None:

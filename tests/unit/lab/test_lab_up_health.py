@@ -100,3 +100,14 @@ def test_cli_lab_up_exits_1_naming_the_unhealthy_service_and_0_when_healthy(tmp_
         assert again.returncode == 0, again.stdout + again.stderr
     finally:
         down(config)
+
+
+def test_cli_lab_down_on_a_lab_folder_it_did_not_leave_so_is_one_line(tmp_path: Path) -> None:
+    """A pid file that is a folder (or any file the lab cannot remove): one error line and a hint,
+    exit 1 -- it was a traceback."""
+    data = tmp_path / "lab"
+    (data / "run" / "prometheus.pid").mkdir(parents=True)
+    res = _lab_cli("down", "--data-dir", str(data))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.splitlines() == [f"error: Is a directory: {data / 'run' / 'prometheus.pid'}",
+                                       "hint: the lab folder must hold the lab's own files, writable (--data-dir)"]
