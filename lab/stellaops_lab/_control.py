@@ -41,34 +41,6 @@ SERVE_MODULE = "stellaops_lab.serve"
 LAUNCH_MODULE = "stellaops_lab._launch"
 STOP_GRACE_SECONDS = 5.0
 
-# Spawns programs (the lab's Prometheus) with posix_spawn in a new session, writes each one's pid
-# file at once (a caller killed right after the spawn must not leave a program nobody recorded,
-# which would hold its port against every later start), prints their pids, then exits: they are
-# reparented away from us, so we never hold a child we would have to reap.
-_LAUNCHER = r"""
-import json, os, signal, sys
-jobs = json.load(sys.stdin)
-pids = []
-for job in jobs:
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
-    pids.append(os.posix_spawn(job["argv"][0], job["argv"], job["env"],
-                               file_actions=actions, setsid=True))
-    tmp = f"{job['pid_file']}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            f.write(f"{pids[-1]}\n")
-        os.replace(tmp, job["pid_file"])
-    except OSError:  # no program runs that nobody recorded
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-        raise
-print(json.dumps(pids))
-"""
-
 
 def launch_failed(what: str, exc: Exception, config: LabConfig) -> LabError:
     """A launcher that failed, as one line: its own last word (``PermissionError: ... Read-only file

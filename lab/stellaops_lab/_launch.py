@@ -8,10 +8,16 @@ data folder, is named ``lab-<service>`` (``/proc/PID/comm``: how ``_control`` re
 forked child keeps the launcher's command line) and runs :func:`stellaops_lab.serve.main`.
 
 Jobs: ``[{"service": ..., "args": [serve's arguments], "log": path, "env": {...}, "data_dir": path,
-"pid_file": path}]``; each child's pid file is written as soon as it is forked (whoever called the
-launcher may be killed before it reads the pids: a service nobody recorded would hold its port against
-every later ``up``), then the pids are printed (JSON), in order.  Nothing is forked before every
-import has succeeded.
+"pid_file": path}]``.  Nothing is forked before every import has succeeded.
+
+``python -m stellaops_lab._launch spawn`` starts programs instead (the lab's Prometheus), with
+``posix_spawn`` in a new session: ``[{"argv": [...], "log": path, "env": {...}, "pid_file": path}]``.
+They are reparented away from the caller, who never holds a child it would have to reap.
+
+Either way each process's pid file is written the moment it is started (whoever called the launcher may
+be killed before it reads the pids: a process nobody recorded would hold its port against every later
+start); if one cannot be written, every process started so far is killed and the launch fails.  Then
+the pids are printed (JSON), in order.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["COMM_PREFIX", "main"]
+__all__ = ["COMM_PREFIX", "main", "spawn"]
 
 #: ``/proc/PID/comm`` of a forked service: ``lab-scanner`` (at most 15 characters, the kernel's limit)
 COMM_PREFIX = "lab-"
@@ -69,28 +76,55 @@ def _write_pid(path: str, pid: int) -> None:
     os.replace(tmp, path)
 
 
+def _start_recorded(jobs: list[dict[str, Any]], start: Callable[[dict[str, Any]], int]) -> list[int]:
+    """``start(job)`` for each job, its pid file written at once; every process started so far is
+    killed when one cannot start or its pid file cannot be written (no process nobody recorded)."""
+    pids: list[int] = []
+    try:
+        for job in jobs:
+            pids.append(start(job))
+            _write_pid(job["pid_file"], pids[-1])
+    except OSError:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        raise
+    return pids
+
+
+def spawn(jobs: list[dict[str, Any]]) -> list[int]:
+    """Start each job's program (``argv``) in a new session, its output appended to its log."""
+    def start(job: dict[str, Any]) -> int:
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ]
+        return os.posix_spawn(job["argv"][0], job["argv"], job["env"], file_actions=actions, setsid=True)
+
+    return _start_recorded(jobs, start)
+
+
 def main() -> None:
     jobs = json.load(sys.stdin)
+    if sys.argv[1:] == ["spawn"]:
+        print(json.dumps(spawn(jobs)))
+        return
     from . import serve
 
     for job in jobs:  # every import and every log file first: what cannot start fails the launch, not a child
         importlib.import_module(f"{__package__}.{serve._MODULES[job['service']]}")
-    logs = [os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600) for job in jobs]
+    for job in jobs:
+        job["log_fd"] = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     sys.stdout.flush()
     sys.stderr.flush()
-    pids: list[int] = []
-    try:
-        for job, log in zip(jobs, logs):
-            pid = os.fork()
-            if pid == 0:
-                _child(job, log, serve)
-            pids.append(pid)
-            _write_pid(job["pid_file"], pid)
-    except OSError:  # (out of processes, a pid file not written): no half-started lab nobody recorded
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-        raise
-    print(json.dumps(pids))
+
+    def fork(job: dict[str, Any]) -> int:
+        pid = os.fork()
+        if pid == 0:
+            _child(job, job["log_fd"], serve)
+        return pid
+
+    print(json.dumps(_start_recorded(jobs, fork)))
 
 
 if __name__ == "__main__":

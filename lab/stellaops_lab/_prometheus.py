@@ -110,15 +110,14 @@ def start(config: LabConfig) -> None:
     argv = [exe, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
             f"--web.listen-address={config.host}:{config.prometheus_port}", "--storage.tsdb.retention.time=2d",
             "--log.level=warn"]
-    from ._control import _LAUNCHER, launch_failed  # posix_spawn from a launcher that exits: no child of ours
+    from ._control import LAUNCH_MODULE, launch_failed  # spawned by a launcher that exits: no child of ours
 
     job = {"argv": argv, "log": str(config.log_file(NAME)), "env": {"PATH": os.environ.get("PATH", "/usr/bin")},
            "pid_file": str(config.pid_file(NAME))}  # (written by the launcher)
     try:
-        launched = subprocess.run([sys.executable, "-c", _LAUNCHER], input=json.dumps([job]), capture_output=True,
-                                  text=True, timeout=30, check=True)
-        json.loads(launched.stdout)
-    except (subprocess.SubprocessError, OSError, ValueError) as exc:
+        subprocess.run([sys.executable, "-m", LAUNCH_MODULE, "spawn"], input=json.dumps([job]), capture_output=True,
+                       text=True, timeout=30, check=True)
+    except (subprocess.SubprocessError, OSError) as exc:
         raise launch_failed("prometheus", exc, config) from exc
 
 
