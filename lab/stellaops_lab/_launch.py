@@ -71,9 +71,13 @@ def _child(job: dict[str, Any], log: int, serve: Any) -> None:
 
 def _write_pid(path: str, pid: int) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="ascii") as handle:
-        handle.write(f"{pid}\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="ascii") as handle:
+            handle.write(f"{pid}\n")
+        os.replace(tmp, path)
+    finally:  # (after a failed replace: no temporary file left in the lab's run folder)
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 def _start_recorded(jobs: list[dict[str, Any]], start: Callable[[dict[str, Any]], int]) -> list[int]:

@@ -193,6 +193,7 @@ def test_a_pid_file_that_cannot_be_written_stops_the_program_it_was_for(tmp_path
         while _prometheus_of(config) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _prometheus_of(config) == []
+        assert not list(config.run_dir.glob("*.tmp"))  # nor a half-written pid file
     finally:
         config.pid_file("prometheus").rmdir()
         down(config)
