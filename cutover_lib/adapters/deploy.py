@@ -45,10 +45,17 @@ def adapter_for(rb: Runbook) -> Any:
 
 # ----------------------------------------------------------------------------- notebook calls
 
-
-
 #: deploy modes whose runbook lines are notebook cells (``rb.sh(..., on="each node")``)
 _IN_CELLS = {"compose", "helm"}
+
+
+def _in_cells(rb: Runbook) -> bool:
+    """True (and says so under the cell) when this deploy mode's path is the cells above."""
+    mode = rb.env.deploy.mode
+    if mode in _IN_CELLS:
+        rb.show_html(f"<p>deploy mode <b>{mode}</b>: the cells above are this environment's path.</p>",
+                     f"deploy mode {mode}: the cells above are this environment's path")
+    return mode in _IN_CELLS
 
 
 def apply(rb: Runbook, section: str | None = None) -> None:
@@ -56,10 +63,7 @@ def apply(rb: Runbook, section: str | None = None) -> None:
     In compose and helm mode the cells of 4.2 / 4.3 are the path: nothing happens here."""
     from ..errors import OutcomeUnknown, StepFailed
 
-    mode = rb.env.deploy.mode
-    if mode in _IN_CELLS:
-        rb.show_html(f"<p>deploy mode <b>{mode}</b>: the cells above are this environment's path.</p>",
-                     f"deploy mode {mode}: the cells above are this environment's path")
+    if _in_cells(rb):
         return
     sec = section or "4.2"
     try:
@@ -75,9 +79,5 @@ def apply(rb: Runbook, section: str | None = None) -> None:
 def rollback(rb: Runbook) -> None:
     """Section 6 for a plug-in deploy mode (the lab's); in compose and helm mode the cells of
     Section 6 are the path."""
-    mode = rb.env.deploy.mode
-    if mode in _IN_CELLS:
-        rb.show_html(f"<p>deploy mode <b>{mode}</b>: the cells above are this environment's path.</p>",
-                     f"deploy mode {mode}: the cells above are this environment's path")
-        return
-    adapter_for(rb).rollback(rb)
+    if not _in_cells(rb):
+        adapter_for(rb).rollback(rb)

@@ -174,7 +174,7 @@ def run_phase(
                 slot["go_no_go"] = go_no_go_given(root, env)  # then the T-30m GO of this release (exit 3)
             # a resumed T0 run is checked against the approved plan as strictly as its first attempt
             if phase == "cutover" and not dry_run:
-                blocked = _check_against_approved_plan(env, notebooks, root, executed, ov, echo, kernels)
+                blocked = _check_against_approved_plan(env, notebooks, root, executed, ov, echo, kernels, exports)
                 if blocked is not None:
                     return blocked
             if run is None:
@@ -193,9 +193,8 @@ def run_phase(
 
 
 def _check_against_approved_plan(env: Environment, notebooks: list[str], root: Path, executed: Path,
-                                 overrides: dict[str, Any], echo: Callable[[str], None],
-                                 kernels: Kernels | None = None,
-                                 exports: HtmlExports | None = None) -> RunResult | None:
+                                 overrides: dict[str, Any], echo: Callable[[str], None], kernels: Kernels,
+                                 exports: HtmlExports) -> RunResult | None:
     """Before T0 mutates anything: when the plan gate was approved for a plan run (``cutover
     approve --gate plan --plan RUN_ID``), plan this run now and compare the commands.  Any
     difference stops the run (exit 3) naming the steps whose commands changed."""
@@ -232,31 +231,12 @@ def _check_against_approved_plan(env: Environment, notebooks: list[str], root: P
 
 def _run(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, root: Path, dry_run: bool,
          with_reads: bool, overrides: dict[str, Any], resume: bool, confirm: Sequence[str],
-         waive: Sequence[str], rollback_on_failure: bool, echo: Callable[[str], None],
-         status: Callable[[str], None] | None = None, kernels: Kernels | None = None,
-         exports: HtmlExports | None = None) -> RunResult:
+         waive: Sequence[str], rollback_on_failure: bool, echo: Callable[[str], None], kernels: Kernels,
+         exports: HtmlExports, status: Callable[[str], None] | None = None) -> RunResult:
+    """Execute ``notebooks`` into ``run`` in the run's kernel (a notebook that passed in an earlier
+    attempt is not re-run), roll back when the cutover decided so, seal, and report."""
     started = utc_now()
     done = {r["notebook"] for r in run.read_ledger() if r.get("kind") == "notebook-end" and r.get("outcome") == "passed"}
-    if kernels is None or exports is None:
-        with Kernels(root, env=KERNEL_ENV) as own, HtmlExports() as pool:
-            todo = [nb for nb in notebooks if nb not in done]
-            if todo:
-                own.prepare(root / "notebooks" / todo[0])
-            return _run(env, phase, notebooks, run, root=root, dry_run=dry_run, with_reads=with_reads,
-                        overrides=overrides, resume=resume, confirm=confirm, waive=waive,
-                        rollback_on_failure=rollback_on_failure, echo=echo, status=status, kernels=own,
-                        exports=pool)
-    return _run_notebooks(env, phase, notebooks, run, root=root, dry_run=dry_run, with_reads=with_reads,
-                          overrides=overrides, resume=resume, confirm=confirm, waive=waive,
-                          rollback_on_failure=rollback_on_failure, echo=echo, status=status, started=started,
-                          done=done, kernels=kernels, exports=exports)
-
-
-def _run_notebooks(env: Environment, phase: str, notebooks: list[str], run: RunFolder, *, root: Path, dry_run: bool,
-                   with_reads: bool, overrides: dict[str, Any], resume: bool, confirm: Sequence[str],
-                   waive: Sequence[str], rollback_on_failure: bool, echo: Callable[[str], None],
-                   status: Callable[[str], None] | None, started: Any, done: set[str], kernels: Kernels,
-                   exports: HtmlExports) -> RunResult:
     manifest = run.read_manifest() if resume else {}
     manifest.update({
         "run_id": run.run_id, "env": env.name, "tier": env.tier, "phase": phase, "release": env.release,
