@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 from ..adapters.shell import render
 from ..config.secrets import mask
 from ..config.template import NotNeeded, render_args, render_text
-from ..errors import CheckFailed, OutcomeUnknown, ParamsError, StepFailed
+from ..errors import CheckFailed, OutcomeUnknown, ParamsError, StepFailed, ToolMissing
 from .cellmech import CellMechanics
 from .result import (
+    _WHOLE,
     Check,
     Result,
     _clock,
@@ -126,8 +127,15 @@ class Actions(CellMechanics):
             tool_env = {**self._tool_env(values, env, program=argv[len(prefix)]), **prefix_env,
                         **(_host(node) if node else {})}
             cwd = self.path(self.env.deploy.compose.project_dir) if node and self.env.deploy.compose else None
-            res = ctx.sh(argv, timeout=watched or within or self.env.timeouts.command.total_seconds(), env=tool_env,
-                         check=False, capture_stdout=parse is not None, cwd=cwd, log_name=log_name, pass_fds=fds)
+            try:
+                res = ctx.sh(argv, timeout=watched or within or self.env.timeouts.command.total_seconds(), env=tool_env,
+                             check=False, capture_stdout=parse is not None, cwd=cwd, log_name=log_name, pass_fds=fds)
+            except ToolMissing as exc:  # a program params name ({tools.stellaops_cli}): say which key
+                key = _WHOLE.match(command.split(maxsplit=1)[0]) if not prefix else None
+                if key is None or "is not installed" not in exc.message:
+                    raise
+                raise ToolMissing(exc.message, hint=f"install {argv[0]}, or set {key.group(1)} in params to "
+                                                    f"the program's path") from None
             r.exit, r.elapsed_s, r.text = res.returncode, res.duration_s, res.stdout or ""
             if res.timed_out and watched:
                 return [f"watched for {_seconds(watched)} ({len(res.tail)} lines kept)"]

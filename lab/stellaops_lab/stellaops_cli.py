@@ -409,6 +409,15 @@ def _positive(value: str) -> float:
     return number
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stellaops-lab")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--output", choices=("json", "text"), default=None,
@@ -420,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=ENV_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()} (lab stand-in)")
     parser.add_argument("--output", dest="global_output", choices=("json", "text"), default=None,
                         help="the same as a command's --output (that one wins)")
     groups = parser.add_subparsers(dest="group", metavar="{scan,signer,attestor}")

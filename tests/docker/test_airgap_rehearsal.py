@@ -106,7 +106,9 @@ def test_site_profile_rehearsed_in_the_lab_with_nothing_outside_loopback(docker_
     not_passed = {sid: rec["outcome"] for sid, rec in st.items() if rec["outcome"] != "passed"}
     assert set(not_passed) <= {"4.1.backup-mongo", "4.1.mirror-minio", "4.3.helm-upgrade", "4.3.pods",
                                "4.3.rollout-status", "8.ticket-plan", "5.ticket-results", "5.ticket-screenshots",
-                               "8.ticket-post-smoke"}, not_passed
+                               "8.ticket-post-smoke", "4.1.tool-helm", "4.1.tool-kubectl", "4.1.tool-mongodump",
+                               "4.1.tool-mongorestore", "4.1.tool-mc"}, not_passed
+    assert st["4.1.tool-compose"]["command"] == "docker compose version"  # the real docker CLI and its plugin
     # (not applicable here: the lab's backups, the helm path, and the ticket cells -- no ticket system in
     # the compose lab's params)
     assert st["4.1.site-files"]["outcome"] == "passed"

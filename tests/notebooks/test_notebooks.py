@@ -190,6 +190,27 @@ def test_a_smoke_cell_that_crashes_still_ends_in_a_decision_and_the_rollback(fre
     assert {row["version"] for row in status(cfg).values()} == {"2025.09.1"}
 
 
+def test_a_program_not_installed_stops_the_cutover_in_pre_flight_before_anything_changes(lab_project):
+    """A mistyped ``tools.stellaops_cli`` (no such program here) is found by pre-flight's tool check,
+    before the backup and the apply -- not by Section 4.4 after the release was applied, which
+    would force a rollback: exit 2 (a configuration error), no rollback, the fix names the key."""
+    from stellaops_lab import LabConfig, status
+
+    approve_all(lab_project)
+    cfg: LabConfig = lab_config(lab_project)
+    before = {row["version"] for row in status(cfg).values()}
+    res = cutover(lab_project, "run", "--env", "local", "--phase", "cutover",
+                  "-p", "tools.stellaops_cli=stellaops-cli-mistyped")
+    assert res.returncode == 2, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "outcome: failed" in res.stdout and "rollback decided" not in res.stdout, res.stdout[-3000:]
+    assert "stellaops-cli-mistyped is not installed (needed for: stellaops-cli-mistyped --version) (install " \
+           "stellaops-cli-mistyped, or set tools.stellaops_cli in params to the program's path)" in res.stdout
+    steps = steps_of(run_dir_from(res.stdout))
+    assert steps["4.1.tool-stellaops-cli"]["outcome"] == "failed"
+    assert not [s for s in steps if s.startswith(("4.1.lab-", "4.2", "4.4", "5.", "6."))], sorted(steps)
+    assert {row["version"] for row in status(cfg).values()} == before
+
+
 def test_a_crash_before_the_apply_rolls_nothing_back(fresh_lab):
     """Nothing was applied (the pre-flight notebook broke): no decision, no rollback, just failed."""
     root, _ = fresh_lab
@@ -263,6 +284,7 @@ def test_the_runbooks_cli_runs_with_the_runbooks_arguments(lab_project, tmp_path
     uuid = scan_out["attestation"]["uuid"]
     assert uuid and len(uuid) >= 8
     assert calls == [
+        ["--version"],  # 4.1.tool-stellaops-cli: pre-flight finds it installed before anything changes
         ["signer", "verify", "--base-url", cfg.url("signer"), "--bundle", "samples/dsse/demo.json", "--output", "json"],
         ["scan", "submit", "--profile", "local", "--sbom", "samples/sbom/demo.json", "--output", "json"],
         ["signer", "sign", "--bundle", "samples/dsse/demo.json", "--output", "json"],

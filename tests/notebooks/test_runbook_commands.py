@@ -97,3 +97,49 @@ def test_no_code_cell_hides_a_deploy_step_behind_a_library_call() -> None:
     calls = {m for _, src in code_cells() for m in re.findall(r"\b(deploy|checks|backup)\.(\w+)\(", src)}
     assert calls <= {("deploy", "apply"), ("deploy", "rollback"), ("checks", "decision"), ("backup", "by_plugin"),
                      ("backup", "last_backup")}, calls
+
+
+def _sh_calls(notebooks: list[str]) -> list[tuple[str, str, dict[str, str]]]:
+    """(step id, program, keyword arguments as source text) of every ``rb.sh`` in those notebooks."""
+    import ast
+
+    out = []
+    for name in notebooks:
+        nb = nbformat.read(str(REPO / "notebooks" / name), as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "sh" \
+                        and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant):
+                    kwargs = {k.arg: ast.unparse(k.value) for k in node.keywords if k.arg}
+                    out.append((ast.unparse(node.args[0]).strip("'\""), node.args[1].value.split()[0], kwargs))
+    return out
+
+
+def test_pre_flight_checks_every_program_the_cutover_and_its_rollback_run() -> None:
+    """Each program a cell of the cutover or the rollback runs on this host is checked by a
+    ``4.1.tool-*`` cell of pre-flight, for the same deploy mode and backup mode, before the backup
+    and the apply: a new cell with a new program fails here until pre-flight checks it too.
+    (``inside=`` runs in the service's container: docker/kubectl, checked per mode; sha256sum is coreutils.)"""
+    import yaml
+
+    phases = yaml.safe_load((REPO / "notebooks" / "phases.yaml").read_text())
+    calls = _sh_calls(phases["cutover"] + phases["rollback"])
+
+    def where(kw: dict[str, str]) -> tuple[str | None, bool]:  # (deploy mode, only when backup.mode is tools)
+        return kw.get("mode") or ("'compose'" if kw.get("on") else None), "'backup.mode': 'tools'" in kw.get("when", "")
+
+    checked = {(program, *where(kw)) for sid, program, kw in calls if sid.startswith("4.1.tool-")}
+    needed = set()
+    for sid, program, kw in calls:
+        if sid.startswith("4.1.tool-") or program == "sha256sum":
+            continue
+        if "inside" in kw:  # docker exec / kubectl exec in those modes
+            needed |= {("docker", "'compose'", False), ("kubectl", "'helm'", False)}
+        else:
+            needed.add((program, *where(kw)))
+    missing = {(p, m, tools) for p, m, tools in needed if (p, m, tools) not in checked and (p, m, False) not in checked}
+    assert not missing, f"programs pre-flight does not check (program, mode, backup tools): {sorted(map(str, missing))}"
+    order = [sid for sid, _, _ in _sh_calls(["04_preflight.ipynb"])]
+    assert max(order.index(s) for s in order if s.startswith("4.1.tool-")) < order.index("4.1.network"), order
