@@ -1,23 +1,20 @@
-"""Compose nodes: the Docker engine (docker SDK) and the ``docker compose`` v2 CLI.
+"""Compose nodes: the Docker engine (docker SDK) and failures of the ``docker compose`` v2 CLI.
 
-The runbook's compose lines run as the operator would type them, with ``DOCKER_HOST``
-naming the node::
+The runbook's compose lines are notebook cells, run as the operator would type them, with
+``DOCKER_HOST`` naming the node::
 
     DOCKER_HOST=ssh://ops@compose-prod-1 docker compose --env-file prod.env \\
         -f deploy/compose/docker-compose.prod.yaml pull
 
-What the engine itself knows is read through the docker SDK: the front-door network
-(created idempotently: *already exists* passes, every other error fails -- not a blanket
-``|| true``) and each container's ``State.Health``.  Errors of both are mapped here, at
-the adapter edge, into :mod:`cutover_lib.errors` with one clear line and a fix hint:
+What the engine itself knows is read here through the docker SDK: each container's
+``State.Health`` (:func:`project_health`, polled by :func:`wait_healthy`).  Errors of both are
+mapped here, at the adapter edge, into :mod:`cutover_lib.errors` with one clear line and a fix hint:
 
 * engine not reachable  -> ``StepFailed`` naming the ``DOCKER_HOST`` and how to start it
   (for ``ssh://`` nodes also: ssh refused, unknown or changed host key, key not accepted)
-* compose file missing  -> ``StepFailed`` naming the file and the params key
 * docker / compose v2 / docker SDK not installed -> ``ToolMissing``
 
-The docker CLI is ``$CUTOVER_DOCKER`` (read when a command is built), default ``docker``.  Nothing
-here touches the ``Runbook``; :mod:`cutover_lib.adapters.compose_steps` turns these into steps.
+Nothing here touches the ``Runbook``; :mod:`cutover_lib.adapters.compose_steps` turns these into steps.
 
 ``ssh://`` nodes: the CLI runs the system ``ssh`` (the operator's ``~/.ssh/config`` and ``known_hosts``)
 and ``docker system dial-stdio`` on the node; the SDK connects with paramiko (``docker[ssh]``), which
@@ -43,59 +40,21 @@ if TYPE_CHECKING:
     import docker
 
 __all__ = [
-    "ContainerHealth", "compose_argv", "docker_binary", "engine_busy", "engine_client", "engine_unreachable",
-    "ensure_network", "health_problems", "logs_argv", "map_cli_failure", "network_argv", "parse_ps",
-    "project_health", "require_file", "resolve_env_file", "wait_healthy"
+    "ContainerHealth", "engine_busy", "engine_client", "engine_unreachable", "health_problems",
+    "map_cli_failure", "parse_ps", "project_health", "wait_healthy"
 ]
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
-LOG_TAIL = 50
 
 
-def docker_binary() -> str:
-    """The docker CLI: ``$CUTOVER_DOCKER`` or ``docker`` (read at call time, never at import)."""
-    return os.environ.get("CUTOVER_DOCKER") or "docker"
 
 
-# --------------------------------------------------------------------------- argv (pure)
-
-def compose_argv(file: str, env_file: str | None, *args: str) -> list[str]:
-    """``docker compose [--env-file ENV] -f FILE ARGS...`` exactly as the runbook writes it."""
-    argv = [docker_binary(), "compose"]
-    if env_file:
-        argv += ["--env-file", env_file]
-    return [*argv, "-f", file, *args]
 
 
-def network_argv(name: str) -> list[str]:
-    """The CLI spelling of the network create the SDK performs (shown in evidence)."""
-    return [docker_binary(), "network", "create", name]
 
 
-def logs_argv(container: str, tail: int = LOG_TAIL) -> list[str]:
-    """``docker logs <container> --tail 50``, argument order as in the runbook."""
-    return [docker_binary(), "logs", container, "--tail", str(tail)]
 
-
-def resolve_env_file(cwd: Path, file: str, env_file: str) -> str:
-    """The env file as passed to ``--env-file``: as configured when it exists relative to
-    the project folder (the runbook's ``prod.env``), else the same name next to the compose
-    file (``deploy/compose/prod.env``).  Returns the configured text when neither exists,
-    so the missing-file error names what the params say."""
-    if (cwd / env_file).exists() or Path(env_file).is_absolute():
-        return env_file
-    beside = Path(file).parent / env_file
-    if (cwd / beside).exists():
-        return beside.as_posix()
-    return env_file
-
-
-def require_file(cwd: Path, rel: str, key: str) -> None:
-    """Fail with one line when a compose or env file is missing (before any command runs)."""
-    if not (cwd / rel).is_file():
-        raise StepFailed(f"compose file {rel} not found in {cwd} ({key})",
-                         hint=f"fix {key} in params, or set deploy.compose.project_dir to the folder that holds it")
 
 
 # --------------------------------------------------------------------------- CLI errors
@@ -122,9 +81,8 @@ def map_cli_failure(node: str | None, docker_host: str, shown: str, returncode: 
     (``node`` None: a local command such as ``compose config``, no engine involved)."""
     text = "\n".join(tail)
     if any(s in text for s in _NO_COMPOSE):
-        return ToolMissing(f"docker compose v2 is not installed for {docker_binary()} (needed for: {shown})",
-                           hint="install the Compose v2 CLI plugin (tools/dockerlab.sh install) "
-                                "or point CUTOVER_DOCKER at a docker CLI that has it")
+        return ToolMissing(f"docker compose v2 is not installed for the docker CLI on PATH (needed for: {shown})",
+                           hint="install the Compose v2 CLI plugin (in the lab: tools/dockerlab.sh install)")
     if node is not None and any(s in text for s in _ENGINE_DOWN):
         return engine_unreachable(node, docker_host)
     where = f" on node {node}" if node is not None else ""
@@ -262,19 +220,6 @@ def _short(exc: object) -> str:
     return mask(text if len(text) <= 240 else text[:237] + "...")
 
 
-def ensure_network(client: "docker.DockerClient", name: str) -> str:
-    """Create the external network; ``created`` or ``exists`` (HTTP 409 passes).  Any other API
-    error (bad name, no such driver, address pool exhausted...) propagates as ``docker.errors.APIError``
-    for :func:`engine_client` to map; it is *not* swallowed."""
-    from docker.errors import APIError
-
-    try:
-        client.networks.create(name, driver="bridge", check_duplicate=True)
-    except APIError as exc:
-        if exc.status_code == 409 or "already exists" in str(exc.explanation or ""):
-            return "exists"
-        raise
-    return "created"
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,8 @@ def cutover(root: Path, env: dict[str, str], *args: str) -> subprocess.Completed
 
 def bring_up_previous(host: str, profile: str) -> None:
     """The site's running previous release: the profile's compose file with its previous env file."""
-    argv = dc.compose_argv(f"deploy/compose/docker-compose.{profile}.yaml", f"deploy/compose/{profile}-previous.env",
-                           "up", "-d")
+    argv = ["docker", "compose", "--env-file", f"deploy/compose/{profile}-previous.env",
+            "-f", f"deploy/compose/docker-compose.{profile}.yaml", "up", "-d"]
     subprocess.run(argv, cwd=REPO, env={**os.environ, "DOCKER_HOST": host}, check=True, capture_output=True,
                    timeout=180)
     with dc.engine_client("lab1", host) as client:

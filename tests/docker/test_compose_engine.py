@@ -60,7 +60,8 @@ def versions(host: str = "127.0.0.1") -> dict[str, tuple[int, str]]:
 
 def bring_up_stage(docker_host: str) -> None:
     """The running previous release an upgrade starts from: the stage file and env, as in Section 6."""
-    argv = dc.compose_argv("deploy/compose/docker-compose.stage.yaml", "deploy/compose/stage.env", "up", "-d")
+    argv = ["docker", "compose", "--env-file", "deploy/compose/stage.env",
+            "-f", "deploy/compose/docker-compose.stage.yaml", "up", "-d"]
     subprocess.run(argv, cwd=REPO, env={**_environ(), "DOCKER_HOST": docker_host}, check=True,
                    capture_output=True, timeout=180)
     with dc.engine_client("lab1", docker_host) as client:

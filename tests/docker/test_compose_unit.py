@@ -23,11 +23,6 @@ N2 = "ssh://ops@compose-prod-2.stella-ops.internal"
 DEAD = "unix:///tmp/cutover-docker-no-such-engine/docker.sock"
 
 
-@pytest.fixture(autouse=True)
-def _docker_cli(monkeypatch):
-    monkeypatch.delenv("CUTOVER_DOCKER", raising=False)
-
-
 @pytest.fixture
 def runbook_root(tmp_path: Path) -> Path:
     """A project root shaped like a compose host's checkout: prod.env at the top (as the runbook
@@ -49,23 +44,6 @@ def make_rb(root: Path, tmp_path: Path, *overrides: str, dry_run: bool = False) 
 
 def steps(rb: Runbook) -> dict[str, dict]:
     return {r["step_id"]: r for r in rb.run.read_ledger() if r.get("kind") == "step"}
-
-
-# ------------------------------------------------------------------------------ argv
-
-def test_compose_argv_is_the_runbooks():
-    assert dc.compose_argv("deploy/compose/docker-compose.prod.yaml", "prod.env", "pull") == \
-        ["docker", "compose", "--env-file", "prod.env", "-f", "deploy/compose/docker-compose.prod.yaml", "pull"]
-    assert dc.compose_argv("f.yaml", None, "config") == ["docker", "compose", "-f", "f.yaml", "config"]
-    assert dc.logs_argv("stellaops-scanner-web") == ["docker", "logs", "stellaops-scanner-web", "--tail", "50"]
-    assert dc.network_argv("stellaops_frontdoor") == ["docker", "network", "create", "stellaops_frontdoor"]
-
-
-def test_env_file_as_typed_or_next_to_the_compose_file(runbook_root: Path):
-    f = "deploy/compose/docker-compose.prod.yaml"
-    assert dc.resolve_env_file(runbook_root, f, "prod.env") == "prod.env"
-    assert dc.resolve_env_file(runbook_root, f, "stage.env") == "deploy/compose/stage.env"
-    assert dc.resolve_env_file(runbook_root, f, "missing.env") == "missing.env"
 
 
 def compose_cells(rb: Runbook) -> None:
