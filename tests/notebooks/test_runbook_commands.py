@@ -117,29 +117,35 @@ def _sh_calls(notebooks: list[str]) -> list[tuple[str, str, dict[str, str]]]:
     return out
 
 
-def test_pre_flight_checks_every_program_the_cutover_and_its_rollback_run() -> None:
-    """Each program a cell of the cutover or the rollback runs on this host is checked by a
-    ``4.1.tool-*`` cell of pre-flight, for the same deploy mode and backup mode, before the backup
-    and the apply: a new cell with a new program fails here until pre-flight checks it too.
-    (``inside=`` runs in the service's container: docker/kubectl, checked per mode; sha256sum is coreutils.)"""
+# programs a phase need not check: coreutils, and the project's own script (params check finds it)
+_NOT_CHECKED = {"sha256sum", "{tools.validate_profiles}"}
+
+
+@pytest.mark.parametrize("phase", ["rehearsal", "cutover", "rollback"])
+def test_a_phase_checks_every_program_it_runs_before_it_changes_anything(phase: str) -> None:
+    """Each program a cell of the phase runs on this host (the cutover's: and its automatic rollback's)
+    is checked by a ``*.tool-*`` cell for the same deploy mode and backup mode, placed before the
+    phase's first mutating command: a new cell with a new program fails here until the phase checks
+    it first.  (``inside=`` runs in the service's container: docker / kubectl, checked per mode.)"""
     import yaml
 
     phases = yaml.safe_load((REPO / "notebooks" / "phases.yaml").read_text())
-    calls = _sh_calls(phases["cutover"] + phases["rollback"])
+    calls = _sh_calls(phases[phase] + (phases["rollback"] if phase == "cutover" else []))
 
     def where(kw: dict[str, str]) -> tuple[str | None, bool]:  # (deploy mode, only when backup.mode is tools)
         return kw.get("mode") or ("'compose'" if kw.get("on") else None), "'backup.mode': 'tools'" in kw.get("when", "")
 
-    checked = {(program, *where(kw)) for sid, program, kw in calls if sid.startswith("4.1.tool-")}
+    first_change = next(i for i, (_, _, kw) in enumerate(calls) if kw.get("mutating") == "True")
+    checked = {(program, *where(kw)) for sid, program, kw in calls[:first_change] if ".tool-" in sid}
+    assert checked, f"no tool check before {calls[first_change][0]}"
     needed = set()
     for sid, program, kw in calls:
-        if sid.startswith("4.1.tool-") or program == "sha256sum":
+        if ".tool-" in sid or program in _NOT_CHECKED:
             continue
         if "inside" in kw:  # docker exec / kubectl exec in those modes
             needed |= {("docker", "'compose'", False), ("kubectl", "'helm'", False)}
         else:
             needed.add((program, *where(kw)))
     missing = {(p, m, tools) for p, m, tools in needed if (p, m, tools) not in checked and (p, m, False) not in checked}
-    assert not missing, f"programs pre-flight does not check (program, mode, backup tools): {sorted(map(str, missing))}"
-    order = [sid for sid, _, _ in _sh_calls(["04_preflight.ipynb"])]
-    assert max(order.index(s) for s in order if s.startswith("4.1.tool-")) < order.index("4.1.network"), order
+    assert not missing, f"programs {phase} does not check first (program, mode, backup tools): " \
+                        f"{sorted(map(str, missing))}"
