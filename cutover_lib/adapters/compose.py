@@ -69,7 +69,7 @@ _NO_COMPOSE = ("'compose' is not a docker command", "unknown command: docker com
 def engine_unreachable(node: str, docker_host: str, detail: str = "") -> StepFailed:
     how = ("check ssh access to the host (a key it accepts, its host key in ~/.ssh/known_hosts), "
            "that the docker CLI and dockerd run there" if docker_host.startswith("ssh://")
-           else "start it (systemctl start docker; in the lab: tools/dockerlab.sh start-engine NAME DIR)")
+           else "start dockerd on the node (systemctl start docker)")
     extra = f": {detail}" if detail else ""
     return StepFailed(f"docker engine of node {node} not reachable at DOCKER_HOST={docker_host}{extra}",
                       hint=f"{how}, or fix deploy.compose.nodes[].docker_host")
@@ -82,7 +82,7 @@ def map_cli_failure(node: str | None, docker_host: str, shown: str, returncode: 
     text = "\n".join(tail)
     if any(s in text for s in _NO_COMPOSE):
         return ToolMissing(f"docker compose v2 is not installed for the docker CLI on PATH (needed for: {shown})",
-                           hint="install the Compose v2 CLI plugin (in the lab: tools/dockerlab.sh install)")
+                           hint="install the Compose v2 CLI plugin (Debian/Ubuntu: docker-compose-plugin)")
     if node is not None and any(s in text for s in _ENGINE_DOWN):
         return engine_unreachable(node, docker_host)
     where = f" on node {node}" if node is not None else ""

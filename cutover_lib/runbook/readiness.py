@@ -22,7 +22,7 @@ def _dir_store(rb: Runbook, name: str, store: SecretStore) -> str:
     folder = rb.path(store.path)
     if not folder.is_dir():
         raise CheckFailed(f"secret store {name} not found at {store.path}",
-                          hint="create it (for the lab: cutover lab up)")
+                          hint=f"mount the secret volume at {store.path}, or fix secret_stores.{name}.path in params")
     present = {p.name for p in folder.iterdir() if p.is_file() and p.stat().st_size > 0}  # names and sizes only
     missing = [k for k in store.keys if k not in present]
     if missing:

@@ -135,7 +135,7 @@ def test_unreachable_engine_names_the_docker_host(runbook_root: Path, tmp_path: 
         run_cells(rb, "04_preflight.ipynb", "4.1.network")
     rec = steps(rb)["4.1.network"]
     assert f"docker engine of node n1 not reachable at DOCKER_HOST={DEAD}" in rec["message"]
-    assert "tools/dockerlab.sh start-engine" in rec["message"] and "\n" not in rec["message"]
+    assert "systemctl start docker" in rec["message"] and "\n" not in rec["message"]
     assert rec["data"]["nodes"]["n1"]["outcome"] == "failed"
 
 
@@ -215,7 +215,7 @@ def test_compose_plugin_missing_is_tool_missing(runbook_root: Path, tmp_path: Pa
     with pytest.raises(ToolMissing):
         run_cells(rb, "05_apply.ipynb", "4.2.pull")
     msg = steps(rb)["4.2.pull"]["message"]
-    assert "docker compose v2 is not installed" in msg and "tools/dockerlab.sh install" in msg
+    assert "docker compose v2 is not installed" in msg and "Compose v2 CLI plugin" in msg
 
 
 def test_cli_errors_map_most_specific_first():

@@ -18,7 +18,7 @@ TOOL = REPO / "cutover_lib"
 LAB_INTERNALS = [
     "stellaops_lab", "lab_http_", "lab.sqlite3", "LAB_FAULTS", "/-/audit", "/api/v1/queue/health",
     "/api/v1/runtime/events", "/api/v1/signer/", "/api/v1/attestations", "/api/v1/scans", 'id="dashboard"',
-    "policy-view", "runtime_events ORDER BY", "FROM runtime_events",
+    "policy-view", "runtime_events ORDER BY", "FROM runtime_events", "dockerlab", "cutover lab up",
     # metric names are the site's PromQL in params (monitoring.promql), never the tool's
     "http_server_request_duration", "stellaops_scanner_queue_depth", "_requests_total", "ALERTS{",
 ]
