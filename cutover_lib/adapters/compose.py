@@ -48,15 +48,6 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 
 
-
-
-
-
-
-
-
-
-
 # --------------------------------------------------------------------------- CLI errors
 
 _ENGINE_DOWN = ("Cannot connect to the Docker daemon", "error during connect",
@@ -218,8 +209,6 @@ def _probe_ssh(docker_host: str, timeout: float) -> str:
 def _short(exc: object) -> str:
     text = " ".join(str(exc).split())
     return mask(text if len(text) <= 240 else text[:237] + "...")
-
-
 
 
 @dataclass(frozen=True)
