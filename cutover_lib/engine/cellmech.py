@@ -40,7 +40,8 @@ class CellMechanics:
 
         def step(self, step_id: str, title: str, *, owner: str, expect: str,
                  action: Callable[[StepContext], str | None] | None = None, command: str | None = None,
-                 mutating: bool = False, required: bool = True) -> dict[str, Any]: ...
+                 mutating: bool = False, required: bool = True, not_applicable: str | None = None
+                 ) -> dict[str, Any]: ...
 
         def path(self, rel: str) -> Path: ...
 
@@ -148,13 +149,8 @@ class CellMechanics:
 
     def _not_applicable(self, step_id: str, title: str | None, owner: str | None, want: Mapping[str, Any],
                         template: str, result: Result, why: str) -> Result:
-        from .steps import NotApplicable
-
-        def act(ctx: "StepContext") -> str:
-            raise NotApplicable(why)
-
         result.record = self.step(step_id, title or _title(step_id), owner=owner or self.owner,
-                                  expect=describe(want), command=template, action=act)
+                                  expect=describe(want), command=template, not_applicable=why)
         return result
 
     def _decide(self, on_failure: str | None, step_id: str, why: str) -> None:

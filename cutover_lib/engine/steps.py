@@ -188,10 +188,12 @@ class Runbook(Actions, PromqlVerbs, BridgeVerbs, CalendarVerbs):
         command: str | Sequence[str] | None = None,
         mutating: bool = False,
         required: bool = True,
+        not_applicable: str | None = None,
     ) -> dict[str, Any]:
         """Run one step and record it.  ``action(ctx)`` returns the observed result (a short
         string) or raises :class:`CheckFailed`; a failed required step raises
-        :class:`StepFailed` after its evidence is written."""
+        :class:`StepFailed` after its evidence is written.  ``not_applicable``: why the step does
+        not apply here, known before it runs (recorded as skipped, in a plan too)."""
         if not _STEP_ID.match(step_id):
             raise ValueError(f"step id {step_id!r} must look like 4.1.backup-mongo")
         shown = command if isinstance(command, str) or command is None else render(command)
@@ -210,6 +212,8 @@ class Runbook(Actions, PromqlVerbs, BridgeVerbs, CalendarVerbs):
             outcome = "failed"
             message = (f"step {step_id} was interrupted mid-run in an earlier attempt; its outcome is unknown. "
                        f"Check the system by hand, then resume with --confirm {step_id} to run it again")
+        elif not_applicable is not None:  # (a plan never lists another deploy mode's cell as planned)
+            outcome, observed = "skipped", mask(f"not applicable: {not_applicable}")
         elif self.dry_run and (mutating or not self.with_reads):
             outcome, observed = "planned", "not executed (dry run)"
         else:

@@ -25,7 +25,13 @@ def test_a_plan_reads_as_planned_everywhere(project):
     decisions = [json.loads(line) for line in (run / "ledger.jsonl").read_text().splitlines()
                  if json.loads(line).get("kind") == "decision"]
     assert [d["decision"] for d in decisions] == ["not evaluated"]
-    assert steps_of(run)["5.decision"]["outcome"] in ("planned", "skipped")
+    steps = steps_of(run)
+    assert steps["5.decision"]["outcome"] in ("planned", "skipped")
+    # what the run would skip here (another deploy mode's cells, an unmet when=) is never "planned"
+    for sid in ("4.2.pull", "4.2.up", "4.3.helm-upgrade", "4.1.backup-mongo", "4.1.tool-helm", "4.1.tool-mc"):
+        assert steps[sid]["outcome"] == "skipped" and steps[sid]["observed"].startswith("not applicable: "), \
+            (sid, steps[sid])
+    assert steps["4.2.lab-upgrade"]["outcome"] == "planned" and steps["4.1.tool-stellaops-cli"]["outcome"] == "planned"
     pages = {p.name: p.read_text() for p in (run / "html").glob("*.html")}
     assert "index.html" in pages and len(pages) > 1
     for name, text in pages.items():
