@@ -123,7 +123,7 @@ _NOT_CHECKED = {"sha256sum", "{tools.validate_profiles}"}
 
 @pytest.mark.parametrize("phase", ["rehearsal", "cutover", "rollback"])
 def test_a_phase_checks_every_program_it_runs_before_it_changes_anything(phase: str) -> None:
-    """Each program a cell of the phase runs on this host (the cutover's: and its automatic rollback's)
+    """Each program a cell of the phase runs on this host (for the cutover, its automatic rollback's too)
     is checked by a ``*.tool-*`` cell for the same deploy mode and backup mode, placed before the
     phase's first mutating command: a new cell with a new program fails here until the phase checks
     it first.  (``inside=`` runs in the service's container: docker / kubectl, checked per mode.)"""
