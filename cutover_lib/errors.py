@@ -108,7 +108,13 @@ class SecretError(CutoverError):
 
 
 class ToolMissing(CutoverError):
+    """``program``: the program that is not installed (None: it is there but cannot run)."""
+
     exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None, program: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.program = program
 
 
 class EvidenceError(CutoverError):

@@ -81,7 +81,7 @@ def run_command(
     exe = argv[0]
     if os.sep not in exe and shutil.which(exe, path=(env or {}).get("PATH") or os.environ.get("PATH")) is None:
         raise ToolMissing(f"{exe} is not installed (needed for: {shown})",
-                          hint=f"install {exe} or put it on PATH")
+                          hint=f"install {exe} or put it on PATH", program=exe)
     full_env = {**os.environ, **(env or {})}
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     started = time.monotonic()
@@ -98,7 +98,7 @@ def run_command(
                 pass_fds=tuple(pass_fds))
         except FileNotFoundError as exc:
             raise ToolMissing(f"{exe} is not installed (needed for: {shown})",
-                              hint=f"install {exe} or put it on PATH") from exc
+                              hint=f"install {exe} or put it on PATH", program=exe) from exc
         except PermissionError as exc:
             raise ToolMissing(f"{exe} is not executable", hint=f"chmod +x {exe}") from exc
 

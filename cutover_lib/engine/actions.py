@@ -132,10 +132,10 @@ class Actions(CellMechanics):
                              check=False, capture_stdout=parse is not None, cwd=cwd, log_name=log_name, pass_fds=fds)
             except ToolMissing as exc:  # a program params name ({tools.stellaops_cli}): say which key
                 key = _WHOLE.match(command.split(maxsplit=1)[0]) if not prefix else None
-                if key is None or "is not installed" not in exc.message:
+                if key is None or exc.program is None:
                     raise
-                raise ToolMissing(exc.message, hint=f"install {argv[0]}, or set {key.group(1)} in params to "
-                                                    f"the program's path") from None
+                raise ToolMissing(exc.message, hint=f"install {exc.program}, or set {key.group(1)} in params to "
+                                                    f"the program's path", program=exc.program) from None
             r.exit, r.elapsed_s, r.text = res.returncode, res.duration_s, res.stdout or ""
             if res.timed_out and watched:
                 return [f"watched for {_seconds(watched)} ({len(res.tail)} lines kept)"]

@@ -22,6 +22,7 @@ the pids are printed (JSON), in order.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -90,7 +91,8 @@ def _start_recorded(jobs: list[dict[str, Any]], start: Callable[[dict[str, Any]]
             _write_pid(job["pid_file"], pids[-1])
     except OSError:
         for pid in pids:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # (one that already died: kill the others all the same)
+                os.kill(pid, signal.SIGKILL)
         raise
     return pids
 
